@@ -1,0 +1,71 @@
+"""Atomic replacement of a directory: a crash or Ctrl-C never leaves a half-written one in place."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _renameat2_exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path | str) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside ``target``; on success it replaces ``target``.
+
+    On any exception (KeyboardInterrupt included) the temporary directory is removed and
+    ``target`` is left exactly as it was. Where the platform supports it the swap is one
+    atomic ``renameat2(RENAME_EXCHANGE)``; elsewhere the old directory is renamed aside
+    first and put back if the second rename fails.
+    """
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if target.exists():
+            if not target.is_dir():
+                raise FileExistsError(f"{target} exists and is not a directory")
+            if not _renameat2_exchange(tmp, target):
+                aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+                os.rmdir(aside)
+                os.rename(target, aside)
+                try:
+                    os.rename(tmp, target)
+                except BaseException:
+                    os.rename(aside, target)
+                    raise
+                tmp = aside
+            # after the exchange `tmp` holds the previous content
+        else:
+            os.rename(tmp, target)
+            tmp = None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

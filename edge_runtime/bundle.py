@@ -1,0 +1,240 @@
+"""The model bundle: the only hand-off between stages (a directory, see DESIGN.md).
+
+Layout::
+
+    BUNDLE/
+      manifest.json   format, schema_version, model spec, knobs, metrics, provenance
+      weights.npz     canonical weights (edgeamp.edge_runtime.model docstring)
+      golden.npz      input (T,), knobs (T, n_knobs), output (T,): what every backend must reproduce
+      ir/             OpenVINO IR variants (written by edgeamp.export)
+      plots/          optional PNGs
+
+Writes go through :func:`edgeamp.edge_runtime.atomic.atomic_directory`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import reference
+from .atomic import atomic_directory
+from .config import from_dict, to_dict
+from .errors import BundleError, ConfigError
+from .model import Architecture, ModelWeights, Streaming
+
+FORMAT = "edgeamp-bundle"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.npz"
+GOLDEN = "golden.npz"
+IR_DIR = "ir"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json``. ``metrics``, ``provenance`` and ``exports`` are free-form JSON objects."""
+
+    sample_rate: int
+    architecture: Architecture
+    streaming: Streaming
+    input_gain: float = 1.0
+    output_gain: float = 1.0
+    latency_samples: int = 0
+    metrics: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    exports: dict = field(default_factory=dict)
+    format: str = FORMAT
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.sample_rate < 1000:
+            raise ConfigError(f"sample_rate {self.sample_rate} Hz is not an audio rate")
+
+    def to_json(self) -> str:
+        return json.dumps(to_dict(self), indent=2, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class Golden:
+    """Golden data: ``input`` (T,) float32 audio, ``knobs`` (T, n_knobs) normalised, ``output`` (T,)."""
+
+    input: np.ndarray
+    knobs: np.ndarray
+    output: np.ndarray
+
+
+@dataclass(frozen=True)
+class Bundle:
+    manifest: Manifest
+    weights: ModelWeights
+    golden: Golden | None = None
+    path: Path | None = None
+
+    @property
+    def architecture(self) -> Architecture:
+        return self.manifest.architecture
+
+    def ir_dir(self) -> Path:
+        if self.path is None:
+            raise BundleError("this bundle was not loaded from disk, it has no ir/ folder")
+        return self.path / IR_DIR
+
+
+def golden_signal(sample_rate: int, seconds: float = 0.5, seed: int = 1234) -> np.ndarray:
+    """A deterministic guitar-like test signal: decaying plucked partials, a chord, a pause, noise."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sample_rate))
+    t = np.arange(n) / sample_rate
+    x = np.zeros(n)
+    for onset, f0, amp in [(0.0, 82.4, 0.6), (0.12, 196.0, 0.4), (0.12, 246.9, 0.3), (0.3, 329.6, 0.5)]:
+        env = np.where(t >= onset, np.exp(-(t - onset) * 6.0), 0.0)
+        for k in range(1, 6):
+            x += amp / k * env * np.sin(2 * np.pi * f0 * k * (t - onset))
+    x[(t > 0.22) & (t < 0.28)] = 0.0
+    x += 0.003 * rng.standard_normal(n)
+    return (0.8 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def compute_output(manifest: Manifest, weights: ModelWeights, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:
+    """The reference output for mono ``audio`` (T,) and normalised ``knobs`` (T, n_knobs), float64."""
+    arch = manifest.architecture
+    x = np.concatenate([audio[:, None] * manifest.input_gain, knobs], axis=1)[None].astype(np.float64)
+    s = manifest.streaming
+    if s.mode == "window":
+        hop = s.hop_samples
+        n = audio.shape[0]
+        padded_len = -(-n // hop) * hop
+        x = np.pad(x, ((0, 0), (0, padded_len - n), (0, 0)))
+        y = reference.run_window(arch, weights, x, s.window_samples, hop)[0, :n]
+    else:
+        y, _ = reference.run_stateful(arch, weights, x)
+        y = y[0]
+    return y * manifest.output_gain
+
+
+def make_golden(manifest: Manifest, weights: ModelWeights, audio: np.ndarray | None = None) -> Golden:
+    """Golden data from ``audio`` (default: :func:`golden_signal`), knobs at their defaults."""
+    if audio is None:
+        audio = golden_signal(manifest.sample_rate)
+    audio = np.asarray(audio, dtype=np.float32)
+    arch = manifest.architecture
+    knobs = np.tile(
+        np.array([k.normalise(k.default) for k in arch.knobs], dtype=np.float32), (audio.shape[0], 1)
+    ).reshape(audio.shape[0], len(arch.knobs))
+    out = compute_output(manifest, weights, audio, knobs).astype(np.float32)
+    return Golden(audio, knobs, out)
+
+
+def write_bundle(path: Path | str, bundle: Bundle, *, keep_ir: bool = True) -> Path:
+    """Write ``bundle`` to ``path`` atomically; returns the path.
+
+    ``keep_ir``: carry over the ``ir/`` and ``plots/`` folders of the bundle already at ``path``
+    (or of ``bundle.path``) so that rewriting a manifest does not drop exported graphs.
+    """
+    path = Path(path)
+    golden = bundle.golden or make_golden(bundle.manifest, bundle.weights)
+    sources = [p for p in (path, bundle.path) if p is not None and Path(p).is_dir()]
+    with atomic_directory(path) as tmp:
+        _save_npz(tmp / WEIGHTS, bundle.weights.to_arrays())
+        _save_npz(tmp / GOLDEN, {"input": golden.input, "knobs": golden.knobs, "output": golden.output})
+        if keep_ir:
+            for sub in (IR_DIR, "plots"):
+                src = next((Path(s) / sub for s in sources if (Path(s) / sub).is_dir()), None)
+                if src is not None:
+                    shutil.copytree(src, tmp / sub)
+        # the manifest goes last: a directory without one is never taken for a bundle
+        (tmp / MANIFEST).write_text(bundle.manifest.to_json())
+    return path
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Deterministic npz (fixed zip timestamps) so that identical bundles are byte-identical."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w") as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise BundleError(f"{path.parent}: missing {path.name}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{path}: unreadable ({exc})") from exc
+
+
+def read_manifest(path: Path | str) -> Manifest:
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"no bundle at {path}")
+    if not path.is_dir():
+        raise BundleError(f"{path} is not a bundle directory")
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{path}: missing {MANIFEST}, this is not a (complete) edgeamp bundle")
+    try:
+        raw = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{mpath}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise BundleError(f"{mpath}: format is {found!r}, expected {FORMAT!r}")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        hint = "a newer edgeamp wrote it: upgrade" if isinstance(version, int) and version > SCHEMA_VERSION else (
+            "re-export it with this edgeamp"
+        )
+        raise BundleError(
+            f"{mpath}: schema_version {version!r}, this edgeamp reads schema_version {SCHEMA_VERSION} ({hint})"
+        )
+    try:
+        return from_dict(Manifest, raw, "manifest")
+    except ConfigError as exc:
+        raise BundleError(f"{mpath}: {exc}") from exc
+
+
+def read_bundle(path: Path | str) -> Bundle:
+    """Load and check a bundle; every problem raises :class:`BundleError` naming the file."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    weights = ModelWeights.from_arrays(manifest.architecture, _load_npz(path / WEIGHTS))
+    g = _load_npz(path / GOLDEN)
+    try:
+        golden = Golden(g["input"], g["knobs"], g["output"])
+    except KeyError as exc:
+        raise BundleError(f"{path / GOLDEN}: missing array {exc}") from exc
+    if golden.knobs.shape != (golden.input.shape[0], len(manifest.architecture.knobs)):
+        raise BundleError(
+            f"{path / GOLDEN}: knobs shape {golden.knobs.shape} does not match input length "
+            f"{golden.input.shape[0]} and {len(manifest.architecture.knobs)} knob(s)"
+        )
+    return Bundle(manifest, weights, golden, path)
+
+
+def replace_manifest(bundle: Bundle, **changes) -> Bundle:
+    return dataclasses.replace(bundle, manifest=dataclasses.replace(bundle.manifest, **changes))
+
+
+def verify_golden(bundle: Bundle) -> dict[str, float]:
+    """Recompute the golden output with the reference; max abs error and ESR against the stored one."""
+    g = bundle.golden
+    if g is None:
+        raise BundleError("bundle has no golden data")
+    y = compute_output(bundle.manifest, bundle.weights, g.input, g.knobs)
+    err = y - g.output.astype(np.float64)
+    energy = float(np.sum(g.output.astype(np.float64) ** 2))
+    return {
+        "max_abs_error": float(np.max(np.abs(err))) if err.size else 0.0,
+        "esr": float(np.sum(err**2) / energy) if energy > 0 else float(np.sum(err**2)),
+        "samples": int(g.input.shape[0]),
+    }

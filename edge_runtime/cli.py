@@ -1,0 +1,83 @@
+"""The ``edgeamp`` command.
+
+Each subcommand lives in a module that defines ``add_arguments(parser)`` and
+``run(args) -> int``; this file only lists them, so that the device-side install never
+imports training code until a training subcommand actually runs (and that module imports
+TensorFlow inside ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import version
+from .errors import EdgeampError
+
+# name -> (module, one-line help). Order is the order `edgeamp --help` shows.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("edgeamp.edge_runtime.cli_info", "show a bundle's manifest; --verify recomputes its golden data"),
+    "import-legacy": (
+        "edgeamp.export.cli_legacy",
+        "convert a Keras-2/TF1 CuDNNLSTM .h5 (the original experiment) into a bundle",
+    ),
+}
+
+EPILOG = """\
+typical flow:
+  edgeamp demo-data data/            # synthesised DI guitar + teacher amp (needs [train])
+  edgeamp train --demo --preset stateful out/amp.bundle
+  edgeamp export out/amp.bundle      # hand-built OpenVINO IR, verified against the reference
+  edgeamp info out/amp.bundle --verify
+
+Run `edgeamp COMMAND --help` for each command's options.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeamp",
+        description="Neural guitar-amp models: train an LSTM from DI/amp recordings, export it to "
+        "OpenVINO, and run it in real time on edge devices.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgeamp {version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=(module.__doc__ or help_text).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except EdgeampError as exc:
+        print(f"edgeamp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgeamp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Show a bundle: model, streaming contract, knobs, metrics, exported IR variants.
+
+--verify recomputes the stored golden output with the numpy reference and reports the
+difference (exit status 1 when it exceeds --tolerance).
+
+examples:
+  edgeamp info out/amp.bundle
+  edgeamp info out/amp.bundle --verify
+  edgeamp info out/amp.bundle --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .bundle import read_bundle, verify_golden
+from .config import to_dict
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", metavar="BUNDLE", help="a model bundle directory")
+    p.add_argument("--verify", action="store_true", help="recompute golden data with the numpy reference")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-5, help="max abs error that --verify accepts (default: 1e-5)"
+    )
+    p.add_argument("--json", action="store_true", help="print the manifest (and verify result) as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle = read_bundle(args.bundle)
+    m = bundle.manifest
+    result = verify_golden(bundle) if args.verify else None
+    if args.json:
+        doc = to_dict(m)
+        if result is not None:
+            doc["verify"] = result
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        a, s = m.architecture, m.streaming
+        print(f"bundle      {bundle.path}")
+        print(f"schema      {m.format} v{m.schema_version}")
+        print(f"model       LSTM {'-'.join(map(str, a.lstm_units))}"
+              f"{' + dense head' if a.head else ''}{' + input skip' if a.skip else ''}, "
+              f"{a.parameter_count()} parameters, {a.flops_per_sample()} FLOPs/sample")
+        if s.mode == "window":
+            stream = f"window: {s.window_samples} samples in, last {s.hop_samples} out per hop"
+        else:
+            stream = f"stateful, hop {s.hop_samples} samples"
+        print(f"streaming   {stream} ({1000 * s.hop_samples / m.sample_rate:.2f} ms at {m.sample_rate} Hz)")
+        print(f"gains       in {m.input_gain:g}, out {m.output_gain:g}; latency {m.latency_samples} samples")
+        for k in a.knobs:
+            print(f"knob        {k.name}: {k.minimum:g}..{k.maximum:g} (default {k.default:g})")
+        for key, value in sorted(m.metrics.items()):
+            print(f"metric      {key} = {value:.6g}" if isinstance(value, float) else f"metric      {key} = {value}")
+        for name, info in sorted(m.exports.items()):
+            err = info.get("max_abs_error") if isinstance(info, dict) else None
+            print(f"ir          {name}" + (f" (max abs error vs reference {err:.2e})" if err is not None else ""))
+        for key, value in sorted(m.provenance.items()):
+            print(f"provenance  {key}: {value if not isinstance(value, (dict, list)) else json.dumps(value)}")
+        if result is not None:
+            ok = result["max_abs_error"] <= args.tolerance
+            print(f"verify      {'OK' if ok else 'FAILED'}: max abs error {result['max_abs_error']:.3e}, "
+                  f"ESR {result['esr']:.3e} over {result['samples']} golden samples (tolerance {args.tolerance:g})")
+    if result is not None and result["max_abs_error"] > args.tolerance:
+        return 1
+    return 0

@@ -1,0 +1,27 @@
+"""The package's error types: every error edgeamp raises on purpose is an EdgeampError."""
+
+from __future__ import annotations
+
+
+class EdgeampError(Exception):
+    """Root of every error that edgeamp raises on purpose."""
+
+
+class BundleError(EdgeampError):
+    """A model bundle is missing, from another schema version, inconsistent or corrupt."""
+
+
+class ConfigError(EdgeampError, ValueError):
+    """A configuration (manifest section, preset, CLI value) is malformed."""
+
+
+class InputError(EdgeampError, ValueError):
+    """Audio or array input breaks the contract (dtype, shape, sample rate, values)."""
+
+
+class LegacyImportError(EdgeampError):
+    """A legacy Keras-2 / TF1 .h5 file cannot be imported."""
+
+
+class DeviceError(EdgeampError):
+    """An inference device is missing or cannot run the requested graph."""

@@ -1,0 +1,141 @@
+"""The numpy reference: the ground truth every other backend is compared with.
+
+Kept small and obvious on purpose. Arrays are ``(batch, time, channels)``; channel 0 is
+the audio, channels 1.. are the normalised knob values. The state of a stack is a tuple
+with one ``(h, c)`` pair per layer, each ``(batch, units)``.
+
+Two streaming semantics (DESIGN.md):
+
+- :func:`run_stateful`: one pass over the sequence, state carried in and out;
+- :func:`run_window`: the original experiment: output hop ``k`` is the last ``hop``
+  outputs of a fresh (zero-state) run over the ``window`` inputs that end with hop ``k``
+  (zeros before the start of the signal).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+from .model import Architecture, ModelWeights
+
+LayerState = tuple[np.ndarray, np.ndarray]
+State = tuple[LayerState, ...]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # exact identity, no overflow warnings
+
+
+def zero_state(arch: Architecture, batch: int = 1, dtype: type = np.float64) -> State:
+    return tuple((np.zeros((batch, u), dtype), np.zeros((batch, u), dtype)) for u in arch.lstm_units)
+
+
+def lstm_layer(
+    kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray, x: np.ndarray, state: LayerState
+) -> tuple[np.ndarray, LayerState]:
+    """One Keras-layout LSTM layer over a sequence.
+
+    x: ``(batch, time, in_features)``; returns ``(batch, time, units)`` and the final ``(h, c)``.
+    """
+    h, c = state
+    units = recurrent_kernel.shape[0]
+    z_in = x @ kernel + bias  # (batch, time, 4U): input part of all steps at once
+    out = np.empty(x.shape[:2] + (units,), dtype=z_in.dtype)
+    for t in range(x.shape[1]):
+        z = z_in[:, t] + h @ recurrent_kernel
+        i = _sigmoid(z[:, :units])
+        f = _sigmoid(z[:, units : 2 * units])
+        g = np.tanh(z[:, 2 * units : 3 * units])
+        o = _sigmoid(z[:, 3 * units :])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        out[:, t] = h
+    return out, (h, c)
+
+
+def forward(
+    weights: ModelWeights, x: np.ndarray, state: State, *, skip: bool = False
+) -> tuple[np.ndarray, State]:
+    """The whole stack over ``x`` ``(batch, time, channels)``: returns ``(batch, time)`` and the new state."""
+    dtype = state[0][0].dtype
+    y = np.asarray(x, dtype=dtype)
+    new_state = []
+    for w, layer_state in zip(weights.lstm, state):
+        y, s = lstm_layer(
+            w.kernel.astype(dtype), w.recurrent_kernel.astype(dtype), w.bias.astype(dtype), y, layer_state
+        )
+        new_state.append(s)
+    if weights.head_kernel is not None:
+        y = y @ weights.head_kernel.astype(dtype) + weights.head_bias.astype(dtype)
+    out = y[..., 0]
+    if skip:
+        out = out + np.asarray(x[..., 0], dtype=dtype)
+    return out, tuple(new_state)
+
+
+def _check_input(arch: Architecture, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 1 and arch.input_channels == 1:
+        x = x[None, :, None]
+    elif x.ndim == 2 and arch.input_channels == 1:
+        x = x[:, :, None]
+    if x.ndim != 3 or x.shape[2] != arch.input_channels:
+        raise InputError(
+            f"reference input must be (batch, time, {arch.input_channels}) "
+            f"[audio + {len(arch.knobs)} knob channel(s)], got shape {x.shape}"
+        )
+    if not np.all(np.isfinite(x)):
+        raise InputError("reference input holds NaN or Inf")
+    return x
+
+
+def run_stateful(
+    arch: Architecture,
+    weights: ModelWeights,
+    x: np.ndarray,
+    state: State | None = None,
+    *,
+    dtype: type = np.float64,
+) -> tuple[np.ndarray, State]:
+    """Stateful semantics: ``x`` ``(batch, time, channels)`` (or 1-D audio without knobs).
+
+    Returns ``(batch, time)`` output and the state after the last sample.
+    """
+    x = _check_input(arch, x)
+    if state is None:
+        state = zero_state(arch, x.shape[0], dtype)
+    return forward(weights, x, state, skip=arch.skip)
+
+
+def run_window(
+    arch: Architecture,
+    weights: ModelWeights,
+    x: np.ndarray,
+    window_samples: int,
+    hop_samples: int,
+    *,
+    dtype: type = np.float64,
+    max_batch: int = 256,
+) -> np.ndarray:
+    """Window semantics over a whole signal: ``x`` ``(batch, time, channels)`` -> ``(batch, time)``.
+
+    Time must be a multiple of ``hop_samples``; all windows run as one batch (in chunks
+    of ``max_batch`` windows to bound memory).
+    """
+    x = _check_input(arch, x)
+    batch, time, channels = x.shape
+    if time % hop_samples:
+        raise InputError(f"window semantics needs a multiple of hop_samples={hop_samples}, got {time} samples")
+    n_hops = time // hop_samples
+    padded = np.concatenate([np.zeros((batch, window_samples - hop_samples, channels), x.dtype), x], axis=1)
+    # windows[b, k] = padded[b, k*hop : k*hop + window]
+    starts = np.arange(n_hops) * hop_samples
+    idx = starts[:, None] + np.arange(window_samples)[None, :]
+    windows = padded[:, idx].reshape(batch * n_hops, window_samples, channels)
+    outs = []
+    for lo in range(0, windows.shape[0], max_batch):
+        chunk = windows[lo : lo + max_batch]
+        y, _ = forward(weights, chunk, zero_state(arch, chunk.shape[0], dtype), skip=arch.skip)
+        outs.append(y[:, -hop_samples:])
+    return np.concatenate(outs, axis=0).reshape(batch, time)

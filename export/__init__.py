@@ -1,0 +1,1 @@
+"""Model export: bundle weights -> hand-built OpenVINO graphs; legacy CuDNNLSTM import. No TensorFlow."""

@@ -1,0 +1,77 @@
+"""Packaging promises: one namespace, no TensorFlow on the device side, a teaching CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from .conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("edgeamp-*.whl")
+    return path
+
+
+def test_wheel_installs_only_the_edgeamp_namespace(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names}
+    assert top == {"edgeamp", next(t for t in top if t.endswith(".dist-info"))}, top
+    for stage in ("edge_runtime", "export", "train"):
+        assert f"edgeamp/{stage}/__init__.py" in names
+    assert not any(n.startswith(("train/", "export/", "edge_runtime/", "tests/", "benchmarks/")) for n in names)
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "Requires-Python: >=3.10" in meta
+    base = [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert not any("tensorflow" in line or "keras" in line for line in base), base
+
+
+BLOCK_TF = r"""
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import edgeamp.edge_runtime as er, edgeamp.export as ex
+for pkg in (er, ex):
+    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):
+        if not m.name.endswith('__main__'):
+            importlib.import_module(m.name)
+assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules)
+from edgeamp.edge_runtime.cli import main
+try:
+    main(['--help'])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+"""
+
+
+def test_edge_runtime_and_export_run_without_tensorflow():
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TF], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "edgeamp" in proc.stdout
+
+
+def test_cli_version_and_help():
+    proc = subprocess.run([sys.executable, "-m", "edgeamp.edge_runtime", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("edgeamp ")
+    proc = subprocess.run([sys.executable, "-m", "edgeamp.edge_runtime", "--help"], capture_output=True, text=True)
+    assert "typical flow" in proc.stdout and "import-legacy" in proc.stdout
+
+
+def test_importing_edge_runtime_does_no_work():
+    heavy = ("openvino", "sounddevice", "soundfile", "h5py")
+    code = f"import sys, edgeamp.edge_runtime; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
