@@ -132,23 +132,29 @@ def make_golden(manifest: Manifest, weights: ModelWeights, audio: np.ndarray | N
     return Golden(audio, knobs, out)
 
 
-def write_bundle(path: Path | str, bundle: Bundle, *, keep_ir: bool = True) -> Path:
+def write_bundle(
+    path: Path | str, bundle: Bundle, *, keep_ir: bool = True, folders: dict[str, Path] | None = None
+) -> Path:
     """Write ``bundle`` to ``path`` atomically; returns the path.
 
     ``keep_ir``: carry over the ``ir/`` and ``plots/`` folders of the bundle already at ``path``
     (or of ``bundle.path``) so that rewriting a manifest does not drop exported graphs.
+    ``folders``: sub-folder name -> directory to copy in instead (e.g. a freshly staged ``ir``).
     """
     path = Path(path)
     golden = bundle.golden or make_golden(bundle.manifest, bundle.weights)
     sources = [p for p in (path, bundle.path) if p is not None and Path(p).is_dir()]
+    folders = dict(folders or {})
+    if keep_ir:
+        for sub in (IR_DIR, "plots"):
+            src = next((Path(s) / sub for s in sources if (Path(s) / sub).is_dir()), None)
+            if src is not None:
+                folders.setdefault(sub, src)
     with atomic_directory(path) as tmp:
         _save_npz(tmp / WEIGHTS, bundle.weights.to_arrays())
         _save_npz(tmp / GOLDEN, {"input": golden.input, "knobs": golden.knobs, "output": golden.output})
-        if keep_ir:
-            for sub in (IR_DIR, "plots"):
-                src = next((Path(s) / sub for s in sources if (Path(s) / sub).is_dir()), None)
-                if src is not None:
-                    shutil.copytree(src, tmp / sub)
+        for sub, src in sorted(folders.items()):
+            shutil.copytree(src, tmp / sub)
         # the manifest goes last: a directory without one is never taken for a bundle
         (tmp / MANIFEST).write_text(bundle.manifest.to_json())
     return path

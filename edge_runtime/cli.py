@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "edgeamp.export.cli_legacy",
         "convert a Keras-2/TF1 CuDNNLSTM .h5 (the original experiment) into a bundle",
     ),
+    "export": ("edgeamp.export.cli_export", "build and verify OpenVINO IR variants (stateful, Myriad, window)"),
 }
 
 EPILOG = """\

@@ -1,0 +1,137 @@
+"""Hop engines: run exactly one hop of ``hop_samples`` through a model.
+
+An engine owns its state and its buffers; ``run_hop`` copies the hop in, computes, and
+returns a view of its internal output buffer (valid until the next call). Processors
+(``edgeamp.edge_runtime.processor``) put block buffering on top.
+
+- :class:`NumpyEngine`: the reference, both streaming modes, float64 by default;
+- :class:`OpenVINOEngine`: an exported IR variant on any OpenVINO device. ``stateful``
+  keeps state in the graph, ``explicit_state`` (Myriad) has the engine carry the state
+  tensors, ``window`` has the engine keep the input history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import ov_compat, reference
+from .errors import DeviceError
+from .model import Architecture, ModelWeights, Streaming
+
+
+class NumpyEngine:
+    """Reference engine. ``audio`` is pre-gain input; gains are applied here as in the IR."""
+
+    def __init__(
+        self,
+        arch: Architecture,
+        weights: ModelWeights,
+        streaming: Streaming,
+        *,
+        input_gain: float = 1.0,
+        output_gain: float = 1.0,
+        dtype: type = np.float64,
+    ) -> None:
+        self.arch = arch
+        self.weights = weights.astype(dtype)
+        self.streaming = streaming
+        self.hop_samples = streaming.hop_samples
+        self.input_gain = input_gain
+        self.output_gain = output_gain
+        self.dtype = dtype
+        context = streaming.window_samples if streaming.mode == "window" else streaming.hop_samples
+        self._x = np.zeros((1, context, arch.input_channels), dtype)
+        self._out = np.zeros(self.hop_samples, np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self._x[:] = 0.0
+        self._state = reference.zero_state(self.arch, 1, self.dtype)
+
+    def run_hop(self, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:
+        hop = self.hop_samples
+        if self.streaming.mode == "window":
+            self._x[0, :-hop] = self._x[0, hop:]
+        self._x[0, -hop:, 0] = audio
+        self._x[0, -hop:, 0] *= self.input_gain
+        self._x[0, -hop:, 1:] = knobs
+        if self.streaming.mode == "window":
+            y, _ = reference.forward(self.weights, self._x, reference.zero_state(self.arch, 1, self.dtype),
+                                     skip=self.arch.skip)
+        else:
+            y, self._state = reference.forward(self.weights, self._x, self._state, skip=self.arch.skip)
+        self._out[:] = y[0, -hop:] * self.output_gain
+        return self._out
+
+
+class OpenVINOEngine:
+    """One compiled IR variant and one InferRequest; tensors allocated once and written in place."""
+
+    def __init__(
+        self,
+        xml_path: Path | str,
+        variant: str,
+        arch: Architecture,
+        streaming_hop: int,
+        *,
+        device: str = "CPU",
+        config: dict[str, str] | None = None,
+        window_samples: int = 0,
+    ) -> None:
+        xml_path = Path(xml_path)
+        if not xml_path.is_file():
+            raise DeviceError(f"IR not found: {xml_path} (run `edgeamp export` on the bundle)")
+        self.variant = variant
+        self.arch = arch
+        self.hop_samples = streaming_hop
+        self.device = device
+        if config is None:
+            config = ov_compat.cpu_config() if device.upper().startswith("CPU") else {}
+        try:
+            self.compiled = ov_compat.core().compile_model(str(xml_path), device, config)
+        except RuntimeError as exc:
+            raise DeviceError(f"OpenVINO could not compile {xml_path.name} for {device}: {exc}") from exc
+        self.request = self.compiled.create_infer_request()
+        self._audio = self.request.get_tensor("audio").data
+        self._knobs = self.request.get_tensor("knobs").data if arch.knobs else None
+        self._output = self.request.get_tensor("output").data
+        self._state_pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        if variant == "explicit_state":
+            for i in range(len(arch.lstm_units)):
+                for kind in ("h", "c"):
+                    self._state_pairs.append(
+                        (self.request.get_tensor(f"{kind}_in{i}").data, self.request.get_tensor(f"{kind}_out{i}").data)
+                    )
+        expected = window_samples if variant == "window" else streaming_hop
+        if self._audio.shape != (1, expected):
+            raise DeviceError(
+                f"{xml_path.name} takes audio {tuple(self._audio.shape)}, expected (1, {expected}) "
+                f"for the {variant} variant with hop {streaming_hop}"
+            )
+        self.reset()
+
+    def reset(self) -> None:
+        self._audio[:] = 0.0
+        if self._knobs is not None:
+            self._knobs[:] = 0.0
+        for state_in, _ in self._state_pairs:
+            state_in[:] = 0.0
+        if self.variant == "stateful":
+            for state in self.request.query_state():
+                state.reset()
+
+    def run_hop(self, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:
+        hop = self.hop_samples
+        if self.variant == "window":
+            self._audio[0, :-hop] = self._audio[0, hop:]
+            if self._knobs is not None:
+                self._knobs[0, :-hop] = self._knobs[0, hop:]
+        self._audio[0, -hop:] = audio
+        if self._knobs is not None:
+            self._knobs[0, -hop:] = knobs
+        self.request.infer()
+        for state_in, state_out in self._state_pairs:
+            state_in[:] = state_out
+        return self._output[0]

@@ -1,0 +1,56 @@
+"""The one place that knows OpenVINO API differences.
+
+Current releases expose ``openvino.Core``; 2022.3 LTS (the last with the Myriad VPU
+plugin, Python <= 3.10) only has ``openvino.runtime``. Everything else in edgeamp goes
+through this module, imported lazily so that ``import edgeamp.edge_runtime`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+@functools.lru_cache(maxsize=1)
+def ov() -> Any:
+    """The module holding ``Core``, ``Tensor``, ``Model`` (``openvino`` or ``openvino.runtime``)."""
+    try:
+        import openvino
+
+        if hasattr(openvino, "Core"):
+            return openvino
+    except ImportError as exc:  # pragma: no cover - the base install has openvino
+        from .errors import DeviceError
+
+        raise DeviceError("OpenVINO is not installed: pip install openvino") from exc
+    import openvino.runtime as runtime  # 2022.x
+
+    return runtime
+
+
+def version() -> str:
+    return str(ov().get_version())
+
+
+@functools.lru_cache(maxsize=1)
+def core() -> Any:
+    """One shared ``Core`` per process (device discovery happens here, never at import)."""
+    return ov().Core()
+
+
+def read_model(xml_path: str) -> Any:
+    return core().read_model(xml_path)
+
+
+def cpu_config(threads: int | None = None, precision: str = "f32") -> dict[str, str]:
+    """CPU plugin settings: inference precision pinned (bf16 would be the default on
+    AVX512_BF16 CPUs), latency hint, one stream, optional thread count."""
+    cfg = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+    if threads:
+        cfg["INFERENCE_NUM_THREADS"] = str(int(threads))
+    return cfg
+
+
+def op_types(model: Any) -> list[str]:
+    """Sorted distinct op type names in a model (``Loop``/``TensorIterator`` must never appear)."""
+    return sorted({node.get_type_name() for node in model.get_ordered_ops()})

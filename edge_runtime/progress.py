@@ -1,0 +1,22 @@
+"""Progress bars (tqdm) that stay quiet when output is not a terminal or when asked."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def enabled() -> bool:
+    return sys.stderr.isatty() and os.environ.get("EDGEAMP_NO_PROGRESS", "") == ""
+
+
+def progress(iterable: Iterable[T], desc: str = "", unit: str = "it", leave: bool = True, total=None) -> Iterable[T]:
+    if not enabled():
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, unit=unit, leave=leave, total=total, dynamic_ncols=True)

@@ -1,0 +1,221 @@
+"""Export a bundle's weights as hand-built OpenVINO IR variants and verify each one.
+
+Every variant is compiled on CPU with ``INFERENCE_PRECISION_HINT=f32``, streamed hop by hop
+over a deterministic test signal (knobs swept through their range) and compared with the
+numpy reference of its own semantics (``window`` variant: window semantics; the others:
+stateful). The results go into ``manifest.exports``; an f32 variant that misses
+:data:`F32_TOLERANCE` fails the export and nothing is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+
+from edgeamp.edge_runtime import ov_compat, reference
+from edgeamp.edge_runtime.bundle import IR_DIR, Bundle, golden_signal, read_bundle, write_bundle
+from edgeamp.edge_runtime.engines import OpenVINOEngine
+from edgeamp.edge_runtime.errors import ConfigError, EdgeampError
+from edgeamp.edge_runtime.progress import progress
+
+from .graphs import VARIANTS, GraphSpec, build_graph
+
+log = logging.getLogger(__name__)
+
+F32_TOLERANCE = 1e-5
+PRECISIONS = ("f32", "f16")
+FORBIDDEN_OPS = {"Loop", "TensorIterator"}
+
+
+class ExportError(EdgeampError):
+    """An export failed (verification or an unexportable bundle)."""
+
+
+def ir_key(variant: str, precision: str) -> str:
+    return f"{variant}-{precision}"
+
+
+def hop_from_ms(hop_ms: float, sample_rate: int) -> int:
+    """Hop length in samples; the hop must be a whole number of samples at this rate."""
+    exact = hop_ms * sample_rate / 1000.0
+    hop = round(exact)
+    if hop < 1 or not math.isclose(exact, hop, abs_tol=1e-6):
+        near = [h for h in (math.floor(exact), math.ceil(exact)) if h >= 1]
+        options = ", ".join(f"{h} samples = {1000 * h / sample_rate:.4g} ms" for h in near)
+        raise ConfigError(
+            f"a {hop_ms:g} ms hop at {sample_rate} Hz is {exact:.3f} samples, not a whole number; "
+            f"choose e.g. {options} (use --hop-samples)"
+        )
+    return hop
+
+
+def default_variants(bundle: Bundle) -> tuple[str, ...]:
+    if bundle.manifest.streaming.mode == "window":
+        return ("stateful", "explicit_state", "window")
+    return ("stateful", "explicit_state")
+
+
+def verification_signal(bundle: Bundle, seconds: float, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Audio ``(T,)`` and normalised knobs ``(T, n)`` (slow sweeps), T a multiple of ``hop``."""
+    sr = bundle.manifest.sample_rate
+    n = max(hop, int(round(seconds * sr)) // hop * hop)
+    base = golden_signal(sr, seconds=0.5)
+    audio = np.resize(base, n).astype(np.float32)
+    t = np.arange(n) / sr
+    knobs = np.zeros((n, len(bundle.architecture.knobs)), np.float32)
+    for i in range(knobs.shape[1]):
+        knobs[:, i] = 0.95 * np.sin(2 * np.pi * (0.3 + 0.2 * i) * t + i)
+    return audio, knobs
+
+
+def reference_output(bundle: Bundle, variant: str, audio: np.ndarray, knobs: np.ndarray, hop: int) -> np.ndarray:
+    m = bundle.manifest
+    x = np.concatenate([audio[:, None] * m.input_gain, knobs], axis=1)[None].astype(np.float64)
+    if variant == "window":
+        y = reference.run_window(m.architecture, bundle.weights, x, m.streaming.window_samples, hop)
+    else:
+        y, _ = reference.run_stateful(m.architecture, bundle.weights, x)
+    return y[0] * m.output_gain
+
+
+def stream_ir(engine: OpenVINOEngine, audio: np.ndarray, knobs: np.ndarray, desc: str = "") -> np.ndarray:
+    hop = engine.hop_samples
+    out = np.empty_like(audio)
+    engine.reset()
+    for lo in progress(range(0, audio.shape[0], hop), desc=desc, unit="hop", leave=False):
+        out[lo : lo + hop] = engine.run_hop(audio[lo : lo + hop], knobs[lo : lo + hop])
+    return out
+
+
+def compare(y: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    err = y.astype(np.float64) - ref
+    energy = float(np.sum(ref**2))
+    return {
+        "max_abs_error": float(np.max(np.abs(err))),
+        "esr_vs_reference": float(np.sum(err**2) / energy) if energy > 0 else float(np.sum(err**2)),
+    }
+
+
+def cpu_capabilities() -> list[str]:
+    try:
+        return [str(c) for c in ov_compat.core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    except RuntimeError:
+        return []
+
+
+def export_bundle(
+    path: Path | str,
+    *,
+    variants: tuple[str, ...] | None = None,
+    precisions: tuple[str, ...] = PRECISIONS,
+    hop_samples: int | None = None,
+    verify_seconds: float = 10.0,
+    window_verify_seconds: float = 2.0,
+) -> Bundle:
+    """Build, save and verify IR variants into the bundle at ``path``; returns the re-read bundle."""
+    bundle = read_bundle(path)
+    m = bundle.manifest
+    variants = tuple(variants or default_variants(bundle))
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        raise ConfigError(f"unknown precision(s) {bad}; choose from {list(PRECISIONS)}")
+    if "window" in variants and m.streaming.mode != "window":
+        raise ExportError(
+            f"{path}: the window variant needs a window-mode bundle (this one is {m.streaming.mode}: it has no "
+            "window length); export stateful or explicit_state"
+        )
+    hop = hop_samples or m.streaming.hop_samples
+    if hop < 1:
+        raise ConfigError(f"hop must be at least 1 sample, got {hop}")
+    if "window" in variants and hop > m.streaming.window_samples:
+        raise ConfigError(f"hop {hop} is longer than the window of {m.streaming.window_samples} samples")
+
+    exports = dict(m.exports)
+    capabilities = cpu_capabilities()
+    with tempfile.TemporaryDirectory(prefix="edgeamp-export-") as staging:
+        ir_dir = Path(staging) / IR_DIR
+        if bundle.path and (bundle.path / IR_DIR).is_dir():
+            shutil.copytree(bundle.path / IR_DIR, ir_dir)
+        ir_dir.mkdir(exist_ok=True)
+        for variant in variants:
+            seconds = window_verify_seconds if variant == "window" else verify_seconds
+            audio, knobs = verification_signal(bundle, seconds, hop)
+            log.info("%s: reference over %.1f s ...", variant, audio.shape[0] / m.sample_rate)
+            ref = reference_output(bundle, variant, audio, knobs, hop)
+            spec = GraphSpec(variant, hop, m.streaming.window_samples, m.input_gain, m.output_gain)
+            model = build_graph(m.architecture, bundle.weights, spec)
+            ops = ov_compat.op_types(model)
+            forbidden = FORBIDDEN_OPS.intersection(ops)
+            if forbidden:  # cannot happen with build_graph; checked because the VPU depends on it
+                raise ExportError(f"{variant}: graph contains {sorted(forbidden)}")
+            for precision in precisions:
+                key = ir_key(variant, precision)
+                xml = ir_dir / f"{key}.xml"
+                ov.save_model(model, str(xml), compress_to_fp16=(precision == "f16"))
+                engine = OpenVINOEngine(xml, variant, m.architecture, hop,
+                                        window_samples=m.streaming.window_samples)
+                y = stream_ir(engine, audio, knobs, desc=f"verify {key}")
+                result = compare(y, ref)
+                entry = {
+                    "xml": f"{IR_DIR}/{key}.xml",
+                    "variant": variant,
+                    "precision": precision,
+                    "hop_samples": hop,
+                    "window_samples": m.streaming.window_samples if variant == "window" else 0,
+                    "ops": ops,
+                    "verify_seconds": round(audio.shape[0] / m.sample_rate, 3),
+                    "openvino_version": ov_compat.version(),
+                    **result,
+                }
+                if precision == "f32":
+                    entry["bf16_execution"] = _bf16_cost(xml, variant, m, hop, audio, knobs, ref, capabilities)
+                exports[key] = entry
+                log.info("%s: max abs error %.2e, ESR vs reference %.2e", key, result["max_abs_error"],
+                         result["esr_vs_reference"])
+                if precision == "f32" and result["max_abs_error"] > F32_TOLERANCE:
+                    raise ExportError(
+                        f"{key}: max abs error {result['max_abs_error']:.3e} against the numpy reference exceeds "
+                        f"{F32_TOLERANCE:g}; nothing was written"
+                    )
+        new = replace(bundle, manifest=replace(m, exports=exports))
+        write_bundle(bundle.path, new, folders={IR_DIR: ir_dir})
+    return read_bundle(bundle.path)
+
+
+def _bf16_cost(xml, variant, m, hop, audio, knobs, ref, capabilities) -> dict:
+    """What bf16 execution costs in ESR (only where the CPU runs bf16 natively)."""
+    if "BF16" not in capabilities:
+        return {"supported": False, "cpu_capabilities": capabilities}
+    engine = OpenVINOEngine(xml, variant, m.architecture, hop, config=ov_compat.cpu_config(precision="bf16"),
+                            window_samples=m.streaming.window_samples)
+    return {"supported": True, **compare(stream_ir(engine, audio, knobs, desc="bf16"), ref)}
+
+
+def verify_exports(path: Path | str, seconds: float = 10.0, window_seconds: float = 2.0) -> dict[str, dict]:
+    """Re-verify the IR already in a bundle; returns key -> comparison."""
+    bundle = read_bundle(path)
+    m = bundle.manifest
+    if not m.exports:
+        raise ExportError(f"{path}: no exported IR; run `edgeamp export {path}` first")
+    results = {}
+    refs: dict[tuple, np.ndarray] = {}
+    for key, entry in sorted(m.exports.items()):
+        variant, hop = entry["variant"], entry["hop_samples"]
+        audio, knobs = verification_signal(bundle, window_seconds if variant == "window" else seconds, hop)
+        sem = ("window" if variant == "window" else "stateful", hop, audio.shape[0])
+        if sem not in refs:
+            refs[sem] = reference_output(bundle, variant, audio, knobs, hop)
+        engine = OpenVINOEngine(bundle.path / entry["xml"], variant, m.architecture, hop,
+                                window_samples=m.streaming.window_samples)
+        results[key] = compare(stream_ir(engine, audio, knobs, desc=f"verify {key}"), refs[sem])
+    return results

@@ -1,0 +1,152 @@
+"""Hand-built OpenVINO inference graphs from a bundle's numpy weights (opset API).
+
+``openvino.convert_model`` on a Keras LSTM yields a ``Loop`` graph (slow, and a Myriad VPU
+cannot run it), so the graph is built here from ``LSTMSequence`` ops. Keras stores gates
+i, f, c, o with kernels ``(in, 4U)``; ``LSTMSequence`` wants f, i, c, o with
+``W (dirs, 4U, in)``, ``R (dirs, 4U, U)``, ``B (dirs, 4U)`` and state ``(batch, dirs, U)``.
+
+Variants (all batch 1, static shapes):
+
+- ``stateful``: input one hop; LSTM state lives in the graph (``ReadValue``/``Assign``,
+  variables ``h{l}``/``c{l}``), cleared by ``InferRequest.reset_state()``;
+- ``explicit_state``: input one hop plus ``h_in{l}``/``c_in{l}``; outputs ``h_out{l}``/``c_out{l}``.
+  Only ops that OpenVINO 2022.3 reads: the Myriad VPU target;
+- ``window``: stateless; ``window_samples`` in, the last ``hop_samples`` out (original experiment).
+
+Inputs: ``audio`` ``(1, T)`` float32 and, when the model has knobs, ``knobs`` ``(1, T, n_knobs)``
+(normalised values, per sample so that a knob change can ramp across a hop). Output ``output``
+``(1, hop)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import openvino as ov
+import openvino.opset6 as ops6
+import openvino.opset8 as ops
+
+from edgeamp.edge_runtime.errors import ConfigError
+from edgeamp.edge_runtime.model import Architecture, ModelWeights
+
+VARIANTS = ("stateful", "explicit_state", "window")
+KERAS_TO_OV_GATES = (1, 0, 2, 3)  # i,f,c,o -> f,i,c,o
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    variant: str
+    hop_samples: int
+    window_samples: int = 0
+    input_gain: float = 1.0
+    output_gain: float = 1.0
+
+
+def ov_lstm_weights(kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray):
+    """Keras layout -> LSTMSequence ``W (1, 4U, in)``, ``R (1, 4U, U)``, ``B (1, 4U)``, float32."""
+    units = recurrent_kernel.shape[0]
+
+    def reorder(a: np.ndarray) -> np.ndarray:  # a: (..., 4U) -> gates reordered on the last axis
+        blocks = np.split(a, 4, axis=-1)
+        return np.concatenate([blocks[g] for g in KERAS_TO_OV_GATES], axis=-1)
+
+    w = reorder(kernel).T[None].astype(np.float32)
+    r = reorder(recurrent_kernel).T[None].astype(np.float32)
+    b = reorder(bias)[None].astype(np.float32)
+    assert w.shape[1] == 4 * units  # internal invariant, not user input
+    return w, r, b
+
+
+def _const(a) -> ov.Node:
+    return ops.constant(np.asarray(a, dtype=np.float32))
+
+
+def build_graph(arch: Architecture, weights: ModelWeights, spec: GraphSpec) -> ov.Model:
+    if spec.variant not in VARIANTS:
+        raise ConfigError(f"unknown graph variant {spec.variant!r}; known: {list(VARIANTS)}")
+    time = spec.window_samples if spec.variant == "window" else spec.hop_samples
+    if time < 1 or spec.hop_samples < 1:
+        raise ConfigError(f"hop_samples must be >= 1 (got {spec.hop_samples})")
+    if spec.variant == "window" and spec.window_samples < spec.hop_samples:
+        raise ConfigError(f"window_samples {spec.window_samples} < hop_samples {spec.hop_samples}")
+
+    params = []
+    audio = ops.parameter([1, time], np.float32, name="audio")
+    audio.output(0).get_tensor().set_names({"audio"})
+    params.append(audio)
+    x = ops.reshape(audio, _i64([1, time, 1]), special_zero=False)
+    if spec.input_gain != 1.0:
+        x = ops.multiply(x, _const(spec.input_gain))
+    x_audio = x
+    if arch.knobs:
+        knobs = ops.parameter([1, time, len(arch.knobs)], np.float32, name="knobs")
+        knobs.output(0).get_tensor().set_names({"knobs"})
+        params.append(knobs)
+        x = ops.concat([x, knobs], axis=2)
+
+    results = []
+    sinks = []
+    seq_len = ops.constant(np.array([time], dtype=np.int32))
+    y = x
+    for layer_index, layer in enumerate(weights.lstm):
+        units = layer.units
+        w, r, b = ov_lstm_weights(layer.kernel, layer.recurrent_kernel, layer.bias)
+        zeros = np.zeros((1, 1, units), np.float32)
+        if spec.variant == "stateful":
+            h0 = ops6.read_value(_const(zeros), f"h{layer_index}", name=f"read_h{layer_index}")
+            c0 = ops6.read_value(_const(zeros), f"c{layer_index}", name=f"read_c{layer_index}")
+        elif spec.variant == "explicit_state":
+            h0 = ops.parameter([1, 1, units], np.float32, name=f"h_in{layer_index}")
+            c0 = ops.parameter([1, 1, units], np.float32, name=f"c_in{layer_index}")
+            for p in (h0, c0):
+                p.output(0).get_tensor().set_names({p.get_friendly_name()})
+            params += [h0, c0]
+        else:
+            h0, c0 = _const(zeros), _const(zeros)
+        lstm = ops.lstm_sequence(y, h0, c0, seq_len, _const(w), _const(r), _const(b), units, "forward",
+                                 name=f"lstm{layer_index}")
+        y = ops.squeeze(lstm.output(0), _i64([1]))  # (1, 1, T, U) -> (1, T, U)
+        if spec.variant == "stateful":
+            # assign() takes a single-output node, not one of LSTMSequence's outputs: a
+            # same-shape reshape (removed by the plugin) hands it over
+            for port, kind in ((1, "h"), (2, "c")):
+                state = ops.reshape(lstm.output(port), _i64([1, 1, units]), special_zero=False)
+                sinks.append(ops6.assign(state, f"{kind}{layer_index}", name=f"assign_{kind}{layer_index}"))
+        elif spec.variant == "explicit_state":
+            for port, kind in ((1, "h"), (2, "c")):
+                res = ops.result(lstm.output(port), name=f"{kind}_out{layer_index}")
+                lstm.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
+                results.append(res)
+    if arch.head:
+        y = ops.add(ops.matmul(y, _const(weights.head_kernel), False, False), _const(weights.head_bias))
+    if arch.skip:
+        y = ops.add(y, x_audio)
+    if spec.variant == "window":
+        start = spec.window_samples - spec.hop_samples
+        y = ops.slice(y, _i64([start]), _i64([spec.window_samples]), _i64([1]), _i64([1]))
+    y = ops.reshape(y, _i64([1, spec.hop_samples]), special_zero=False)
+    if spec.output_gain != 1.0:
+        y = ops.multiply(y, _const(spec.output_gain))
+    out = ops.result(y, name="output")
+    y.output(0).get_tensor().set_names({"output"})
+    model = ov.Model([out, *results], params, f"edgeamp_{spec.variant}")
+    for sink in sinks:
+        model.add_sinks([sink])
+    _stable_names(model)
+    return model
+
+
+def _stable_names(model: ov.Model) -> None:
+    """Replace OpenVINO's process-global auto names (``Constant_73``) by ones that depend only on
+    the graph, so that exporting the same bundle twice writes byte-identical IR."""
+    for index, node in enumerate(model.get_ordered_ops()):
+        name = node.get_friendly_name()
+        kind = node.get_type_name()
+        if re.fullmatch(rf"{kind}_\d+", name):
+            node.set_friendly_name(f"{kind.lower()}_{index}")
+
+
+def _i64(values) -> ov.Node:
+    return ops.constant(np.array(values, dtype=np.int64))

@@ -1,0 +1,127 @@
+"""Export: every variant against the numpy reference, op lists, idempotence, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeamp.edge_runtime.bundle import Bundle, Manifest, read_bundle, write_bundle
+from edgeamp.edge_runtime.cli import main as cli_main
+from edgeamp.edge_runtime.errors import ConfigError
+from edgeamp.edge_runtime.model import Architecture, Knob, Streaming, random_weights
+from edgeamp.export import exporter
+from edgeamp.export.exporter import ExportError, export_bundle, hop_from_ms
+from edgeamp.export.graphs import ov_lstm_weights
+
+
+def _bundle(tmp_path, mode="window", arch=None, **manifest_kw) -> str:
+    arch = arch or Architecture((12, 6), head=True, skip=True, knobs=(Knob("gain"), Knob("tone", 0, 1, 0.2)))
+    streaming = Streaming("window", 32, 96) if mode == "window" else Streaming("stateful", 32)
+    m = Manifest(16000, arch, streaming, **manifest_kw)
+    return str(write_bundle(tmp_path / "amp.bundle", Bundle(m, random_weights(arch, seed=3, scale=1.5))))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    path = _bundle(tmp_path_factory.mktemp("exp"), input_gain=0.8, output_gain=1.3)
+    return export_bundle(path, verify_seconds=1.0, window_verify_seconds=0.3)
+
+
+@pytest.mark.parametrize("key", ["stateful-f32", "explicit_state-f32", "window-f32"])
+def test_f32_variants_match_reference(exported, key):
+    e = exported.manifest.exports[key]
+    assert e["max_abs_error"] <= 1e-5
+    assert e["esr_vs_reference"] < 1e-9
+    assert e["verify_seconds"] >= 0.3
+
+
+@pytest.mark.parametrize("key", ["stateful-f16", "explicit_state-f16", "window-f16"])
+def test_f16_error_is_reported(exported, key):
+    e = exported.manifest.exports[key]
+    assert 0 < e["max_abs_error"] < 0.05  # FP16 weights cost something, and it is measured
+    assert (exported.path / e["xml"]).is_file()
+    assert (exported.path / e["xml"]).with_suffix(".bin").stat().st_size < (
+        (exported.path / exported.manifest.exports[key.replace("f16", "f32")]["xml"]).with_suffix(".bin").stat().st_size
+    )
+
+
+def test_no_loop_or_tensor_iterator_and_ops_recorded(exported):
+    for key, e in exported.manifest.exports.items():
+        assert "LSTMSequence" in e["ops"], key
+        assert not {"Loop", "TensorIterator"} & set(e["ops"]), key
+        xml = (exported.path / e["xml"]).read_text()
+        assert 'type="Loop"' not in xml and 'type="TensorIterator"' not in xml
+    assert "ReadValue" in exported.manifest.exports["stateful-f32"]["ops"]
+    assert "ReadValue" not in exported.manifest.exports["explicit_state-f32"]["ops"]
+
+
+def test_reexport_is_idempotent(tmp_path):
+    path = _bundle(tmp_path, mode="stateful", arch=Architecture((6,), head=True))
+    export_bundle(path, verify_seconds=0.2)
+    first = {p.name: p.read_bytes() for p in sorted((tmp_path / "amp.bundle").rglob("*")) if p.is_file()}
+    export_bundle(path, verify_seconds=0.2)
+    second = {p.name: p.read_bytes() for p in sorted((tmp_path / "amp.bundle").rglob("*")) if p.is_file()}
+    assert first.keys() == second.keys()
+    for name in first:
+        if name != "manifest.json":
+            assert first[name] == second[name], name
+    strip = lambda doc: {k: v for k, v in json.loads(doc).items()}  # noqa: E731
+    assert strip(first["manifest.json"]) == strip(second["manifest.json"])
+
+
+def test_f32_failure_writes_nothing(tmp_path, monkeypatch):
+    path = _bundle(tmp_path, mode="stateful", arch=Architecture((4,), head=True))
+    before = (tmp_path / "amp.bundle" / "manifest.json").read_bytes()
+    monkeypatch.setattr(exporter, "F32_TOLERANCE", 0.0)
+    with pytest.raises(ExportError, match="exceeds 0; nothing was written"):
+        export_bundle(path, verify_seconds=0.1)
+    assert (tmp_path / "amp.bundle" / "manifest.json").read_bytes() == before
+    assert not (tmp_path / "amp.bundle" / "ir").exists()
+
+
+def test_window_variant_needs_window_bundle(tmp_path):
+    path = _bundle(tmp_path, mode="stateful")
+    with pytest.raises(ExportError, match="window variant needs a window-mode bundle"):
+        export_bundle(path, variants=("window",))
+
+
+def test_unknown_variant_and_precision(tmp_path):
+    path = _bundle(tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown variant\(s\) \['loop'\]"):
+        export_bundle(path, variants=("loop",))
+    with pytest.raises(ConfigError, match=r"unknown precision\(s\) \['int4'\]"):
+        export_bundle(path, precisions=("int4",))
+
+
+def test_hop_ms_must_be_whole_samples():
+    assert hop_from_ms(10, 48000) == 480
+    assert hop_from_ms(2.5, 48000) == 120
+    with pytest.raises(ConfigError, match=r"10.3 ms hop at 44100 Hz is 454.230 samples.*454 samples = 10.29 ms"):
+        hop_from_ms(10.3, 44100)
+    with pytest.raises(ConfigError, match="not a whole number"):
+        hop_from_ms(0.001, 48000)
+
+
+def test_gate_reorder_to_openvino():
+    units = 2
+    kernel = np.arange(3 * 4 * units, dtype=np.float32).reshape(3, 4 * units)  # gates i f c o
+    w, r, b = ov_lstm_weights(kernel, np.zeros((units, 4 * units)), np.arange(4 * units, dtype=np.float32))
+    assert w.shape == (1, 4 * units, 3) and r.shape == (1, 4 * units, units) and b.shape == (1, 4 * units)
+    i, f, c, o = np.split(np.arange(4 * units), 4)
+    np.testing.assert_array_equal(b[0], np.concatenate([f, i, c, o]))
+    np.testing.assert_array_equal(w[0, :units], kernel[:, f].T)
+
+
+def test_cli_export_and_verify(tmp_path, capsys):
+    path = _bundle(tmp_path, mode="stateful", arch=Architecture((5,), head=True))
+    assert cli_main(["export", path, "--variants", "stateful", "--precision", "f32", "--hop-samples", "16",
+                     "--verify-seconds", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "ir/stateful-f32.xml" in out and "hop    16" in out
+    assert cli_main(["export", path, "--verify", "--verify-seconds", "0.2"]) == 0
+    assert "stateful-f32" in capsys.readouterr().out
+    assert cli_main(["export", path, "--hop-ms", "10.3"]) == 2
+    assert "not a whole number" in capsys.readouterr().err
+    assert read_bundle(path).manifest.exports["stateful-f32"]["hop_samples"] == 16

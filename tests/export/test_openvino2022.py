@@ -1,0 +1,116 @@
+"""The Myriad-target IR on the last OpenVINO release with the Myriad plugin (2022.3, Python 3.10).
+
+A Python 3.10 virtual environment with ``openvino==2022.3.2`` and edgeamp's base install (no
+TensorFlow) is created once and cached in ``$EDGEAMP_PY310_ENV`` (default
+``~/.cache/edgeamp/py310-ov2022.3``). In it, the explicit-state IR written by today's
+exporter is read by 2022.3's CPU plugin through edgeamp's own engine, rendered hop by hop
+and compared with the numpy reference computed here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
+from edgeamp.edge_runtime.model import Architecture, Knob, Streaming, random_weights
+from edgeamp.export.exporter import export_bundle, reference_output, verification_signal
+
+from ..conftest import REPO
+
+OV_2022 = "2022.3.2"
+
+
+def find_python310() -> str | None:
+    """A working Python 3.10 (a pyenv shim may exist and still refuse to run)."""
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [os.environ.get("EDGEAMP_PYTHON310", "")]
+    candidates += sorted(str(p) for p in pyenv_root.glob("versions/3.10*/bin/python3.10"))
+    candidates += [shutil.which("python3.10") or ""]
+    for c in candidates:
+        if not c or not Path(c).exists():
+            continue
+        probe = subprocess.run([c, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == "(3, 10)":
+            return c
+    return None
+
+
+PY310 = find_python310()
+pytestmark = [
+    pytest.mark.py310_openvino2022,
+    pytest.mark.skipif(PY310 is None, reason="no Python 3.10 found (pyenv, python3.10 or $EDGEAMP_PYTHON310)"),
+]
+
+
+@pytest.fixture(scope="module")
+def py310_env() -> Path:
+    env = Path(os.environ.get("EDGEAMP_PY310_ENV", Path.home() / ".cache" / "edgeamp" / "py310-ov2022.3"))
+    python = env / "bin" / "python"
+    marker = env / f".openvino-{OV_2022}"
+    if not marker.exists():
+        shutil.rmtree(env, ignore_errors=True)
+        subprocess.run([PY310, "-m", "venv", str(env)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"openvino=={OV_2022}", "numpy<2"], check=True)
+        marker.touch()
+    # edgeamp itself: reinstalled every run (no deps: they are pinned above or light)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO)],
+        check=True, capture_output=True,
+    )
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "tqdm"], check=True, capture_output=True)
+    return python
+
+
+SCRIPT = r"""
+import sys, json, numpy as np
+import edgeamp.edge_runtime as er
+from edgeamp.edge_runtime import ov_compat
+from edgeamp.edge_runtime.bundle import read_bundle
+from edgeamp.edge_runtime.engines import OpenVINOEngine
+assert "tensorflow" not in sys.modules
+bundle_path, data_path, out_path = sys.argv[1:4]
+b = read_bundle(bundle_path)
+d = np.load(data_path)
+results = {"openvino": ov_compat.version(), "python": sys.version.split()[0]}
+for key, e in sorted(b.manifest.exports.items()):
+    engine = OpenVINOEngine(b.path / e["xml"], e["variant"], b.architecture, e["hop_samples"],
+                            window_samples=e["window_samples"])
+    audio, knobs = d["audio"], d["knobs"]
+    hop = e["hop_samples"]
+    y = np.concatenate([engine.run_hop(audio[i:i + hop], knobs[i:i + hop]).copy()
+                        for i in range(0, len(audio), hop)])
+    results[key] = float(np.max(np.abs(y - d["ref_" + e["variant"]])))
+json.dump(results, open(out_path, "w"))
+"""
+
+
+def test_explicit_state_ir_runs_on_openvino_2022_3(py310_env, tmp_path):
+    arch = Architecture((16, 8), head=True, skip=True, knobs=(Knob("gain"),))
+    manifest = Manifest(48000, arch, Streaming("stateful", 480))
+    path = write_bundle(tmp_path / "amp.bundle", Bundle(manifest, random_weights(arch, seed=11, scale=1.0)))
+    bundle = export_bundle(path, variants=("explicit_state", "stateful"), verify_seconds=0.5)
+    audio, knobs = verification_signal(bundle, 0.5, 480)
+    data = {"audio": audio, "knobs": knobs}
+    for variant in ("explicit_state", "stateful"):
+        data[f"ref_{variant}"] = reference_output(bundle, variant, audio, knobs, 480)
+    np.savez(tmp_path / "data.npz", **data)
+    proc = subprocess.run(
+        [str(py310_env), "-c", SCRIPT, str(path), str(tmp_path / "data.npz"), str(tmp_path / "out.json")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    results = json.loads((tmp_path / "out.json").read_text())
+    assert results["openvino"].startswith("2022.3"), results
+    assert results["python"].startswith("3.10")
+    assert results["explicit_state-f32"] <= 1e-5, results
+    assert results["explicit_state-f16"] <= 5e-3, results  # FP16 weights: reported, loosely bounded
+    assert results["stateful-f32"] <= 1e-5, results
