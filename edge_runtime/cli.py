@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "convert a Keras-2/TF1 CuDNNLSTM .h5 (the original experiment) into a bundle",
     ),
     "export": ("edgeamp.export.cli_export", "build and verify OpenVINO IR variants (stateful, Myriad, window)"),
+    "render": ("edgeamp.edge_runtime.cli_render", "render an audio file through a bundle (offline)"),
+    "devices": ("edgeamp.edge_runtime.cli_devices", "list OpenVINO devices and what edgeamp runs on each"),
 }
 
 EPILOG = """\

@@ -131,7 +131,9 @@ class OpenVINOEngine:
         self._audio[0, -hop:] = audio
         if self._knobs is not None:
             self._knobs[0, -hop:] = knobs
-        self.request.infer()
+        # start_async + wait: runs in place and returns nothing (infer() would copy the outputs)
+        self.request.start_async()
+        self.request.wait()
         for state_in, state_out in self._state_pairs:
             state_in[:] = state_out
         return self._output[0]

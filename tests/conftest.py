@@ -23,3 +23,24 @@ def _quiet_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     yield
+
+
+@pytest.fixture(scope="session")
+def exported_bundles(tmp_path_factory):
+    """Small exported bundles at 48 kHz with 480-sample hops: {"stateful": path, "window": path}.
+
+    Architecture 8-4 + head + skip + one knob (gain 0..10), random weights; IR for every variant.
+    """
+    from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
+    from edgeamp.edge_runtime.model import Architecture, Knob, Streaming, random_weights
+    from edgeamp.export.exporter import export_bundle
+
+    root = tmp_path_factory.mktemp("bundles")
+    arch = Architecture((8, 4), head=True, skip=True, knobs=(Knob("gain", 0.0, 10.0, 5.0),))
+    out = {}
+    for mode, streaming in (("stateful", Streaming("stateful", 480)), ("window", Streaming("window", 480, 1440))):
+        manifest = Manifest(48000, arch, streaming, input_gain=0.9, output_gain=1.1)
+        path = write_bundle(root / f"{mode}.bundle", Bundle(manifest, random_weights(arch, seed=21, scale=1.2)))
+        export_bundle(path, verify_seconds=0.3, window_verify_seconds=0.1)
+        out[mode] = path
+    return out
