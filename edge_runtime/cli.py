@@ -18,6 +18,10 @@ from .errors import EdgeampError
 
 # name -> (module, one-line help). Order is the order `edgeamp --help` shows.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("edgeamp.train.cli_demo", "the whole pipeline on the built-in demo data, in about 5 minutes"),
+    "demo-data": ("edgeamp.train.cli_demo_data", "write the synthesised DI guitar + teacher amp recordings"),
+    "train": ("edgeamp.train.cli_train", "train a model from DI/amp recordings (or --demo) into a bundle"),
+    "eval": ("edgeamp.train.cli_eval", "score a bundle on a DI/amp pair: ESR, MSE, DC, spectra, plots"),
     "info": ("edgeamp.edge_runtime.cli_info", "show a bundle's manifest; --verify recomputes its golden data"),
     "import-legacy": (
         "edgeamp.export.cli_legacy",

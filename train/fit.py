@@ -1,0 +1,308 @@
+"""The fit loop: both recipes, budget in steps and minutes, validation ESR, early stopping,
+checkpoints and resume, Ctrl-C that keeps the best model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeamp.edge_runtime.errors import ConfigError, EdgeampError
+from edgeamp.edge_runtime.model import Architecture, ModelWeights
+from edgeamp.edge_runtime.progress import enabled as progress_enabled
+
+from .dataset import Sampler, Segment, validation_pieces
+from .presets import TrainConfig
+
+log = logging.getLogger(__name__)
+VAL_PIECE_SECONDS = 0.25
+
+
+@dataclass
+class FitResult:
+    weights: ModelWeights  # the best weights (by validation ESR)
+    history: dict[str, list] = field(default_factory=dict)
+    steps: int = 0
+    seconds: float = 0.0
+    samples_per_second: float = 0.0
+    best_val_esr: float = float("inf")
+    stopped_by: str = ""
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError as exc:
+        raise EdgeampError("training needs TensorFlow and Keras: pip install 'edgeamp[train]'") from exc
+    return tf, keras
+
+
+def build_training_model(arch: Architecture, keras):
+    """Keras model ``[x, h0, c0, h1, c1, ...] -> [y, h0', c0', ...]``; layer names match
+    :func:`edgeamp.train.models.build_keras_model` so weights move between them by name."""
+    from .models import CUDNN_REQUIREMENTS
+
+    inp = keras.Input(shape=(None, arch.input_channels), name="audio_and_knobs")
+    state_inputs, state_outputs = [], []
+    h = inp
+    for i, units in enumerate(arch.lstm_units):
+        h0 = keras.Input(shape=(units,), name=f"h{i}")
+        c0 = keras.Input(shape=(units,), name=f"c{i}")
+        state_inputs += [h0, c0]
+        h, hs, cs = keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"lstm{i}",
+                                      **CUDNN_REQUIREMENTS)(h, initial_state=[h0, c0])
+        state_outputs += [hs, cs]
+    if arch.head:
+        h = keras.layers.Dense(1, name="head")(h)
+    if arch.skip:
+        h = keras.layers.Add(name="skip")([h, keras.layers.Lambda(lambda t: t[..., :1], name="audio")(inp)])
+    return keras.Model([inp, *state_inputs], [h, *state_outputs], name="amp_train")
+
+
+def _weights_of(model, arch: Architecture) -> ModelWeights:
+    from .models import weights_from_keras
+
+    return weights_from_keras(model, arch)
+
+
+def _set_weights(model, arch: Architecture, weights: ModelWeights) -> None:
+    from .models import set_keras_weights
+
+    set_keras_weights(model, arch, weights)
+
+
+class Checkpoints:
+    """``DIR/state.json``, ``DIR/last.npz``, ``DIR/best.npz``, ``DIR/optimizer.npz`` (written atomically)."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.dir = directory
+
+    def save(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".{name}.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.dir / f"{name}.npz")
+
+    def save_state(self, state: dict) -> None:
+        if self.dir is None:
+            return
+        tmp = self.dir / ".state.json.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.dir / "state.json")
+
+    def load(self) -> tuple[dict, dict, dict, dict]:
+        if self.dir is None or not (self.dir / "state.json").is_file():
+            raise ConfigError(f"nothing to resume: no checkpoint in {self.dir}")
+        state = json.loads((self.dir / "state.json").read_text())
+        load = lambda n: dict(np.load(self.dir / f"{n}.npz"))  # noqa: E731
+        return state, load("last"), load("best"), load("optimizer")
+
+
+def fit(
+    config: TrainConfig,
+    arch: Architecture,
+    train: list[Segment],
+    val: list[Segment],
+    sample_rate: int,
+    *,
+    steps: int | None = None,
+    minutes: float | None = None,
+    seed: int = 0,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """Train; returns the best weights. Ctrl-C stops cleanly (the best model so far is returned)."""
+    if not steps and not minutes:
+        raise ConfigError("give a budget: steps and/or minutes")
+    tf, keras = _tf()
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    streaming = config.streaming(sample_rate)
+    hop = streaming.hop_samples
+    if config.recipe == "window":
+        from .models import build_keras_model
+
+        model = build_keras_model(arch)
+        crop = streaming.window_samples
+        sampler = Sampler(train, crop, rng)
+    else:
+        model = build_training_model(arch, keras)
+        crop = config.warmup_samples + config.chunk_samples * config.chunks_per_sequence
+        sampler = Sampler(train, crop, rng)
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.grad_clip_norm)
+    optimizer.build(model.trainable_variables)
+    variables = model.trainable_variables
+
+    def esr_pre(y, y_hat):
+        e = (y[:, 1:] - 0.85 * y[:, :-1]) - (y_hat[:, 1:] - 0.85 * y_hat[:, :-1])
+        t = y[:, 1:] - 0.85 * y[:, :-1]
+        return tf.reduce_sum(e**2) / (tf.reduce_sum(t**2) + 1e-10)
+
+    def dc(y, y_hat):
+        return tf.reduce_mean(y - y_hat) ** 2 / (tf.reduce_mean(y**2) + 1e-10)
+
+    batch = config.batch_size
+    zero_states = [tf.zeros((batch, u)) for u in arch.lstm_units for _ in range(2)]
+
+    if config.recipe == "window":
+        @tf.function(jit_compile=config.xla, reduce_retracing=True)
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                y_hat = model(x, training=True)[:, -hop:, 0]
+                loss = tf.reduce_mean((y[:, -hop:] - y_hat) ** 2)
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, variables))
+            return loss
+
+        @tf.function(reduce_retracing=True)
+        def predict_last(x):
+            return model(x, training=False)[:, -hop:, 0]
+    else:
+        @tf.function(jit_compile=config.xla, reduce_retracing=True)
+        def train_step(x, y, states):
+            with tf.GradientTape() as tape:
+                out = model([x, *states], training=True)
+                y_hat = out[0][..., 0]
+                loss = esr_pre(y, y_hat) + config.dc_weight * dc(y, y_hat)
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, variables))
+            return loss, [tf.stop_gradient(s) for s in out[1:]]
+
+        @tf.function(reduce_retracing=True)
+        def run_states(x, states):
+            out = model([x, *states], training=False)
+            return out[0][..., 0], out[1:]
+
+    # validation set, fixed for the whole run
+    if config.recipe == "window":
+        vrng = np.random.default_rng(12345)
+        vx, vy = Sampler(val, crop, vrng).batch(max(32, batch * 4))
+        vy = vy[:, -hop:]
+    else:
+        piece = int(VAL_PIECE_SECONDS * sample_rate)
+        vx, vy = validation_pieces(val, piece, config.warmup_samples * 2)
+
+    def validate() -> float:
+        preds = []
+        for lo in range(0, vx.shape[0], 64):
+            xb = tf.constant(vx[lo : lo + 64])
+            if config.recipe == "window":
+                preds.append(predict_last(xb).numpy())
+            else:
+                states = [tf.zeros((xb.shape[0], u)) for u in arch.lstm_units for _ in range(2)]
+                y_hat, _ = run_states(xb, states)
+                preds.append(y_hat.numpy()[:, -vy.shape[1] :])
+        y_hat = np.concatenate(preds)
+        return float(np.sum((vy - y_hat) ** 2) / (np.sum(vy**2) + 1e-12))
+
+    ckpt = Checkpoints(checkpoint_dir)
+    history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_esr": [], "seconds": []}
+    step = 0
+    best = float("inf")
+    best_weights = _weights_of(model, arch)
+    elapsed_before = 0.0
+    if resume:
+        state, last, best_arrays, opt = ckpt.load()
+        if state.get("config") != asdict(config) or state.get("architecture") != arch.lstm_units.__repr__():
+            raise ConfigError(f"checkpoint in {checkpoint_dir} was made with another preset or architecture")
+        _set_weights(model, arch, ModelWeights.from_arrays(arch, last))
+        best_weights = ModelWeights.from_arrays(arch, best_arrays)
+        for var, value in zip(optimizer.variables, [opt[f"v{i}"] for i in range(len(opt))]):
+            var.assign(value)
+        step, best, history, elapsed_before = state["step"], state["best"], state["history"], state["elapsed"]
+        rng.bit_generator.state = state["rng"]
+        log.info("resumed from step %d (best validation ESR %.4g)", step, best)
+
+    def save_checkpoint():
+        ckpt.save("last", _weights_of(model, arch).to_arrays())
+        ckpt.save("best", best_weights.to_arrays())
+        ckpt.save("optimizer", {f"v{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
+        ckpt.save_state({"step": step, "best": best, "history": history, "elapsed": elapsed + elapsed_before,
+                         "rng": rng.bit_generator.state, "config": asdict(config),
+                         "architecture": arch.lstm_units.__repr__()})
+
+    max_steps = (step + steps) if steps else None
+    deadline = time.monotonic() + minutes * 60 if minutes else None
+    checks_without_gain = 0
+    stopped_by = "budget"
+    samples = 0
+    t0 = time.monotonic()
+    elapsed = 0.0
+    bar = None
+    if progress_enabled():
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps or None, desc=f"train {config.name}", unit="step", dynamic_ncols=True)
+    states = zero_states
+    chunk_in_seq = config.chunks_per_sequence  # forces a fresh sequence first
+    seq_x = seq_y = None
+    try:
+        while True:
+            if max_steps is not None and step >= max_steps:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if config.recipe == "window":
+                xb, yb = sampler.batch(batch)
+                loss = float(train_step(tf.constant(xb), tf.constant(yb)))
+                samples += batch * hop
+            else:
+                if chunk_in_seq >= config.chunks_per_sequence:
+                    seq_x, seq_y = sampler.batch(batch)
+                    w = config.warmup_samples
+                    _, states = run_states(tf.constant(seq_x[:, :w]), zero_states)  # warm-up: not scored
+                    chunk_in_seq = 0
+                lo = config.warmup_samples + chunk_in_seq * config.chunk_samples
+                hi = lo + config.chunk_samples
+                loss_t, states = train_step(tf.constant(seq_x[:, lo:hi]), tf.constant(seq_y[:, lo:hi]), states)
+                loss = float(loss_t)
+                chunk_in_seq += 1
+                samples += batch * config.chunk_samples
+            if not np.isfinite(loss):
+                raise EdgeampError(f"loss became {loss} at step {step}; lower the learning rate")
+            step += 1
+            history["step"].append(step)
+            history["loss"].append(loss)
+            elapsed = time.monotonic() - t0
+            history["seconds"].append(elapsed + elapsed_before)
+            if step % config.val_every_steps == 0:
+                v = validate()
+                history["val_step"].append(step)
+                history["val_esr"].append(v)
+                if v < best:
+                    best, best_weights, checks_without_gain = v, _weights_of(model, arch), 0
+                else:
+                    checks_without_gain += 1
+                save_checkpoint()
+                if checks_without_gain >= config.patience_checks:
+                    stopped_by = "early stopping"
+                    break
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}", val_esr=f"{best:.4g}" if np.isfinite(best) else "-")
+    except KeyboardInterrupt:
+        stopped_by = "interrupted (Ctrl-C): keeping the best model so far"
+        log.warning("interrupted at step %d: keeping the best model so far", step)
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.monotonic() - t0
+    if step and (not history["val_step"] or history["val_step"][-1] != step):
+        v = validate()
+        history["val_step"].append(step)
+        history["val_esr"].append(v)
+        if v < best:
+            best, best_weights = v, _weights_of(model, arch)
+    save_checkpoint()
+    return FitResult(best_weights, history, step, elapsed + elapsed_before, samples / max(elapsed, 1e-9), best,
+                     stopped_by)

@@ -1,0 +1,169 @@
+"""From recordings to a verified, exported bundle with held-out metrics and plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeamp.edge_runtime import version as edgeamp_version
+from edgeamp.edge_runtime.bundle import Bundle, Manifest, make_golden, read_bundle, write_bundle
+from edgeamp.edge_runtime.config import to_dict
+from edgeamp.edge_runtime.errors import InputError
+from edgeamp.edge_runtime.hashing import sha256_file
+from edgeamp.edge_runtime.metrics import all_metrics
+from edgeamp.edge_runtime.model import Knob
+from edgeamp.edge_runtime.render import render
+from edgeamp.edge_runtime.session import open_processor
+
+from .data import load_pair
+from .dataset import Segment, make_segment, split_tail
+from .fit import fit
+from .presets import TrainConfig
+
+log = logging.getLogger(__name__)
+GOLDEN_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    input: str
+    target: str
+    knobs: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    channel: int | None = None
+    resample: bool = False
+    align: bool = True
+
+
+def load_segments(specs: list[PairSpec], knobs: tuple[Knob, ...], options: DataOptions):
+    """Load and check every pair; returns segments, sample rate and per-pair reports."""
+    segments: list[Segment] = []
+    reports = []
+    rate = None
+    for spec in specs:
+        pair = load_pair(spec.input, spec.target, channel=options.channel, allow_resample=options.resample,
+                         align=options.align)
+        if rate is None:
+            rate = pair.report.sample_rate
+        elif pair.report.sample_rate != rate:
+            raise InputError(f"{spec.input} is {pair.report.sample_rate} Hz but earlier pairs are {rate} Hz")
+        segments.append(make_segment(pair.x, pair.y, knobs, dict(spec.knobs), Path(spec.input).name))
+        reports.append(pair.report)
+    return segments, rate, reports
+
+
+def evaluate_processor(proc, segments: list[Segment]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Render each held-out segment (knobs from the segment) and score them together."""
+    ys, yhs = [], []
+    for seg in segments:
+        for i, knob in enumerate(proc.arch.knobs):
+            norm = float(seg.x[0, 1 + i])
+            proc.set_knob(knob.name, knob.minimum + (norm + 1) / 2 * (knob.maximum - knob.minimum))
+        proc.reset()
+        y_hat, _ = render(proc, seg.x[:, 0], desc="held-out")
+        ys.append(seg.y)
+        yhs.append(y_hat)
+    y, y_hat = np.concatenate(ys), np.concatenate(yhs)
+    return all_metrics(y, y_hat), y, y_hat
+
+
+def train_to_bundle(
+    config: TrainConfig,
+    specs: list[PairSpec],
+    out: Path | str,
+    *,
+    knobs: tuple[Knob, ...] = (),
+    val_specs: list[PairSpec] | None = None,
+    options: DataOptions = DataOptions(),
+    steps: int | None = None,
+    minutes: float | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    export: bool = True,
+) -> Bundle:
+    out = Path(out)
+    t_start = time.time()
+    segments, rate, reports = load_segments(specs, knobs, options)
+    if val_specs:
+        train_segs = segments
+        val_segs, vrate, vreports = load_segments(val_specs, knobs, options)
+        if vrate != rate:
+            raise InputError(f"validation audio is {vrate} Hz, training audio {rate} Hz")
+        reports += vreports
+    else:
+        pairs = [split_tail(s, config.val_fraction) for s in segments]
+        train_segs, val_segs = [p[0] for p in pairs], [p[1] for p in pairs]
+    arch = config.architecture(knobs)
+    streaming = config.streaming(rate)
+    checkpoint_dir = out.with_name(out.name + ".checkpoint")
+    result = fit(config, arch, train_segs, val_segs, rate, steps=steps, minutes=minutes, seed=seed,
+                 checkpoint_dir=checkpoint_dir, resume=resume)
+    log.info("trained %d steps in %.0f s (%s), %.0f samples/s; best validation ESR %.4g", result.steps,
+             result.seconds, result.stopped_by, result.samples_per_second, result.best_val_esr)
+
+    import keras
+    import tensorflow as tf
+
+    latencies = sorted({r.latency_samples for r in reports})
+    provenance = {
+        "preset": config.name,
+        "config": to_dict(config),
+        "seed": seed,
+        "data": [{**asdict(r), "input_sha256": sha256_file(r.input_path), "target_sha256": sha256_file(r.target_path)}
+                 for r in reports],
+        "knob_values": [dict(s.knobs) for s in specs],
+        "steps": result.steps,
+        "training_seconds": round(result.seconds, 1),
+        "samples_per_second": round(result.samples_per_second),
+        "stopped_by": result.stopped_by,
+        "best_validation_esr": result.best_val_esr,
+        "versions": {"edgeamp": edgeamp_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "machine": platform.machine(),
+        "wall_seconds": round(time.time() - t_start, 1),
+    }
+    manifest = Manifest(rate, arch, streaming, latency_samples=int(latencies[-1]) if latencies else 0,
+                        provenance=provenance)
+    golden_audio = val_segs[0].x[: int(GOLDEN_SECONDS * rate), 0]
+    bundle = Bundle(manifest, result.weights, make_golden(manifest, result.weights, golden_audio))
+    with tempfile.TemporaryDirectory() as tmp:
+        from .plots import training_curves
+
+        plots = Path(tmp) / "plots"
+        plots.mkdir()
+        training_curves(result.history, plots / "training.png", f"{config.name}: {result.steps} steps")
+        import json
+
+        (plots / "training_curves.json").write_text(json.dumps(result.history))
+        write_bundle(out, bundle, keep_ir=False, folders={"plots": plots})
+    if not export:
+        return read_bundle(out)
+    from edgeamp.export.exporter import export_bundle
+
+    bundle = export_bundle(out, verify_seconds=2.0, window_verify_seconds=0.5)
+    proc, choice = open_processor(bundle, device="CPU")
+    metrics, y, y_hat = evaluate_processor(proc, val_segs)
+    log.info("held-out (%s, %.1f s): ESR %.4f, pre-emphasised %.4f", choice.device if choice else "numpy",
+             y.shape[0] / rate, metrics["esr"], metrics["esr_pre_emphasis"])
+    metrics["held_out_seconds"] = round(y.shape[0] / rate, 2)
+    from .plots import comparison
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = Path(tmp) / "plots"
+        import shutil
+
+        shutil.copytree(out / "plots", plots)
+        comparison(y, y_hat, rate, plots / "held_out.png", f"{config.name} held-out")
+        final = dataclasses.replace(bundle, manifest=dataclasses.replace(bundle.manifest, metrics=metrics))
+        write_bundle(out, final, folders={"plots": plots})
+    return read_bundle(out)
