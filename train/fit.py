@@ -213,7 +213,8 @@ def fit(
     elapsed_before = 0.0
     if resume:
         state, last, best_arrays, opt = ckpt.load()
-        if state.get("config") != asdict(config) or state.get("architecture") != arch.lstm_units.__repr__():
+        same_config = state.get("config") == json.loads(json.dumps(asdict(config)))
+        if not same_config or state.get("architecture") != arch.lstm_units.__repr__():
             raise ConfigError(f"checkpoint in {checkpoint_dir} was made with another preset or architecture")
         _set_weights(model, arch, ModelWeights.from_arrays(arch, last))
         best_weights = ModelWeights.from_arrays(arch, best_arrays)

@@ -1,0 +1,54 @@
+"""Analytic checks of the metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeamp.edge_runtime import metrics as M
+
+
+def sig(n=4800, seed=0):
+    return np.random.default_rng(seed).standard_normal(n)
+
+
+def test_esr_of_identity_is_zero_and_of_silence_is_one():
+    x = sig()
+    assert M.esr(x, x) == 0.0 and M.esr_pre_emphasis(x, x) == 0.0
+    assert M.esr(x, np.zeros_like(x)) == pytest.approx(1.0)
+    assert M.mse(x, x) == 0.0 and M.dc_error(x, x) == 0.0
+    assert M.multi_resolution_stft(x, x) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("a", [0.0, 0.5, 0.9, 2.0, -1.0])
+def test_esr_scale_behaviour(a):
+    x = sig()
+    assert M.esr(x, a * x) == pytest.approx((1 - a) ** 2)
+    assert M.esr_pre_emphasis(x, a * x) == pytest.approx((1 - a) ** 2)
+    assert M.esr(3 * x, 3 * a * x) == pytest.approx(M.esr(x, a * x))  # scale invariant
+
+
+def test_pre_emphasis_filter():
+    np.testing.assert_allclose(M.pre_emphasis(np.ones(4)), [1, 0.15, 0.15, 0.15])
+
+
+def test_dc_and_mse_analytic():
+    x = sig()
+    assert M.dc_error(x, x + 0.1) == pytest.approx(0.01 / np.mean(x**2))
+    assert M.mse(x, x + 0.1) == pytest.approx(0.01)
+
+
+def test_stft_distance_grows_with_error():
+    x = sig()
+    small = M.multi_resolution_stft(x, x + 0.01 * sig(seed=1))
+    big = M.multi_resolution_stft(x, x + 0.5 * sig(seed=1))
+    assert 0 < small < big
+
+
+def test_length_mismatch_raises():
+    with pytest.raises(ValueError, match="differ in length: 3 vs 4"):
+        M.esr(np.zeros(3), np.zeros(4))
+
+
+def test_verdicts():
+    assert [M.esr_verdict(v) for v in (0.005, 0.02, 0.05, 0.5)] == ["great", "good", "may sound acceptable", "poor"]
