@@ -18,7 +18,8 @@ examples:
   edgeamp train --data-dir ../shared/data/real-amp/B1_M3_T7 out/jvm.bundle --minutes 8
   edgeamp train ... out/amp.bundle --resume           # continue from out/amp.bundle.checkpoint
 
-multi-worker: set TF_CONFIG on each worker as for any tf.distribute job; see README.
+several GPUs: --strategy mirrored. Several machines: --strategy multi_worker with TF_CONFIG set on
+each worker (same command and data everywhere; worker 0 writes the bundle). See README.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--learning-rate", type=float, help="override the preset's learning rate")
     t.add_argument("--xla", action="store_true", help="jit-compile the train step (measured slower on CPU)")
     t.add_argument("--no-export", action="store_true", help="do not export OpenVINO IR (no held-out metrics then)")
+    t.add_argument("--strategy", choices=["mirrored", "multi_worker"],
+                   help="tf.distribute data parallelism: mirrored = all GPUs of this machine (or --cpu-replicas "
+                        "logical CPUs); multi_worker = several machines, each with TF_CONFIG set (see README)")
+    t.add_argument("--cpu-replicas", type=int,
+                   help="split the CPU into N logical devices for --strategy mirrored (testing without GPUs)")
 
 
 def pairs_in_dir(directory: str):
@@ -85,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import DataOptions, PairSpec, train_to_bundle
     from .presets import get_preset
 
+    if args.cpu_replicas:
+        if args.strategy != "mirrored":
+            raise ConfigError("--cpu-replicas only makes sense with --strategy mirrored")
+        from .fit import configure_cpu_replicas
+
+        configure_cpu_replicas(args.cpu_replicas)
+
     overrides = {k: v for k, v in (("batch_size", args.batch_size), ("learning_rate", args.learning_rate),
                                    ("xla", args.xla or None)) if v is not None}
     config = get_preset(args.preset, **overrides)
@@ -109,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         if not specs:
             raise ConfigError("no training data: give --input/--target pairs, --data-dir or --demo")
         bundle = train_to_bundle(config, specs, args.out, val_specs=val, options=options, steps=args.steps,
-                                 minutes=minutes, seed=args.seed, resume=args.resume, export=not args.no_export)
+                                 minutes=minutes, seed=args.seed, resume=args.resume, export=not args.no_export,
+                                 strategy=args.strategy)
     _print_summary(bundle)
     return 0
 

@@ -3,6 +3,7 @@ checkpoints and resume, Ctrl-C that keeps the best model."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -43,6 +44,29 @@ def _tf():
     except ImportError as exc:
         raise EdgeampError("training needs TensorFlow and Keras: pip install 'edgeamp[train]'") from exc
     return tf, keras
+
+
+STRATEGIES = ("mirrored", "multi_worker")
+
+
+def configure_cpu_replicas(count: int) -> None:
+    """Split the CPU into ``count`` logical devices so that MirroredStrategy can be exercised
+    without GPUs. Must run before TensorFlow initialises its devices (before any op)."""
+    tf, _ = _tf()
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+def _make_strategy(tf, name: str | None):
+    if name is None:
+        return None
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
 
 
 def build_training_model(arch: Architecture, keras):
@@ -120,28 +144,55 @@ def fit(
     seed: int = 0,
     checkpoint_dir: Path | None = None,
     resume: bool = False,
+    strategy: str | None = None,
 ) -> FitResult:
-    """Train; returns the best weights. Ctrl-C stops cleanly (the best model so far is returned)."""
+    """Train; returns the best weights. Ctrl-C stops cleanly (the best model so far is returned).
+
+    ``strategy="mirrored"``: synchronous data parallelism (tf.distribute.MirroredStrategy) over
+    every visible GPU, or over the logical CPU devices set up by :func:`configure_cpu_replicas`.
+    The batch is split across replicas; each replica carries the LSTM state of its own streams.
+    Multi-worker training uses ``strategy="multi_worker"`` with ``TF_CONFIG`` set on each worker.
+    """
     if not steps and not minutes:
         raise ConfigError("give a budget: steps and/or minutes")
     tf, keras = _tf()
+    dist = _make_strategy(tf, strategy)
+    replicas = dist.num_replicas_in_sync if dist else 1
+    if config.batch_size % replicas:
+        raise ConfigError(f"batch size {config.batch_size} does not split over {replicas} replicas")
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     streaming = config.streaming(sample_rate)
     hop = streaming.hop_samples
-    if config.recipe == "window":
-        from .models import build_keras_model
+    scope = dist.scope() if dist else contextlib.nullcontext()
+    with scope:
+        if config.recipe == "window":
+            from .models import build_keras_model
 
-        model = build_keras_model(arch)
-        crop = streaming.window_samples
-        sampler = Sampler(train, crop, rng)
-    else:
-        model = build_training_model(arch, keras)
-        crop = config.warmup_samples + config.chunk_samples * config.chunks_per_sequence
-        sampler = Sampler(train, crop, rng)
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.grad_clip_norm)
-    optimizer.build(model.trainable_variables)
+            model = build_keras_model(arch)
+            crop = streaming.window_samples
+        else:
+            model = build_training_model(arch, keras)
+            crop = config.warmup_samples + config.chunk_samples * config.chunks_per_sequence
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.grad_clip_norm)
+        optimizer.build(model.trainable_variables)
+    sampler = Sampler(train, crop, rng)
     variables = model.trainable_variables
+
+    def put(arrays):
+        """numpy (batch, ...) -> a tensor, or per-replica slices of it under a strategy."""
+        if dist is None:
+            return tf.constant(arrays)
+        per = arrays.shape[0] // replicas
+        return dist.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(arrays[ctx.replica_id_in_sync_group * per : (ctx.replica_id_in_sync_group + 1)
+                                           * per]))
+
+    def call(fn, *args):
+        if dist is None:
+            return fn(*args)
+        out = dist.run(fn, args=args)
+        return out
 
     def esr_pre(y, y_hat):
         e = (y[:, 1:] - 0.85 * y[:, :-1]) - (y_hat[:, 1:] - 0.85 * y_hat[:, :-1])
@@ -152,36 +203,57 @@ def fit(
         return tf.reduce_mean(y - y_hat) ** 2 / (tf.reduce_mean(y**2) + 1e-10)
 
     batch = config.batch_size
-    zero_states = [tf.zeros((batch, u)) for u in arch.lstm_units for _ in range(2)]
+    zero_states = [put(np.zeros((batch, u), np.float32)) for u in arch.lstm_units for _ in range(2)]
 
+    # Under a strategy the optimizer sums the replicas' gradients, so each replica's loss is
+    # divided by the replica count: the update is then that of the mean loss.
     if config.recipe == "window":
-        @tf.function(jit_compile=config.xla, reduce_retracing=True)
-        def train_step(x, y):
+        def window_step(x, y):
             with tf.GradientTape() as tape:
                 y_hat = model(x, training=True)[:, -hop:, 0]
                 loss = tf.reduce_mean((y[:, -hop:] - y_hat) ** 2)
-            grads = tape.gradient(loss, variables)
+                scaled = loss / replicas
+            grads = tape.gradient(scaled, variables)
             optimizer.apply_gradients(zip(grads, variables))
-            return loss
+            return scaled
+
+        @tf.function(jit_compile=config.xla, reduce_retracing=True)
+        def train_step(x, y):
+            return _sum(call(window_step, x, y))
 
         @tf.function(reduce_retracing=True)
         def predict_last(x):
             return model(x, training=False)[:, -hop:, 0]
     else:
-        @tf.function(jit_compile=config.xla, reduce_retracing=True)
-        def train_step(x, y, states):
+        def tbptt_step(x, y, states):
             with tf.GradientTape() as tape:
                 out = model([x, *states], training=True)
                 y_hat = out[0][..., 0]
                 loss = esr_pre(y, y_hat) + config.dc_weight * dc(y, y_hat)
-            grads = tape.gradient(loss, variables)
+                scaled = loss / replicas
+            grads = tape.gradient(scaled, variables)
             optimizer.apply_gradients(zip(grads, variables))
-            return loss, [tf.stop_gradient(s) for s in out[1:]]
+            return scaled, [tf.stop_gradient(s) for s in out[1:]]
+
+        @tf.function(jit_compile=config.xla, reduce_retracing=True)
+        def train_step(x, y, states):
+            loss, new_states = call(tbptt_step, x, y, states)
+            return _sum(loss), new_states
+
+        def states_only(x, states):
+            return model([x, *states], training=False)[1:]
+
+        @tf.function(reduce_retracing=True)
+        def warm_states(x, states):
+            return call(states_only, x, states)
 
         @tf.function(reduce_retracing=True)
         def run_states(x, states):
             out = model([x, *states], training=False)
             return out[0][..., 0], out[1:]
+
+    def _sum(value):
+        return dist.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) if dist else value
 
     # validation set, fixed for the whole run
     if config.recipe == "window":
@@ -255,17 +327,18 @@ def fit(
                 break
             if config.recipe == "window":
                 xb, yb = sampler.batch(batch)
-                loss = float(train_step(tf.constant(xb), tf.constant(yb)))
+                loss = float(train_step(put(xb), put(yb)))
                 samples += batch * hop
             else:
                 if chunk_in_seq >= config.chunks_per_sequence:
                     seq_x, seq_y = sampler.batch(batch)
                     w = config.warmup_samples
-                    _, states = run_states(tf.constant(seq_x[:, :w]), zero_states)  # warm-up: not scored
+                    states = warm_states(put(seq_x[:, :w]), zero_states)  # warm-up: not scored
                     chunk_in_seq = 0
                 lo = config.warmup_samples + chunk_in_seq * config.chunk_samples
                 hi = lo + config.chunk_samples
-                loss_t, states = train_step(tf.constant(seq_x[:, lo:hi]), tf.constant(seq_y[:, lo:hi]), states)
+                loss_t, states = train_step(put(np.ascontiguousarray(seq_x[:, lo:hi])),
+                                            put(np.ascontiguousarray(seq_y[:, lo:hi])), states)
                 loss = float(loss_t)
                 chunk_in_seq += 1
                 samples += batch * config.chunk_samples

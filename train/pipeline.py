@@ -45,6 +45,18 @@ class DataOptions:
     align: bool = True
 
 
+def _worker_index() -> int:
+    """This process's index in a TF_CONFIG cluster (0 when there is none, or for the chief)."""
+    import json
+    import os
+
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    task = json.loads(raw).get("task", {})
+    return 0 if task.get("type") == "chief" else int(task.get("index", 0))
+
+
 def load_segments(specs: list[PairSpec], knobs: tuple[Knob, ...], options: DataOptions):
     """Load and check every pair; returns segments, sample rate and per-pair reports."""
     segments: list[Segment] = []
@@ -90,8 +102,12 @@ def train_to_bundle(
     seed: int = 0,
     resume: bool = False,
     export: bool = True,
+    strategy: str | None = None,
 ) -> Bundle:
     out = Path(out)
+    worker = _worker_index()
+    if worker:  # multi-worker: only worker 0 writes the real bundle
+        out = out.with_name(f"{out.name}.worker{worker}")
     t_start = time.time()
     segments, rate, reports = load_segments(specs, knobs, options)
     if val_specs:
@@ -107,7 +123,7 @@ def train_to_bundle(
     streaming = config.streaming(rate)
     checkpoint_dir = out.with_name(out.name + ".checkpoint")
     result = fit(config, arch, train_segs, val_segs, rate, steps=steps, minutes=minutes, seed=seed,
-                 checkpoint_dir=checkpoint_dir, resume=resume)
+                 checkpoint_dir=checkpoint_dir, resume=resume, strategy=strategy)
     log.info("trained %d steps in %.0f s (%s), %.0f samples/s; best validation ESR %.4g", result.steps,
              result.seconds, result.stopped_by, result.samples_per_second, result.best_val_esr)
 
@@ -119,6 +135,7 @@ def train_to_bundle(
         "preset": config.name,
         "config": to_dict(config),
         "seed": seed,
+        "strategy": strategy,
         "data": [{**asdict(r), "input_sha256": sha256_file(r.input_path), "target_sha256": sha256_file(r.target_path)}
                  for r in reports],
         "knob_values": [dict(s.knobs) for s in specs],

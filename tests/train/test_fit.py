@@ -157,3 +157,32 @@ def test_train_cli_errors(tmp_path, capsys):
     assert "no training data" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "o"), "--data-dir", str(tmp_path)]) == 2
     assert "no NAME_input.wav files" in capsys.readouterr().err
+
+
+MIRRORED = r"""
+import sys, numpy as np
+from edgeamp.train.fit import configure_cpu_replicas, fit
+configure_cpu_replicas(2)
+from edgeamp.train import demo_data
+from edgeamp.train.dataset import make_segment, split_tail
+from edgeamp.train.presets import get_preset
+di = demo_data.performance(8.0, seed=5)
+train, val = split_tail(make_segment(di, (0.5 * np.tanh(6 * di)).astype(np.float32), (), {}, "d"), 0.25)
+import tensorflow as tf
+assert len(tf.config.list_logical_devices("CPU")) == 2
+config = get_preset(sys.argv[1], val_every_steps=5, batch_size=4, window_ms=15.0, chunks_per_sequence=2)
+r = fit(config, config.architecture(), [train], [val], 48000, steps=10, seed=1, strategy="mirrored")
+print("VAL", r.history["val_esr"][0], r.history["val_esr"][-1], r.steps)
+"""
+
+
+@pytest.mark.parametrize("preset", ["small", "seed"])
+def test_mirrored_strategy_on_two_logical_cpus(preset):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, preset], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("VAL"))
+    first, last, steps = line.split()[1:]
+    assert int(steps) == 10 and np.isfinite(float(last))
