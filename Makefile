@@ -34,6 +34,7 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
+	mkdir -p benchmarks/results
 	$(BIN)/python -m pytest benchmarks -p no:cacheprovider --benchmark-only --benchmark-json=benchmarks/results/latest.json $(PYTEST_ARGS)
 
 clean:

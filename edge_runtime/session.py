@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def find_ir(bundle: Bundle, variant: str, hop_samples: int, precision: str) -> dict:
     """The manifest export entry for (variant, hop, precision), falling back to f32 weights."""
-    for prec in (precision, "f32", "f16"):
+    for prec in dict.fromkeys((precision, "f32", "f16")):
         entry = bundle.manifest.exports.get(f"{variant}-{prec}")
         if entry and entry["hop_samples"] == hop_samples:
             return entry
@@ -38,11 +38,13 @@ def open_processor(
     aligned: bool = False,
     threads: int | None = None,
     available: list[str] | None = None,
+    precision: str | None = None,
 ) -> tuple[Processor, DeviceChoice | None]:
     """A ready processor and the device choice (None for the numpy backend).
 
     ``mode``: ``stateful`` or ``window`` (default: the bundle's own streaming mode).
-    ``hop_samples``: default the bundle's hop.
+    ``hop_samples``: default the bundle's hop. ``precision``: IR weights (``f32``/``f16``; default:
+    what the device wants).
     """
     if not isinstance(bundle, Bundle):
         bundle = read_bundle(bundle)
@@ -61,7 +63,7 @@ def open_processor(
     if backend != "openvino":
         raise ConfigError(f"unknown backend {backend!r}; choose openvino or numpy")
     choice = choose_device(device, mode=mode, available=available, strict=strict)
-    entry = find_ir(bundle, choice.variant, hop, choice.precision)
+    entry = find_ir(bundle, choice.variant, hop, precision or choice.precision)
     from . import ov_compat
 
     config = ov_compat.cpu_config(threads) if choice.device.upper().startswith("CPU") else {}

@@ -173,6 +173,11 @@ def train_to_bundle(
     log.info("held-out (%s, %.1f s): ESR %.4f, pre-emphasised %.4f", choice.device if choice else "numpy",
              y.shape[0] / rate, metrics["esr"], metrics["esr_pre_emphasis"])
     metrics["held_out_seconds"] = round(y.shape[0] / rate, 2)
+    # what FP16 weights (the Myriad/NPU IR) cost against the target audio, not only against the reference
+    proc16, _ = open_processor(bundle, device="CPU", precision="f16")
+    metrics16, _, _ = evaluate_processor(proc16, val_segs)
+    metrics["esr_f16_weights"] = metrics16["esr"]
+    metrics["esr_pre_emphasis_f16_weights"] = metrics16["esr_pre_emphasis"]
     from .plots import comparison
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -117,7 +117,8 @@ def test_train_cli_end_to_end_writes_exported_bundle(tmp_path, capsys):
     b = read_bundle(out)
     m = b.manifest
     assert m.streaming.mode == "stateful" and m.architecture.lstm_units == (12,)
-    assert {"esr", "esr_pre_emphasis", "mse", "dc_error", "stft_distance"} <= set(m.metrics)
+    assert {"esr", "esr_pre_emphasis", "mse", "dc_error", "stft_distance", "esr_f16_weights"} <= set(m.metrics)
+    assert abs(m.metrics["esr_f16_weights"] - m.metrics["esr"]) < 0.05 * m.metrics["esr"] + 1e-3
     data = m.provenance["data"][0]
     assert len(data["input_sha256"]) == 64 and data["sample_rate"] == 48000
     assert m.provenance["steps"] == 30 and m.provenance["config"]["name"] == "small"
