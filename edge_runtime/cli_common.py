@@ -23,6 +23,9 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     hop.add_argument("--hop-ms", type=float, help="hop in ms (needs IR exported at that hop; default: the bundle's)")
     hop.add_argument("--hop-samples", type=int, help="hop in samples")
     g.add_argument("--threads", type=int, help="CPU inference threads (default: OpenVINO's choice)")
+    g.add_argument("--variant", choices=["stateful", "explicit_state", "window"],
+                   help="IR variant (default: what the device needs, e.g. explicit_state on a Myriad VPU)")
+    g.add_argument("--precision", choices=["f32", "f16"], help="IR weights (default: f16 on VPU/NPU, else f32)")
     g.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="set a knob in its own units, e.g. --knob gain=7 (repeatable)")
 
@@ -61,6 +64,8 @@ def processor_from_args(args: argparse.Namespace, bundle, *, aligned: bool = Fal
         strict=args.strict,
         aligned=aligned,
         threads=args.threads,
+        variant=args.variant,
+        precision=args.precision,
     )
     for name, value in parse_knobs(args.knob).items():
         proc.set_knob(name, value)

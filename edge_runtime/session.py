@@ -39,6 +39,7 @@ def open_processor(
     threads: int | None = None,
     available: list[str] | None = None,
     precision: str | None = None,
+    variant: str | None = None,
 ) -> tuple[Processor, DeviceChoice | None]:
     """A ready processor and the device choice (None for the numpy backend).
 
@@ -63,6 +64,12 @@ def open_processor(
     if backend != "openvino":
         raise ConfigError(f"unknown backend {backend!r}; choose openvino or numpy")
     choice = choose_device(device, mode=mode, available=available, strict=strict)
+    if variant:
+        if variant not in ("stateful", "explicit_state", "window"):
+            raise ConfigError(f"unknown IR variant {variant!r}; choose stateful, explicit_state or window")
+        if (variant == "window") != (mode == "window"):
+            raise ConfigError(f"the {variant} IR does not have {mode} semantics; pass --mode to match")
+        choice = DeviceChoice(choice.device, variant, choice.precision, choice.reason + f", variant {variant}")
     entry = find_ir(bundle, choice.variant, hop, precision or choice.precision)
     from . import ov_compat
 

@@ -31,7 +31,8 @@ import openvino.opset8 as ops
 from edgeamp.edge_runtime.errors import ConfigError
 from edgeamp.edge_runtime.model import Architecture, ModelWeights
 
-VARIANTS = ("stateful", "explicit_state", "window")
+from .variants import VARIANTS
+
 KERAS_TO_OV_GATES = (1, 0, 2, 3)  # i,f,c,o -> f,i,c,o
 
 

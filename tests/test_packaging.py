@@ -75,3 +75,12 @@ def test_importing_edge_runtime_does_no_work():
     code = f"import sys, edgeamp.edge_runtime; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_building_the_cli_imports_no_heavy_runtime():
+    """`edgeamp --help` must start anywhere, OpenVINO 2022.3 included: commands import lazily."""
+    heavy = ("openvino", "tensorflow", "keras", "sounddevice", "h5py")
+    code = ("import sys; from edgeamp.edge_runtime.cli import build_parser; build_parser(); "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

@@ -357,6 +357,10 @@ def fit(
                     best, best_weights, checks_without_gain = v, _weights_of(model, arch), 0
                 else:
                     checks_without_gain += 1
+                    if checks_without_gain % config.lr_decay_checks == 0:
+                        lr = max(float(optimizer.learning_rate) * 0.5, config.min_learning_rate)
+                        optimizer.learning_rate.assign(lr)
+                        history.setdefault("lr_changes", []).append([step, lr])
                 save_checkpoint()
                 if checks_without_gain >= config.patience_checks:
                     stopped_by = "early stopping"

@@ -167,7 +167,7 @@ def train_to_bundle(
         return read_bundle(out)
     from edgeamp.export.exporter import export_bundle
 
-    bundle = export_bundle(out, verify_seconds=2.0, window_verify_seconds=0.5)
+    bundle = export_bundle(out)  # default verification: 10 s per stateful variant, 2 s for the window one
     proc, choice = open_processor(bundle, device="CPU")
     metrics, y, y_hat = evaluate_processor(proc, val_segs)
     log.info("held-out (%s, %.1f s): ESR %.4f, pre-emphasised %.4f", choice.device if choice else "numpy",

@@ -37,6 +37,8 @@ class TrainConfig:
     val_fraction: float = 0.15
     val_every_steps: int = 50
     patience_checks: int = 20
+    lr_decay_checks: int = 3  # halve the learning rate after this many validations without a new best
+    min_learning_rate: float = 1e-4
     grad_clip_norm: float = 1.0
     xla: bool = False
 

@@ -64,7 +64,8 @@ def py310_env() -> Path:
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO)],
         check=True, capture_output=True,
     )
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "tqdm"], check=True, capture_output=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "tqdm", "soundfile", "soxr"], check=True,
+                   capture_output=True)
     return python
 
 
@@ -114,3 +115,30 @@ def test_explicit_state_ir_runs_on_openvino_2022_3(py310_env, tmp_path):
     assert results["explicit_state-f32"] <= 1e-5, results
     assert results["explicit_state-f16"] <= 5e-3, results  # FP16 weights: reported, loosely bounded
     assert results["stateful-f32"] <= 1e-5, results
+
+
+def test_render_with_explicit_state_ir_on_openvino_2022_3(py310_env, tmp_path):
+    """`edgeamp render` of a WAV file with the Myriad-target IR, in the 2022.3 environment."""
+    import soundfile as sf
+
+    from edgeamp.edge_runtime.bundle import compute_output
+
+    arch = Architecture((16, 8), head=True, knobs=(Knob("gain"),))
+    path = write_bundle(tmp_path / "amp.bundle",
+                        Bundle(Manifest(48000, arch, Streaming("stateful", 480)), random_weights(arch, seed=4)))
+    bundle = export_bundle(path, variants=("explicit_state",), verify_seconds=0.3)
+    audio, _ = verification_signal(bundle, 0.7, 480)
+    sf.write(tmp_path / "di.wav", audio, 48000, subtype="FLOAT")
+    proc = subprocess.run(
+        [str(py310_env), "-m", "edgeamp.edge_runtime", "render", str(path), str(tmp_path / "di.wav"),
+         str(tmp_path / "out.wav"), "--device", "CPU", "--variant", "explicit_state", "--precision", "f32",
+         "--knob", "gain=8"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CPU (explicit_state IR)" in proc.stdout
+    y, rate = sf.read(tmp_path / "out.wav", dtype="float32")
+    knobs = np.full((audio.shape[0], 1), arch.knobs[0].normalise(8.0), np.float32)
+    ref = compute_output(bundle.manifest, bundle.weights, audio, knobs)
+    assert rate == 48000 and y.shape == audio.shape
+    np.testing.assert_allclose(y, ref, atol=1e-5)
