@@ -6,12 +6,13 @@ BIN    := $(VENV)/bin
 # pytest options, e.g. make test PYTEST_ARGS="-k bundle -x"
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps demo test lint bench clean
+.PHONY: help setup system-deps demo test lint bench report clean
 
 help:
 	@echo "make demo    set up .venv and run the end-to-end demo on the built-in demo data"
 	@echo "make test    set up .venv and run lint + the whole test suite"
 	@echo "make bench   run the benchmarks in benchmarks/ (pytest-benchmark)"
+	@echo "make report  regenerate README's performance table from benchmarks/results/latest.json"
 
 system-deps:
 	@bash .ci/system-deps
@@ -36,6 +37,9 @@ test: lint
 bench: setup
 	mkdir -p benchmarks/results
 	$(BIN)/python -m pytest benchmarks -p no:cacheprovider --benchmark-only --benchmark-json=benchmarks/results/latest.json $(PYTEST_ARGS)
+
+report: setup
+	$(BIN)/python benchmarks/report.py benchmarks/results/latest.json --readme README.md
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info

@@ -20,8 +20,6 @@ import numpy as np
 
 from .errors import BundleError, ConfigError
 
-GATE_ORDER = "ifco"
-
 
 @dataclass(frozen=True)
 class Knob:
@@ -219,14 +217,3 @@ class Streaming:
             raise ConfigError(
                 f"window mode needs window_samples >= hop_samples, got {self.window_samples} < {self.hop_samples}"
             )
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to compute the model: architecture, streaming contract, gains."""
-
-    architecture: Architecture
-    streaming: Streaming
-    sample_rate: int
-    input_gain: float = 1.0
-    output_gain: float = 1.0

@@ -13,6 +13,7 @@ next hop so that it never clicks. Per-hop compute times, late hops and bad block
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ class ProcessorStats:
     hops: int = 0
     late_hops: int = 0  # compute time longer than the hop's duration
     bad_blocks: int = 0  # blocks refused by the input contract
+    nonfinite_hops: int = 0  # hops whose input held NaN/Inf (those samples were zeroed, state kept clean)
 
 
 class Processor:
@@ -51,6 +53,7 @@ class Processor:
         hop = self.hop_samples
         n_knobs = len(arch.knobs)
         self._in = np.zeros(hop, np.float32)
+        self._in_sum = np.zeros((), np.float32)
         self._in_fill = 0
         self._fifo = np.zeros(2 * hop, np.float32)  # ring buffer of computed output
         self._fifo_start = 0
@@ -118,6 +121,10 @@ class Processor:
         elif self._knob_ramping:  # the hop after a ramp: hold the new values
             self._knobs[:] = self._knob_now
             self._knob_ramping = False
+        np.add.reduce(self._in, out=self._in_sum)  # NaN/Inf anywhere makes the sum non-finite
+        if not math.isfinite(self._in_sum.item()):  # one NaN would poison the LSTM state until reset()
+            np.nan_to_num(self._in, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            self.stats.nonfinite_hops += 1
         t0 = time.perf_counter_ns()
         y = self.engine.run_hop(self._in, self._knobs)
         dt = time.perf_counter_ns() - t0

@@ -189,10 +189,7 @@ def fit(
                                            * per]))
 
     def call(fn, *args):
-        if dist is None:
-            return fn(*args)
-        out = dist.run(fn, args=args)
-        return out
+        return fn(*args) if dist is None else dist.run(fn, args=args)
 
     def esr_pre(y, y_hat):
         e = (y[:, 1:] - 0.85 * y[:, :-1]) - (y_hat[:, 1:] - 0.85 * y_hat[:, :-1])

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import platform
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -47,9 +50,6 @@ class DataOptions:
 
 def _worker_index() -> int:
     """This process's index in a TF_CONFIG cluster (0 when there is none, or for the chief)."""
-    import json
-    import os
-
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         return 0
@@ -159,8 +159,6 @@ def train_to_bundle(
         plots = Path(tmp) / "plots"
         plots.mkdir()
         training_curves(result.history, plots / "training.png", f"{config.name}: {result.steps} steps")
-        import json
-
         (plots / "training_curves.json").write_text(json.dumps(result.history))
         write_bundle(out, bundle, keep_ir=False, folders={"plots": plots})
     if not export:
@@ -182,8 +180,6 @@ def train_to_bundle(
 
     with tempfile.TemporaryDirectory() as tmp:
         plots = Path(tmp) / "plots"
-        import shutil
-
         shutil.copytree(out / "plots", plots)
         comparison(y, y_hat, rate, plots / "held_out.png", f"{config.name} held-out")
         final = dataclasses.replace(bundle, manifest=dataclasses.replace(bundle.manifest, metrics=metrics))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from edgeamp.edge_runtime.config import from_dict
@@ -95,7 +95,3 @@ def get_preset(name: str, **overrides) -> TrainConfig:
 
     merged = {**to_dict(PRESETS[name]), **overrides}
     return from_dict(TrainConfig, merged, f"preset {name}")
-
-
-def with_overrides(config: TrainConfig, **changes) -> TrainConfig:
-    return replace(config, **changes)

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,8 +15,6 @@ import pytest
 from edgeamp.edge_runtime.errors import InputError
 from edgeamp.edge_runtime.live import LiveEngine
 from edgeamp.edge_runtime.session import open_processor
-
-OK = SimpleNamespace(input_overflow=False, output_underflow=False, __bool__=lambda self: False)
 
 
 class Status:

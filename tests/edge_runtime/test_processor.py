@@ -94,8 +94,9 @@ def test_steady_state_allocates_nothing_per_block(exported_bundles):
             worst = max(worst, peak - before)
     finally:
         tracemalloc.stop()
-    # a 480-sample float32 buffer is 1920 bytes: anything per block of that order would show
-    assert worst < 1024, f"{worst} bytes allocated transiently in one block"
+    # what remains is numpy view objects (about 1 KB in all, measured 980 B); a 480-sample float32
+    # buffer alone is 1920 B + header, so any per-block audio allocation crosses this bound
+    assert worst < 1536, f"{worst} bytes allocated transiently in one block"
 
 
 def test_knob_changes_ramp_without_clicks(exported_bundles):
@@ -158,3 +159,18 @@ def test_missing_ir_for_hop_names_the_export_command(exported_bundles):
 def test_window_mode_needs_window_bundle(exported_bundles):
     with pytest.raises(ConfigError, match="window mode needs a window-mode bundle"):
         open_processor(exported_bundles["stateful"], mode="window")
+
+
+def test_nonfinite_input_is_zeroed_and_counted_without_poisoning_state(exported_bundles):
+    proc, _ = open_processor(exported_bundles["stateful"], device="CPU", aligned=True)
+    clean, _ = open_processor(exported_bundles["stateful"], device="CPU", aligned=True)
+    x = _signal(1440)
+    bad = x.copy()
+    bad[500] = np.nan  # second hop
+    bad[1000] = np.inf  # third hop
+    fixed = x.copy()
+    fixed[[500, 1000]] = 0.0
+    y = proc.process(bad)
+    assert np.all(np.isfinite(y)) and proc.stats.nonfinite_hops == 2
+    np.testing.assert_array_equal(y, clean.process(fixed))
+    np.testing.assert_array_equal(proc.process(x), clean.process(x))  # state carried on, unpoisoned

@@ -187,3 +187,32 @@ def test_mirrored_strategy_on_two_logical_cpus(preset):
     line = next(x for x in proc.stdout.splitlines() if x.startswith("VAL"))
     first, last, steps = line.split()[1:]
     assert int(steps) == 10 and np.isfinite(float(last))
+
+
+def test_ctrl_c_keeps_the_best_model_and_writes_the_bundle(tmp_path):
+    """SIGINT in the middle of training: the run stops, keeps the best weights, writes and exports the bundle."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edgeamp.edge_runtime.bundle import read_bundle
+
+    out = tmp_path / "amp.bundle"
+    env = {**os.environ, "EDGEAMP_NO_PROGRESS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgeamp.edge_runtime", "train", "--demo", "--demo-seconds", "8",
+                             "--preset", "small", "--steps", "100000", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "amp.bundle.checkpoint" / "state.json"
+    deadline = time.monotonic() + 240
+    while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert state.exists(), proc.communicate()[1][-3000:]
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    b = read_bundle(out)
+    assert b.manifest.provenance["stopped_by"].startswith("interrupted")
+    assert 0 < b.manifest.provenance["steps"] < 100000
+    assert "stateful-f32" in b.manifest.exports and "esr" in b.manifest.metrics

@@ -1,0 +1,102 @@
+"""Turn pytest-benchmark JSON into the README's performance table (and a PNG of per-hop latency).
+
+usage:
+  .venv/bin/python benchmarks/report.py benchmarks/results/latest.json            # print the table
+  .venv/bin/python benchmarks/report.py benchmarks/results/latest.json --readme README.md --png docs/latency.png
+
+With --readme, the table replaces the text between the markers
+<!-- bench:start --> and <!-- bench:end --> in that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def rows(doc: dict) -> list[dict]:
+    out = []
+    for b in doc["benchmarks"]:
+        s, info = b["stats"], b.get("extra_info", {})
+        out.append({
+            "group": b.get("group") or "",
+            "name": b["name"].removeprefix("test_"),
+            "mean_ms": 1000 * s["mean"],
+            "median_ms": 1000 * s["median"],
+            "max_ms": 1000 * s["max"],
+            "rounds": s["rounds"],
+            "rtf": info.get("real_time_factor"),
+            "p99": info.get("hop_ms_p99"),
+            "misses": info.get("deadline_misses"),
+        })
+    return out
+
+
+def table(doc: dict) -> str:
+    m = doc.get("machine_info", {})
+    cpu = m.get("cpu", {}).get("brand_raw", "?")
+    lines = [
+        f"Measured on {cpu}, {m.get('cpu', {}).get('count', '?')} cores, Python {m.get('python_version', '?')}, "
+        f"{doc.get('datetime', '')[:10]} (`make bench`, then `benchmarks/report.py`).",
+        "",
+        "| benchmark | mean ms | median ms | p99 ms | max ms | real-time factor | deadline misses | rounds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
+    for r in sorted(rows(doc), key=lambda r: (r["group"], r["mean_ms"])):
+        lines.append(f"| {r['group']}: {r['name']} | {r['mean_ms']:.3f} | {r['median_ms']:.3f} "
+                     f"| {fmt(r['p99'], '.3f')} | {r['max_ms']:.3f} | {fmt(r['rtf'], '.2f')} "
+                     f"| {fmt(r['misses'], 'd')} | {r['rounds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(path: Path, text: str) -> None:
+    content = path.read_text()
+    if START not in content or END not in content:
+        raise SystemExit(f"{path}: markers {START} ... {END} not found")
+    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}{END}", content, flags=re.S)
+    path.write_text(new)
+
+
+def plot(doc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rs = sorted(rows(doc), key=lambda r: r["mean_ms"])
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rs) + 1.5))
+    ax.barh([f"{r['group']}: {r['name']}" for r in rs], [r["median_ms"] for r in rs])
+    ax.axvline(10.0, color="r", ls=":", label="10 ms hop deadline")
+    ax.set_xscale("log")
+    ax.set_xlabel("median ms per call")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("json", type=Path)
+    p.add_argument("--readme", type=Path)
+    p.add_argument("--png", type=Path)
+    args = p.parse_args(argv)
+    doc = json.loads(args.json.read_text())
+    text = table(doc)
+    if args.readme:
+        update_readme(args.readme, text)
+    else:
+        print(text)
+    if args.png:
+        plot(doc, args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
