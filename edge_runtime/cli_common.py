@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 
 from .errors import ConfigError
+from .model import hop_from_ms
 from .session import open_processor
 
 
@@ -47,10 +48,7 @@ def hop_from_args(args: argparse.Namespace, sample_rate: int) -> int | None:
     if args.hop_samples:
         return args.hop_samples
     if args.hop_ms:
-        exact = args.hop_ms * sample_rate / 1000
-        if abs(exact - round(exact)) > 1e-6 or round(exact) < 1:
-            raise ConfigError(f"a {args.hop_ms:g} ms hop at {sample_rate} Hz is {exact:.3f} samples; use --hop-samples")
-        return int(round(exact))
+        return hop_from_ms(args.hop_ms, sample_rate)
     return None
 
 

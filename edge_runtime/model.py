@@ -13,6 +13,7 @@ bias``. The optional dense head is ``kernel (units_last, 1)``, ``bias (1,)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -217,3 +218,17 @@ class Streaming:
             raise ConfigError(
                 f"window mode needs window_samples >= hop_samples, got {self.window_samples} < {self.hop_samples}"
             )
+
+
+def hop_from_ms(hop_ms: float, sample_rate: int) -> int:
+    """Hop length in samples; the hop must be a whole number of samples at this rate."""
+    exact = hop_ms * sample_rate / 1000.0
+    hop = round(exact)
+    if hop < 1 or not math.isclose(exact, hop, abs_tol=1e-6):
+        near = [h for h in (math.floor(exact), math.ceil(exact)) if h >= 1]
+        options = ", ".join(f"{h} samples = {1000 * h / sample_rate:.4g} ms" for h in near)
+        raise ConfigError(
+            f"a {hop_ms:g} ms hop at {sample_rate} Hz is {exact:.3f} samples, not a whole number; "
+            f"choose e.g. {options} (use --hop-samples)"
+        )
+    return hop

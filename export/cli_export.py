@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 
 from edgeamp.edge_runtime.bundle import read_manifest
+from edgeamp.edge_runtime.model import hop_from_ms
 
 from .variants import F32_TOLERANCE, PRECISIONS, VARIANTS
 
@@ -41,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .exporter import export_bundle, hop_from_ms, verify_exports  # builds graphs: current OpenVINO only
+    from .exporter import export_bundle, verify_exports  # builds graphs: current OpenVINO only
 
     if args.verify:
         results = verify_exports(args.bundle, args.verify_seconds, args.window_verify_seconds)

@@ -10,7 +10,6 @@ stateful). The results go into ``manifest.exports``; an f32 variant that misses
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import tempfile
 from dataclasses import replace
@@ -41,20 +40,6 @@ class ExportError(EdgeampError):
 
 def ir_key(variant: str, precision: str) -> str:
     return f"{variant}-{precision}"
-
-
-def hop_from_ms(hop_ms: float, sample_rate: int) -> int:
-    """Hop length in samples; the hop must be a whole number of samples at this rate."""
-    exact = hop_ms * sample_rate / 1000.0
-    hop = round(exact)
-    if hop < 1 or not math.isclose(exact, hop, abs_tol=1e-6):
-        near = [h for h in (math.floor(exact), math.ceil(exact)) if h >= 1]
-        options = ", ".join(f"{h} samples = {1000 * h / sample_rate:.4g} ms" for h in near)
-        raise ConfigError(
-            f"a {hop_ms:g} ms hop at {sample_rate} Hz is {exact:.3f} samples, not a whole number; "
-            f"choose e.g. {options} (use --hop-samples)"
-        )
-    return hop
 
 
 def default_variants(bundle: Bundle) -> tuple[str, ...]:

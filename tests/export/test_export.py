@@ -10,9 +10,9 @@ import pytest
 from edgeamp.edge_runtime.bundle import Bundle, Manifest, read_bundle, write_bundle
 from edgeamp.edge_runtime.cli import main as cli_main
 from edgeamp.edge_runtime.errors import ConfigError
-from edgeamp.edge_runtime.model import Architecture, Knob, Streaming, random_weights
+from edgeamp.edge_runtime.model import Architecture, Knob, Streaming, hop_from_ms, random_weights
 from edgeamp.export import exporter
-from edgeamp.export.exporter import ExportError, export_bundle, hop_from_ms
+from edgeamp.export.exporter import ExportError, export_bundle
 from edgeamp.export.graphs import ov_lstm_weights
 
 
