@@ -196,6 +196,16 @@ def fit(
         t = y[:, 1:] - 0.85 * y[:, :-1]
         return tf.reduce_sum(e**2) / (tf.reduce_sum(t**2) + 1e-10)
 
+    def esr_plain(y, y_hat):
+        return tf.reduce_sum((y - y_hat) ** 2) / (tf.reduce_sum(y**2) + 1e-10)
+
+    def esr_loss(y, y_hat):
+        if config.loss == "esr":
+            return esr_plain(y, y_hat)
+        if config.loss == "esr+esr_pre":
+            return esr_plain(y, y_hat) + esr_pre(y, y_hat)
+        return esr_pre(y, y_hat)
+
     def dc(y, y_hat):
         return tf.reduce_mean(y - y_hat) ** 2 / (tf.reduce_mean(y**2) + 1e-10)
 
@@ -226,7 +236,7 @@ def fit(
             with tf.GradientTape() as tape:
                 out = model([x, *states], training=True)
                 y_hat = out[0][..., 0]
-                loss = esr_pre(y, y_hat) + config.dc_weight * dc(y, y_hat)
+                loss = esr_loss(y, y_hat) + config.dc_weight * dc(y, y_hat)
                 scaled = loss / replicas
             grads = tape.gradient(scaled, variables)
             optimizer.apply_gradients(zip(grads, variables))

@@ -34,6 +34,8 @@ class TrainConfig:
     chunks_per_sequence: int = 8
     warmup_samples: int = 1024
     dc_weight: float = 1.0
+    # stateful recipe loss: "esr_pre" (ESR after 1 - 0.85 z^-1), "esr" (plain), or "esr+esr_pre" (their sum)
+    loss: Literal["esr_pre", "esr", "esr+esr_pre"] = "esr_pre"
     val_fraction: float = 0.15
     val_every_steps: int = 50
     patience_checks: int = 20

@@ -64,14 +64,18 @@ def test_unknown_preset_and_key():
         get_preset("huge")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['colour'\]"):
         get_preset("small", colour="red")
+    with pytest.raises(ConfigError, match=r"'mse' is not one of \['esr_pre', 'esr', 'esr\+esr_pre'\]"):
+        get_preset("small", loss="mse")
 
 
-@pytest.mark.parametrize("preset", ["small", "seed"])
+@pytest.mark.parametrize("preset", ["small", "seed", "small-esr"])
 def test_short_training_lowers_the_loss(demo_segments, preset, tmp_path):
     from edgeamp.train.fit import fit
     from edgeamp.train.presets import get_preset
 
     overrides = {"val_every_steps": 10}
+    if preset == "small-esr":  # the plain-ESR loss option
+        preset, overrides["loss"] = "small", "esr+esr_pre"
     if preset == "seed":  # the exact seed topology, made cheap: shorter windows, small batch
         overrides.update(window_ms=15.0, batch_size=4, learning_rate=3e-3)
     config = get_preset(preset, **overrides)
