@@ -59,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
     print("[4/5] streaming the held-out clip through OpenVINO (stateful IR, CPU, 10 ms hops)")
     from .data import load_pair
+    from .dataset import make_segment, split_tail
 
     pair = load_pair(demo.di, next(iter(demo.targets.values())))
-    cut = pair.x.shape[0] - int(round(pair.x.shape[0] * config.val_fraction))
-    x, y = pair.x[cut:], pair.y[cut:]
+    _, held_out = split_tail(make_segment(pair.x, pair.y, (), {}, "demo"), config.val_fraction)  # as training did
+    x, y = held_out.x[:, 0], held_out.y
     proc, choice = open_processor(bundle, device="CPU", aligned=True)
     hop = proc.hop_samples
     n = x.shape[0] // hop * hop
