@@ -66,8 +66,25 @@ class NumpyEngine:
         return self._out
 
 
+def compile_ir(xml_path: Path | str, device: str = "CPU", config: dict[str, str] | None = None):
+    """Compile an IR file for ``device``; errors name the file and the device."""
+    xml_path = Path(xml_path)
+    if not xml_path.is_file():
+        raise DeviceError(f"IR not found: {xml_path} (run `edgeamp export` on the bundle)")
+    if config is None:
+        config = ov_compat.cpu_config() if device.upper().startswith("CPU") else {}
+    try:
+        return ov_compat.core().compile_model(str(xml_path), device, config)
+    except RuntimeError as exc:
+        raise DeviceError(f"OpenVINO could not compile {xml_path.name} for {device}: {exc}") from exc
+
+
 class OpenVINOEngine:
-    """One compiled IR variant and one InferRequest; tensors allocated once and written in place."""
+    """One compiled IR variant and one InferRequest; tensors allocated once and written in place.
+
+    ``compiled``: an already compiled model of ``xml_path`` to take a new InferRequest from
+    (many streams share one compiled model; each has its own request and state).
+    """
 
     def __init__(
         self,
@@ -79,20 +96,14 @@ class OpenVINOEngine:
         device: str = "CPU",
         config: dict[str, str] | None = None,
         window_samples: int = 0,
+        compiled=None,
     ) -> None:
         xml_path = Path(xml_path)
-        if not xml_path.is_file():
-            raise DeviceError(f"IR not found: {xml_path} (run `edgeamp export` on the bundle)")
         self.variant = variant
         self.arch = arch
         self.hop_samples = streaming_hop
         self.device = device
-        if config is None:
-            config = ov_compat.cpu_config() if device.upper().startswith("CPU") else {}
-        try:
-            self.compiled = ov_compat.core().compile_model(str(xml_path), device, config)
-        except RuntimeError as exc:
-            raise DeviceError(f"OpenVINO could not compile {xml_path.name} for {device}: {exc}") from exc
+        self.compiled = compiled if compiled is not None else compile_ir(xml_path, device, config)
         self.request = self.compiled.create_infer_request()
         self._audio = self.request.get_tensor("audio").data
         self._knobs = self.request.get_tensor("knobs").data if arch.knobs else None

@@ -8,6 +8,7 @@ sounddevice is imported lazily: the device side must not touch PortAudio at impo
 
 from __future__ import annotations
 
+import collections
 import time
 from dataclasses import dataclass
 
@@ -42,6 +43,20 @@ class LiveEngine:
         self._out = np.zeros(block_frames, np.float32)
         self._times_ns = np.zeros(timing_window, np.int64)
         self.reset_requested = False
+        # control from other threads (a service's HTTP handlers): callables taking the current
+        # processor, run at the start of the next callback on the audio thread (never mid-hop)
+        self.pending: collections.deque = collections.deque()
+
+    def swap(self, proc: Processor) -> None:
+        """Run the next callbacks on ``proc`` (hot swap); it must have the same sample rate."""
+        if proc.sample_rate != self.proc.sample_rate or self.block_frames % proc.hop_samples:
+            raise InputError(f"cannot swap in a {proc.sample_rate} Hz model with hop {proc.hop_samples} "
+                             f"into a {self.proc.sample_rate} Hz stream of {self.block_frames}-frame blocks")
+
+        def op(_current: Processor) -> None:
+            self.proc = proc
+
+        self.pending.append(op)
 
     def callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time_info, status) -> None:
         t0 = time.perf_counter_ns()
@@ -53,6 +68,8 @@ class LiveEngine:
                 self.stats.input_overflows += 1
             if status.output_underflow:
                 self.stats.output_underflows += 1
+        while self.pending:
+            self.pending.popleft()(self.proc)
         if self.reset_requested:
             self.proc.reset()
             self.reset_requested = False

@@ -60,6 +60,7 @@ class Processor:
         self._fifo_count = 0
         self._knobs = np.zeros((hop, n_knobs), np.float32)
         self._ramp = (np.arange(1, hop + 1, dtype=np.float32) / hop)[:, None]
+        self._knob_values = {k.name: k.default for k in arch.knobs}
         self._knob_now = np.array([k.normalise(k.default) for k in arch.knobs], np.float32)
         self._knob_target = self._knob_now.copy()
         self._knob_delta = np.zeros(n_knobs, np.float32)
@@ -73,16 +74,15 @@ class Processor:
         for i, knob in enumerate(self.arch.knobs):
             if knob.name == name:
                 self._knob_target[i] = knob.normalise(float(value))
+                self._knob_values[name] = float(value)
                 self._knob_changed = True
                 return
         known = ", ".join(self.arch.knob_names) or "none: this model has no knobs"
         raise ConfigError(f"unknown knob {name!r}; known knobs: {known}")
 
     def knob_values(self) -> dict[str, float]:
-        out = {}
-        for knob, norm in zip(self.arch.knobs, self._knob_target):
-            out[knob.name] = knob.minimum + (float(norm) + 1.0) / 2.0 * (knob.maximum - knob.minimum)
-        return out
+        """The knob settings in their own units, as last set."""
+        return dict(self._knob_values)
 
     # ---- streaming ---------------------------------------------------------------------
     def reset(self) -> None:
@@ -180,3 +180,13 @@ class Processor:
         """Compute time of the most recent hops (up to the timing window), in ms."""
         n = min(self.stats.hops, self._times_ns.shape[0])
         return self._times_ns[:n] / 1e6
+
+    def hop_times_since(self, hops_seen: int) -> np.ndarray:
+        """Compute times (ms) of the hops after the first ``hops_seen``, oldest first (at most the
+        timing window): what a metrics exporter polls after each block."""
+        window = self._times_ns.shape[0]
+        end = self.stats.hops
+        n = min(end - hops_seen, window)
+        if n <= 0:
+            return np.zeros(0)
+        return self._times_ns[np.arange(end - n, end) % window] / 1e6

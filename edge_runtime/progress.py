@@ -20,3 +20,23 @@ def progress(iterable: Iterable[T], desc: str = "", unit: str = "it", leave: boo
     from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, unit=unit, leave=leave, total=total, dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def progress_bar(total: int, desc: str = "", unit: str = "it", unit_scale: bool = False):
+    """A bar updated by hand (``with progress_bar(n) as bar: bar.update(k)``); a no-op when quiet."""
+    if not enabled():
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale, dynamic_ncols=True)

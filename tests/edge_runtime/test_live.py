@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -96,29 +93,6 @@ def seed_bundle(tmp_path_factory):
                         Bundle(Manifest(48000, arch, Streaming("stateful", 480)), random_weights(arch, 2)))
     export_bundle(path, variants=("stateful",), precisions=("f32",), verify_seconds=0.2)
     return path
-
-
-@pytest.fixture(scope="module")
-def jack_server():
-    """jackd with the dummy driver (48 kHz, 480-frame periods): paces callbacks in real time.
-    Realtime scheduling where allowed (root), plain scheduling otherwise."""
-    if shutil.which("jackd") is None:
-        pytest.skip("jackd not installed (Debian jackd2; .ci/system-deps installs it)")
-    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1", "JACK_DEFAULT_SERVER": "edgeamp-test"}
-    for mode in (["-R", "-P", "70"], ["--no-realtime"]):
-        proc = subprocess.Popen(["jackd", *mode, "-n", "edgeamp-test", "-d", "dummy", "-r", "48000", "-p", "480"],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(2.0)
-        if proc.poll() is None:
-            break
-    else:
-        pytest.fail(f"jackd did not start: {proc.stdout.read()[-2000:]}")
-    yield env
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def _live(bundle, env, seconds=4.0):

@@ -1,0 +1,117 @@
+"""How many concurrent real-time streams the service holds (seed topology 64-64-1, stateful, 10 ms blocks).
+
+A real `edgeamp serve` process on loopback; N clients in this process each send 10 ms float32
+frames paced in real time (start phases spread across the block, as independent sound cards
+would be) for a few seconds. A level is *held* when the service reports no late hop and the
+client-side round trip per frame has p99 <= 20 ms (two blocks of buffering). N goes up until a
+level is not held. Goal (issue: headless service): >= 16 streams with p99 round trip <= 20 ms.
+Run: make bench   (or .venv/bin/python -m pytest benchmarks/test_service.py --benchmark-only)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+
+LEVELS = (1, 2, 4, 6, 8, 12, 16, 24)
+SECONDS = 3.0
+BLOCK, SR = 480, 48000
+P99_LIMIT_MS = 20.0
+
+
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        total = 0.0
+        for line in r.read().decode().splitlines():
+            if line.startswith(name):
+                total += float(line.split()[-1])
+        return total
+
+
+async def _one(url: str, phase: float, frames: int) -> np.ndarray:
+    import aiohttp
+
+    from edgeamp.edge_runtime.stream_client import open_stream
+
+    x = np.random.default_rng(int(phase * 1e6)).uniform(-0.5, 0.5, BLOCK).astype(np.float32).tobytes()
+    rtt = np.zeros(frames)
+    async with aiohttp.ClientSession() as session:
+        ws, _ = await open_stream(session, url, {"sample_rate": SR, "block_size": BLOCK})
+        period = BLOCK / SR
+        t0 = time.perf_counter() + phase
+        sent = np.zeros(frames)
+
+        async def send():
+            for i in range(frames):
+                delay = t0 + i * period - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent[i] = time.perf_counter()
+                await ws.send_bytes(x)
+
+        task = asyncio.create_task(send())
+        for i in range(frames):
+            msg = await ws.receive()
+            rtt[i] = time.perf_counter() - sent[i]
+            assert msg.type == aiohttp.WSMsgType.BINARY, msg
+        await task
+        await ws.close()
+    return rtt * 1000.0
+
+
+def _level(url: str, port: int, n: int) -> dict:
+    frames = int(SECONDS * SR / BLOCK)
+    late0 = _metric(port, "edgeamp_late_hops_total")
+    hops0 = _metric(port, "edgeamp_hops_total")
+
+    async def all_streams():
+        return await asyncio.gather(*(_one(url, i * BLOCK / SR / n, frames) for i in range(n)))
+
+    rtt = np.concatenate(asyncio.run(all_streams()))
+    late = _metric(port, "edgeamp_late_hops_total") - late0
+    p50, p99 = np.percentile(rtt, [50, 99])
+    return {"streams": n, "rtt_ms_p50": float(p50), "rtt_ms_p99": float(p99), "rtt_ms_max": float(rtt.max()),
+            "late_hops": int(late), "hops": int(_metric(port, "edgeamp_hops_total") - hops0),
+            "held": bool(late == 0 and p99 <= P99_LIMIT_MS)}
+
+
+def test_concurrent_realtime_streams(benchmark, seed_bundles):
+    cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "serve", str(seed_bundles["stateful"].path), "--port", "0",
+           "--device", "CPU", "--max-streams", str(max(LEVELS))]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        match = re.search(r"127\.0\.0\.1:(\d+)", line)
+        assert match, f"serve did not start: {line!r}"
+        port = int(match.group(1))
+        url = f"ws://127.0.0.1:{port}/stream"
+        levels: list[dict] = []
+
+        def sweep():
+            levels.clear()
+            for n in LEVELS:
+                levels.append(_level(url, port, n))
+                print(json.dumps(levels[-1]))
+                if not levels[-1]["held"]:
+                    break
+
+        benchmark.group = "service"
+        benchmark.pedantic(sweep, rounds=1, iterations=1)
+        held = [lv for lv in levels if lv["held"]]
+        best = held[-1] if held else None
+        benchmark.extra_info.update({
+            "max_streams_held": best["streams"] if best else 0,
+            "rtt_ms_p50": best["rtt_ms_p50"] if best else None,
+            "rtt_ms_p99": best["rtt_ms_p99"] if best else None,
+            "levels": levels,
+        })
+    finally:
+        server.terminate()
+        server.wait(20)

@@ -1,0 +1,160 @@
+"""Client side of the streaming service: send a signal through ``edgeamp serve`` and get it back.
+
+:func:`stream_signal` speaks the protocol described in :mod:`edgeamp.edge_runtime.service`:
+handshake, fixed-size binary frames, in-order replies. In real-time mode frame ``i`` is sent
+at ``i * block / rate`` seconds, as a sound card would; otherwise as fast as the service
+answers, with up to ``in_flight`` frames outstanding. Round-trip time is measured per frame.
+The output is latency-compensated, so it equals an offline render of the same signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DeviceError, InputError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": np.dtype("<f4"), "int16": np.dtype("<i2")}
+
+
+@dataclass
+class StreamResult:
+    output: np.ndarray
+    summary: dict
+
+
+def encode(x: np.ndarray, fmt: str) -> bytes:
+    if fmt == "int16":
+        return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(DTYPES[fmt]).tobytes()
+    return x.astype(DTYPES[fmt]).tobytes()
+
+
+def decode(data: bytes, fmt: str) -> np.ndarray:
+    y = np.frombuffer(data, DTYPES[fmt])
+    return y.astype(np.float32) / 32768.0 if fmt == "int16" else y.astype(np.float32)
+
+
+def _headers(token: str | None) -> dict:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def open_stream(session, url: str, handshake: dict, token: str | None = None):
+    """Connect and negotiate; returns ``(ws, ready)`` or raises with the service's reason."""
+    import aiohttp
+
+    try:
+        ws = await session.ws_connect(url, headers=_headers(token), max_msg_size=0, autoping=True)
+    except aiohttp.WSServerHandshakeError as exc:
+        raise DeviceError(f"{url}: the service refused the connection: HTTP {exc.status} {exc.message}") from exc
+    except aiohttp.ClientError as exc:
+        raise DeviceError(f"{url}: cannot connect ({exc})") from exc
+    await ws.send_str(json.dumps(handshake))
+    msg = await ws.receive()
+    if msg.type != aiohttp.WSMsgType.TEXT:
+        raise DeviceError(f"{url}: no handshake answer (got {msg.type.name}, close code {ws.close_code})")
+    ready = json.loads(msg.data)
+    if ready.get("type") != "ready":
+        await ws.close()
+        raise InputError(f"the service refused the stream: {ready.get('reason', ready)}")
+    return ws, ready
+
+
+async def stream_signal(
+    url: str,
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    fmt: str = "float32",
+    block: int | None = None,
+    knobs: dict[str, float] | None = None,
+    realtime: bool = False,
+    in_flight: int = 8,
+    token: str | None = None,
+    on_progress=None,
+) -> StreamResult:
+    """Stream mono float32 ``x`` through the service; output aligned with ``x`` and a summary."""
+    import aiohttp
+
+    if fmt not in DTYPES:
+        raise InputError(f"format {fmt!r}: choose float32 or int16")
+    handshake = {"sample_rate": int(sample_rate), "format": fmt, "knobs": knobs or {}}
+    if block:
+        handshake["block_size"] = int(block)
+    async with aiohttp.ClientSession() as session:
+        ws, ready = await open_stream(session, url, handshake, token)
+        block = ready["block_size"]
+        lat = ready["latency_samples"]
+        n = x.shape[0] + lat
+        frames = -(-n // block)
+        padded = np.zeros(frames * block, np.float32)
+        padded[: x.shape[0]] = x
+        out = np.zeros_like(padded)
+        sent_at = np.zeros(frames)
+        rtt = np.zeros(frames)
+        window = asyncio.Semaphore(1 if realtime else max(1, in_flight))
+        messages: list[dict] = []
+        t_start = time.perf_counter()
+        period = block / sample_rate
+
+        async def sender():
+            for i in range(frames):
+                if realtime:
+                    delay = t_start + i * period - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                else:
+                    await window.acquire()
+                sent_at[i] = time.perf_counter()
+                await ws.send_bytes(encode(padded[i * block : (i + 1) * block], fmt))
+
+        send_task = asyncio.create_task(sender())
+        got = 0
+        try:
+            while got < frames:
+                msg = await ws.receive()
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    rtt[got] = time.perf_counter() - sent_at[got]
+                    out[got * block : (got + 1) * block] = decode(msg.data, fmt)
+                    got += 1
+                    if not realtime:
+                        window.release()
+                    if on_progress is not None:
+                        on_progress(block)
+                elif msg.type == aiohttp.WSMsgType.TEXT:
+                    info = json.loads(msg.data)
+                    messages.append(info)
+                    if info.get("type") == "error":
+                        raise InputError(f"the service stopped the stream at frame {got}: {info.get('reason')}")
+                    log.info("service: %s", info)
+                else:
+                    reason = (ws.close_code, msg.extra)
+                    raise DeviceError(f"the service closed the stream at frame {got} of {frames}: {reason}")
+        finally:
+            send_task.cancel()
+            await ws.close()
+        wall = time.perf_counter() - t_start
+    rtt_ms = rtt * 1000.0
+    summary = {
+        "stream": ready["stream"],
+        "frames": frames,
+        "block_size": block,
+        "format": fmt,
+        "latency_samples": lat,
+        "realtime": realtime,
+        "wall_seconds": wall,
+        "realtime_factor": (x.shape[0] / sample_rate) / wall if wall > 0 else None,
+        "rtt_ms_p50": float(np.percentile(rtt_ms, 50)),
+        "rtt_ms_p99": float(np.percentile(rtt_ms, 99)),
+        "rtt_ms_max": float(rtt_ms.max()),
+        "late_frames": int(np.count_nonzero(rtt > period)) if realtime else None,
+        "warnings": [m for m in messages if m.get("type") == "warning"],
+        "swaps": [m for m in messages if m.get("type") == "swapped"],
+    }
+    return StreamResult(out[lat : lat + x.shape[0]], summary)

@@ -1,0 +1,402 @@
+"""The streaming service as a real process on loopback, driven by real WebSocket and HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from edgeamp.edge_runtime.render import render
+from edgeamp.edge_runtime.session import open_processor
+from edgeamp.edge_runtime.stream_client import open_stream, stream_signal
+
+aiohttp = pytest.importorskip("aiohttp")
+
+SR = 48000
+
+
+class Server:
+    """``edgeamp serve`` in a subprocess on a free loopback port."""
+
+    def __init__(self, bundle, *extra: str, env: dict | None = None) -> None:
+        cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "serve", str(bundle), "--port", "0",
+               "--device", "CPU", *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
+        line = self.proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        if not match:
+            self.proc.kill()
+            pytest.fail(f"serve did not start: {line!r} {self.proc.stderr.read()[-3000:]}")
+        self.port = int(match.group(1))
+        self.url = f"ws://127.0.0.1:{self.port}/stream"
+        self.token: str | None = None
+
+    def http(self, method: str, path: str, body: dict | None = None, token: str | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if token or self.token:
+            headers["Authorization"] = f"Bearer {token or self.token}"
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+                                     headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if r.headers.get_content_type() == "application/json" else raw)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def metric(self, name: str, labels: str = "") -> float:
+        _, text = self.http("GET", "/metrics")
+        for line in text.decode().splitlines():
+            if line.startswith(f"{name}{labels} ") or line.startswith(f"{name}{{{labels}}} "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+@pytest.fixture(scope="module")
+def server(exported_bundles):
+    s = Server(exported_bundles["stateful"], "--workers", "2")
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def other_bundle(tmp_path_factory, exported_bundles):
+    """Same architecture and rate as exported_bundles['stateful'], other weights: the hot-swap target."""
+    from edgeamp.edge_runtime.bundle import Bundle, read_bundle, write_bundle
+    from edgeamp.edge_runtime.model import random_weights
+    from edgeamp.export.exporter import export_bundle
+
+    m = read_bundle(exported_bundles["stateful"]).manifest
+    path = write_bundle(tmp_path_factory.mktemp("swap") / "b.bundle",
+                        Bundle(m, random_weights(m.architecture, seed=77, scale=1.2)))
+    export_bundle(path, variants=("stateful",), precisions=("f32",), verify_seconds=0.2)
+    return path
+
+
+def _signal(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.4 * np.sin(2 * np.pi * 110 * (1 + seed) * t) + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)
+
+
+def _offline(bundle, x, knobs=None) -> np.ndarray:
+    proc, _ = open_processor(bundle, device="CPU")
+    for name, value in (knobs or {}).items():
+        proc.set_knob(name, value)
+    proc.reset()
+    return render(proc, x)[0]
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize("block", [480, 1000])
+def test_stream_equals_offline_render(server, exported_bundles, block):
+    x = _signal(0.5)
+    result = _run(stream_signal(server.url, x, SR, block=block))
+    np.testing.assert_array_equal(result.output, _offline(exported_bundles["stateful"], x))
+    assert result.summary["latency_samples"] == (0 if block == 480 else 479)
+
+
+def test_int16_stream_matches_within_quantisation(server, exported_bundles):
+    x = _signal(0.3)
+    result = _run(stream_signal(server.url, x, SR, fmt="int16"))
+    x16 = np.rint(x * 32768).clip(-32768, 32767) / 32768
+    ref = _offline(exported_bundles["stateful"], x16.astype(np.float32)).clip(-1.0, 32767 / 32768)  # PCM clips
+    assert np.max(np.abs(result.output - ref)) <= 1.0 / 32768 + 1e-7
+
+
+def test_concurrent_streams_stay_isolated(server, exported_bundles):
+    """Two streams at once with different signals and knobs: each equals its own offline render."""
+    xa, xb = _signal(0.6, seed=1), _signal(0.6, seed=2)
+
+    async def both():
+        return await asyncio.gather(
+            stream_signal(server.url, xa, SR, knobs={"gain": 2.0}, in_flight=2),
+            stream_signal(server.url, xb, SR, knobs={"gain": 9.0}, in_flight=3),
+        )
+
+    ra, rb = _run(both())
+    np.testing.assert_array_equal(ra.output, _offline(exported_bundles["stateful"], xa, {"gain": 2.0}))
+    np.testing.assert_array_equal(rb.output, _offline(exported_bundles["stateful"], xb, {"gain": 9.0}))
+
+
+async def _raw(url, handshake, frames=(), token=None):
+    """Open a stream, send ``frames`` (bytes or str), collect every message until close or 3 s of quiet."""
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        ws = await session.ws_connect(url, headers=headers)
+        if handshake is not None:
+            await (ws.send_str(handshake) if isinstance(handshake, str) else ws.send_bytes(handshake))
+        got = []
+        for frame in frames:
+            await (ws.send_str(frame) if isinstance(frame, str) else ws.send_bytes(frame))
+        while True:
+            try:
+                msg = await ws.receive(timeout=3)
+            except asyncio.TimeoutError:
+                break
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                got.append(json.loads(msg.data))
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                got.append(np.frombuffer(msg.data, np.float32))
+            else:
+                break
+        await ws.close()
+        return got, ws.close_code
+
+
+@pytest.mark.parametrize("handshake, words", [
+    ('{"sample_rate": 44100}', "44100 Hz does not match the model's 48000 Hz"),
+    ('{"sample_rate": 48000, "format": "float64"}', "format 'float64' not supported"),
+    ('{"sample_rate": 48000, "block_size": 0}', "block_size must be an integer"),
+    ('{"sample_rate": 48000, "knobs": {"volume": 3}}', "unknown knob 'volume'"),
+    ('{"sample_rate": 48000, "knobs": {"gain": 11}}', "outside [0.0, 10.0]"),
+    ('{"sample_rate": 48000, "colour": "red"}', "unknown handshake key"),
+    ("not json", "handshake is not JSON"),
+    (b"\x00" * 1920, "first message must be the JSON handshake"),
+])
+def test_bad_handshakes_are_refused_with_a_reason(server, handshake, words):
+    got, code = _run(_raw(server.url, handshake))
+    assert got and got[0]["type"] == "error" and words in got[0]["reason"], got
+    assert code == 1003
+
+
+def test_bad_frames_get_reasons_and_never_touch_other_streams(server, exported_bundles):
+    good_x = _signal(0.5, seed=3)
+
+    async def scenario():
+        bystander = asyncio.create_task(stream_signal(server.url, good_x, SR, in_flight=1))
+        hs = '{"sample_rate": 48000, "block_size": 480}'
+        nan = np.zeros(480, np.float32)
+        nan[[3, 100]] = np.nan
+        # NaN/Inf: a warning, the frame still comes back (zeroed samples), the stream goes on
+        got_nan, _ = await _raw(server.url, hs, [nan.tobytes(), np.ones(480, np.float32).tobytes()])
+        # a control message that is not JSON: an error, the stream goes on
+        got_ctl, _ = await _raw(server.url, hs, ["{oops", '{"type": "dance"}', '{"type": "stats"}'])
+        # wrong frame size: closed with 1007 and the reason
+        got_size, code_size = await _raw(server.url, hs, [b"\x00" * 100])
+        # over the service's frame limit (48000 samples): aiohttp closes with 1009
+        got_big, code_big = await _raw(server.url, hs, [b"\x00" * (48000 * 4 + 8192)])
+        return (await bystander), got_nan, got_ctl, (got_size, code_size), (got_big, code_big)
+
+    bystander, got_nan, got_ctl, (got_size, code_size), (_, code_big) = _run(scenario())
+    assert got_nan[1]["type"] == "warning" and "2 NaN/Inf" in got_nan[1]["reason"]
+    frames = [g for g in got_nan if isinstance(g, np.ndarray)]
+    assert len(frames) == 2 and all(np.isfinite(f).all() for f in frames)
+    assert [g["type"] for g in got_ctl[1:]] == ["error", "error", "stats"]
+    assert "not JSON" in got_ctl[1]["reason"] or "control message refused" in got_ctl[1]["reason"]
+    assert "unknown message type 'dance'" in got_ctl[2]["reason"]
+    assert got_size[1]["type"] == "error" and "frame of 100 bytes; this stream takes 1920" in got_size[1]["reason"]
+    assert code_size == 1007
+    assert code_big == 1009
+    np.testing.assert_array_equal(bystander.output, _offline(exported_bundles["stateful"], good_x))
+    assert server.metric("edgeamp_bad_frames_total", 'reason="nonfinite"') >= 1
+    assert server.metric("edgeamp_bad_frames_total", 'reason="size"') >= 1
+    assert server.http("GET", "/healthz") == (200, {"status": "ok"})
+
+
+def test_http_control_knobs_reset_bypass_and_errors(server):
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            ws, ready = await open_stream(session, server.url, {"sample_rate": SR, "block_size": 480})
+            sid = ready["stream"]
+            loop = asyncio.get_running_loop()
+            results = {}
+            results["knobs"] = await loop.run_in_executor(
+                None, server.http, "POST", "/knobs", {"knobs": {"gain": 8.5}, "stream": sid})
+            results["bad_knob"] = await loop.run_in_executor(
+                None, server.http, "POST", "/knobs", {"knobs": {"gain": 50}})
+            results["bad_stream"] = await loop.run_in_executor(None, server.http, "POST", "/reset", {"stream": "s999"})
+            results["bypass"] = await loop.run_in_executor(
+                None, server.http, "POST", "/bypass", {"on": True, "stream": sid})
+            x = _signal(0.01, seed=4)
+            await ws.send_bytes(x.tobytes())
+            results["echo"] = np.frombuffer((await ws.receive()).data, np.float32)
+            results["streams"] = await loop.run_in_executor(None, server.http, "GET", "/streams")
+            await ws.close()
+            return sid, x, results
+
+    sid, x, r = _run(scenario())
+    assert r["knobs"] == (200, {"applied_to": [sid], "knobs": {"gain": 8.5}})
+    assert r["bad_knob"][0] == 400 and "outside [0.0, 10.0]" in r["bad_knob"][1]["error"]
+    assert r["bad_stream"][0] == 400 and "no stream 's999'" in r["bad_stream"][1]["error"]
+    assert r["bypass"][0] == 200
+    np.testing.assert_array_equal(r["echo"], x)  # bypass passes the input through
+    mine = [s for s in r["streams"][1]["streams"] if s["stream"] == sid][0]
+    assert mine["knobs"] == {"gain": 8.5} and mine["bypass"] is True
+    status, info = server.http("GET", "/model")
+    assert status == 200 and info["sample_rate"] == SR and info["knobs"][0]["name"] == "gain"
+
+
+def test_hot_swap_mid_stream(exported_bundles, other_bundle):
+    """A stream keeps running across a swap: frames before it come from model A, frames after
+    it from model B starting from zero state, and nothing is dropped."""
+    s = Server(exported_bundles["stateful"], "--workers", "1")
+    try:
+        x = _signal(0.4, seed=5)
+        block, swap_at = 480, 20
+
+        async def scenario():
+            async with aiohttp.ClientSession() as session:
+                ws, _ = await open_stream(session, s.url, {"sample_rate": SR, "block_size": block})
+                out, notes = [], []
+                for i in range(x.shape[0] // block):
+                    if i == swap_at:
+                        status, body = await asyncio.get_running_loop().run_in_executor(
+                            None, s.http, "POST", "/swap", {"bundle": str(other_bundle)})
+                        assert status == 200 and body["model"]["version"] == 2, body
+                    await ws.send_bytes(x[i * block : (i + 1) * block].tobytes())
+                    while True:
+                        msg = await ws.receive()
+                        if msg.type == aiohttp.WSMsgType.BINARY:
+                            out.append(np.frombuffer(msg.data, np.float32))
+                            break
+                        notes.append(json.loads(msg.data))
+                await ws.close()
+                return np.concatenate(out), notes
+
+        y, notes = _run(scenario())
+        k = swap_at * block
+        assert notes == [{"type": "swapped", "model_version": 2, "frame": swap_at, "latency_samples": 0,
+                          "dropped_knobs": []}]
+        np.testing.assert_array_equal(y[:k], _offline(exported_bundles["stateful"], x)[:k])
+        np.testing.assert_array_equal(y[k:], _offline(other_bundle, x[k:]))
+        bad = s.http("POST", "/swap", {"bundle": "/nonexistent.bundle"})
+        assert bad[0] == 400 and "cannot load /nonexistent.bundle" in bad[1]["error"]
+        assert s.metric("edgeamp_model_swaps_total") == 1
+    finally:
+        assert s.stop() == 0
+
+
+def test_token_required_off_loopback_and_checked(exported_bundles):
+    exposed = subprocess.run(
+        [sys.executable, "-m", "edgeamp.edge_runtime", "serve", str(exported_bundles["stateful"]),
+         "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != "EDGEAMP_TOKEN"})
+    assert exposed.returncode == 2 and "give a token" in exposed.stderr
+
+    s = Server(exported_bundles["stateful"], env={"EDGEAMP_TOKEN": "s3cret"})
+    try:
+        assert s.http("GET", "/healthz")[0] == 200  # health checks stay open
+        status, body = s.http("GET", "/model")
+        assert status == 401 and "Authorization: Bearer" in body["error"]
+        assert s.http("GET", "/model", token="wrong")[0] == 401
+        assert s.http("GET", "/model", token="s3cret")[0] == 200
+
+        async def ws_attempts():
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await session.ws_connect(s.url)
+                x = _signal(0.05)
+                ok = await stream_signal(s.url, x, SR, token="s3cret")
+                via_query = await stream_signal(s.url + "?token=s3cret", x, SR)
+                return refused.value.status, ok, via_query
+
+        status, ok, via_query = _run(ws_attempts())
+        assert status == 401
+        np.testing.assert_array_equal(ok.output, via_query.output)
+    finally:
+        assert s.stop() == 0
+
+
+def test_stream_limit(exported_bundles):
+    s = Server(exported_bundles["stateful"], "--max-streams", "1")
+    try:
+        async def scenario():
+            async with aiohttp.ClientSession() as session:
+                ws, _ = await open_stream(session, s.url, {"sample_rate": SR})
+                with pytest.raises(aiohttp.WSServerHandshakeError) as second:
+                    await session.ws_connect(s.url)
+                await ws.close()
+                return second.value.status
+
+        assert _run(scenario()) == 503
+        assert s.metric("edgeamp_refused_streams_total", 'reason="max_streams"') == 1
+    finally:
+        assert s.stop() == 0
+
+
+def test_sigterm_drains_and_exits_cleanly(exported_bundles):
+    s = Server(exported_bundles["stateful"])
+
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            ws, _ = await open_stream(session, s.url, {"sample_rate": SR, "block_size": 480})
+            x = _signal(0.01)
+            await ws.send_bytes(x.tobytes())
+            first = await ws.receive()
+            s.proc.send_signal(signal.SIGTERM)
+            t0 = time.monotonic()
+            msg = await ws.receive(timeout=10)
+            return first.type, msg.type, ws.close_code, msg.extra, time.monotonic() - t0
+
+    first, last, code, reason, waited = _run(scenario())
+    assert first == aiohttp.WSMsgType.BINARY
+    assert last == aiohttp.WSMsgType.CLOSE and code == 1001 and "shutting down" in reason
+    assert s.proc.wait(20) == 0
+    assert "stopped cleanly after 1 stream(s)" in s.proc.stderr.read()
+
+
+def test_realtime_client_measures_round_trips(server, tmp_path, exported_bundles):
+    """`edgeamp stream --realtime` writes the render and reports per-frame round trips."""
+    import soundfile as sf
+
+    x = _signal(0.5, seed=6)
+    sf.write(tmp_path / "in.wav", x, SR, subtype="FLOAT")
+    cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "stream", str(tmp_path / "in.wav"),
+           str(tmp_path / "out.wav"), "--url", server.url, "--realtime", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["frames"] == 50 and summary["realtime"] and 0 < summary["rtt_ms_p50"] < summary["rtt_ms_max"]
+    assert summary["wall_seconds"] >= 0.45  # paced, not as fast as possible
+    y, sr = sf.read(tmp_path / "out.wav", dtype="float32")
+    np.testing.assert_array_equal(y, _offline(exported_bundles["stateful"], x))
+    wrong = subprocess.run([*cmd[:-4], "--url", server.url.replace("/stream", "/nope")],
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "refused the connection: HTTP 404" in wrong.stderr
+
+
+@pytest.mark.audio
+def test_local_audio_device_through_the_same_model(jack_server, exported_bundles, other_bundle):
+    """--audio-device runs a real duplex PortAudio stream (JACK dummy driver, real-time pace) next
+    to the network streams; HTTP control and hot swap reach it too."""
+    s = Server(exported_bundles["stateful"], "--audio-host-api", "jack", env=jack_server)
+    try:
+        time.sleep(2.5)
+        assert s.http("POST", "/knobs", {"knobs": {"gain": 3.0}, "stream": "local"})[1]["applied_to"] == ["local"]
+        assert s.http("POST", "/swap", {"bundle": str(other_bundle)})[0] == 200
+        time.sleep(1.5)
+        status, body = s.http("GET", "/streams")
+        local = [x for x in body["streams"] if x["stream"] == "local"][0]
+        assert local["running"] and local["error"] is None, local
+        assert local["knobs"] == {"gain": 3.0}  # carried across the swap
+        hops = s.metric("edgeamp_hops_total", 'source="local"')
+        assert 250 <= hops <= 500, hops  # about 100 hops per second of wall time, paced by the driver
+        assert s.metric("edgeamp_xruns_total") <= s.metric("edgeamp_late_hops_total", 'source="local"')
+        assert s.http("GET", "/readyz")[0] == 200
+    finally:
+        assert s.stop() == 0
