@@ -28,9 +28,8 @@ import argparse
 import logging
 import re
 import tempfile
-from pathlib import Path
 
-from edgeamp.edge_runtime.errors import ConfigError, InputError
+from edgeamp.edge_runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--demo-seconds", type=float, default=120.0, help="length of the demo performance (default 120)")
     src.add_argument("--input", action="append", default=[], help="dry DI file (repeat with --target for more pairs)")
     src.add_argument("--target", action="append", default=[], help="amp output for the --input at the same position")
-    src.add_argument("--data-dir", help="folder of pairs NAME_input.wav + NAME.wav (e.g. ../shared/data/real-amp/X)")
+    src.add_argument("--data-dir", help="folder (searched recursively) of pairs NAME_input.wav + NAME.wav; knob "
+                     "values in the names (B1_M3_T7_G5_...) make a knob-conditioned model")
+    src.add_argument("--knob-manifest", help="JSON or CSV listing pairs and their knob values (see knob_data)")
+    src.add_argument("--knob-names", help="letters in file names -> knob names (default B=bass,M=mid,T=treble,G=gain)")
+    src.add_argument("--knob-range", action="append", default=[], metavar="NAME=MIN:MAX[:DEFAULT]",
+                     help="a knob's range (default 0:10, default value in the middle)")
+    src.add_argument("--demo-grid", help="with --demo: teacher knob grid GAINS x TONES, e.g. 0,5,10x2,8 "
+                     "(trains a gain/tone-conditioned model)")
+    src.add_argument("--val-pattern", metavar="REGEX",
+                     help="pairs whose input path matches are held out for validation, e.g. 'file_5'")
     src.add_argument("--val-input", action="append", default=[], help="held-out DI file(s)")
     src.add_argument("--val-target", action="append", default=[], help="held-out amp file(s)")
     src.add_argument("--channel", type=int, help="channel of multi-channel files, 1-based (default 1)")
@@ -69,26 +77,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="split the CPU into N logical devices for --strategy mirrored (testing without GPUs)")
 
 
-def pairs_in_dir(directory: str):
-    from .pipeline import PairSpec
-
-    d = Path(directory)
-    inputs = sorted(d.glob("*_input.wav"))
-    if not inputs:
-        raise InputError(f"{d}: no NAME_input.wav files (pairs are NAME_input.wav + NAME.wav)")
-    specs = []
-    for inp in inputs:
-        target = inp.with_name(inp.name.replace("_input.wav", ".wav"))
-        if not target.is_file():
-            raise InputError(f"{inp}: its target {target.name} is missing")
-        specs.append(PairSpec(str(inp), str(target)))
-    return specs
-
-
-def _natural(path: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
-
-
 def run(args: argparse.Namespace) -> int:
     from .pipeline import DataOptions, PairSpec, train_to_bundle
     from .presets import get_preset
@@ -107,25 +95,48 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{len(args.input)} --input but {len(args.target)} --target: give them in pairs")
     if len(args.val_input) != len(args.val_target):
         raise ConfigError("--val-input and --val-target must come in pairs")
+    from . import knob_data
+
     specs = [PairSpec(i, t) for i, t in zip(args.input, args.target)]
-    if args.data_dir:
-        specs += pairs_in_dir(args.data_dir)
-    val = [PairSpec(i, t) for i, t in zip(args.val_input, args.val_target)] or None
+    val = [PairSpec(i, t) for i, t in zip(args.val_input, args.val_target)]
+    ranges = knob_data.parse_ranges(args.knob_range)
+    sources = [name for name, given in (("--input/--target", specs), ("--data-dir", args.data_dir),
+                                        ("--knob-manifest", args.knob_manifest), ("--demo", args.demo)) if given]
+    if len(sources) > 1:
+        raise ConfigError(f"choose one data source, got {' and '.join(sources)}")
+    if args.demo_grid and not args.demo:
+        raise ConfigError("--demo-grid goes with --demo")
+    knobs = ()
     minutes = args.minutes if (args.minutes or args.steps) else 3.0
     options = DataOptions(args.channel, args.resample, not args.no_align)
     with tempfile.TemporaryDirectory(prefix="edgeamp-demo-") as tmp:
         if args.demo:
-            if specs:
-                raise ConfigError("--demo trains on the built-in data: leave out --input/--target/--data-dir")
+            from .cli_demo_data import parse_grid
             from .demo_data import write_demo_data
 
-            demo = write_demo_data(tmp, seconds=args.demo_seconds)
-            specs = [PairSpec(str(demo.di), str(p)) for p in demo.targets.values()]
+            demo = write_demo_data(tmp, seconds=args.demo_seconds, grid=parse_grid(args.demo_grid))
+            knobs, specs = knob_data.pairs_from_manifest(demo.manifest, ranges)
+        elif args.data_dir:
+            knobs, specs = knob_data.pairs_from_names(args.data_dir, knob_data.parse_letters(args.knob_names), ranges)
+        elif args.knob_manifest:
+            knobs, specs = knob_data.pairs_from_manifest(args.knob_manifest, ranges)
         if not specs:
-            raise ConfigError("no training data: give --input/--target pairs, --data-dir or --demo")
-        bundle = train_to_bundle(config, specs, args.out, val_specs=val, options=options, steps=args.steps,
-                                 minutes=minutes, seed=args.seed, resume=args.resume, export=not args.no_export,
-                                 strategy=args.strategy)
+            raise ConfigError("no training data: give --input/--target pairs, --data-dir, --knob-manifest or --demo")
+        if args.val_pattern:
+            pattern = re.compile(args.val_pattern)
+            val += [s for s in specs if pattern.search(s.input)]
+            specs = [s for s in specs if not pattern.search(s.input)]
+            if not specs or not val:
+                raise ConfigError(f"--val-pattern {args.val_pattern!r} leaves {len(specs)} training and "
+                                  f"{len(val)} validation pairs; both need at least one")
+        knobs = knob_data.varying_knobs(knobs, specs)
+        specs, val = knob_data.restrict(specs, knobs), knob_data.restrict(val, knobs)
+        if knobs:
+            log.info("knob-conditioned model: %s over %d training pair(s)",
+                     ", ".join(f"{k.name} [{k.minimum:g}, {k.maximum:g}]" for k in knobs), len(specs))
+        bundle = train_to_bundle(config, specs, args.out, knobs=knobs, val_specs=val or None, options=options,
+                                 steps=args.steps, minutes=minutes, seed=args.seed, resume=args.resume,
+                                 export=not args.no_export, strategy=args.strategy)
     _print_summary(bundle)
     return 0
 
@@ -141,4 +152,8 @@ def _print_summary(bundle) -> None:
         print(f"held-out {mt['held_out_seconds']} s: ESR {mt['esr']:.4f} ({esr_verdict(mt['esr'])}), "
               f"pre-emphasised {mt['esr_pre_emphasis']:.4f}, MSE {mt['mse']:.3g}, DC {mt['dc_error']:.2g}, "
               f"STFT distance {mt['stft_distance']:.3f}")
+        for entry in mt.get("per_setting", []):
+            setting = ", ".join(f"{k} {v:g}" for k, v in entry["knobs"].items())
+            print(f"  at {setting}: ESR {entry['esr']:.4f}, pre-emphasised {entry['esr_pre_emphasis']:.4f} "
+                  f"({entry['seconds']} s)")
     print(f"plots: {bundle.path / 'plots'}")

@@ -171,6 +171,7 @@ def render_teacher(di: np.ndarray, gain: float = 5.0, tone: float = 5.0, sr: int
 class DemoSet:
     di: Path
     targets: dict[tuple[float, float], Path]  # (gain, tone) -> file
+    manifest: Path  # demo.json
 
 
 def write_demo_data(out_dir: Path | str, seconds: float = 120.0, seed: int = 2024,
@@ -185,8 +186,10 @@ def write_demo_data(out_dir: Path | str, seconds: float = 120.0, seed: int = 202
         path = out_dir / f"amp_g{gain:g}_t{tone:g}.wav"
         write_audio(path, render_teacher(di, gain, tone), SAMPLE_RATE, "FLOAT")
         targets[(gain, tone)] = path
-    meta = {"seed": seed, "seconds": seconds, "sample_rate": SAMPLE_RATE, "input": "di.wav",
+    # a knob manifest (edgeamp.train.knob_data): `edgeamp train --knob-manifest OUT_DIR/demo.json`
+    meta = {"seed": seed, "seconds": seconds, "sample_rate": SAMPLE_RATE,
             "knobs": [asdict(k) for k in KNOBS],
-            "files": [{"file": p.name, "gain": g, "tone": t} for (g, t), p in targets.items()]}
+            "pairs": [{"input": "di.wav", "target": p.name, "knobs": {"gain": g, "tone": t}}
+                      for (g, t), p in targets.items()]}
     (out_dir / "demo.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return DemoSet(out_dir / "di.wav", targets)
+    return DemoSet(out_dir / "di.wav", targets, out_dir / "demo.json")

@@ -74,13 +74,34 @@ def load_segments(specs: list[PairSpec], knobs: tuple[Knob, ...], options: DataO
     return segments, rate, reports
 
 
+def segment_knobs(knobs, seg: Segment) -> dict[str, float]:
+    """A segment's knob settings in knob units (its input columns hold them normalised)."""
+    out = {}
+    for i, knob in enumerate(knobs):
+        norm = float(seg.x[0, 1 + i])
+        out[knob.name] = round(knob.minimum + (norm + 1) / 2 * (knob.maximum - knob.minimum), 6)
+    return out
+
+
+def per_setting_metrics(proc, segments: list[Segment]) -> list[dict]:
+    """Held-out ESR for each distinct knob setting (a conditioned model's report card)."""
+    groups: dict[tuple, list[Segment]] = {}
+    for seg in segments:
+        groups.setdefault(tuple(segment_knobs(proc.arch.knobs, seg).items()), []).append(seg)
+    out = []
+    for setting, segs in groups.items():
+        m, y, _ = evaluate_processor(proc, segs)
+        out.append({"knobs": dict(setting), "seconds": round(y.shape[0] / proc.sample_rate, 2), "esr": m["esr"],
+                    "esr_pre_emphasis": m["esr_pre_emphasis"]})
+    return out
+
+
 def evaluate_processor(proc, segments: list[Segment]) -> tuple[dict, np.ndarray, np.ndarray]:
     """Render each held-out segment (knobs from the segment) and score them together."""
     ys, yhs = [], []
     for seg in segments:
-        for i, knob in enumerate(proc.arch.knobs):
-            norm = float(seg.x[0, 1 + i])
-            proc.set_knob(knob.name, knob.minimum + (norm + 1) / 2 * (knob.maximum - knob.minimum))
+        for name, value in segment_knobs(proc.arch.knobs, seg).items():
+            proc.set_knob(name, value)
         proc.reset()
         y_hat, _ = render(proc, seg.x[:, 0], desc="held-out")
         ys.append(seg.y)
@@ -171,6 +192,11 @@ def train_to_bundle(
     log.info("held-out (%s, %.1f s): ESR %.4f, pre-emphasised %.4f", choice.device if choice else "numpy",
              y.shape[0] / rate, metrics["esr"], metrics["esr_pre_emphasis"])
     metrics["held_out_seconds"] = round(y.shape[0] / rate, 2)
+    if arch.knobs:
+        metrics["per_setting"] = per_setting_metrics(proc, val_segs)
+        for entry in metrics["per_setting"]:
+            log.info("held-out at %s: ESR %.4f, pre-emphasised %.4f", entry["knobs"], entry["esr"],
+                     entry["esr_pre_emphasis"])
     # what FP16 weights (the Myriad/NPU IR) cost against the target audio, not only against the reference
     proc16, _ = open_processor(bundle, device="CPU", precision="f16")
     metrics16, _, _ = evaluate_processor(proc16, val_segs)

@@ -44,5 +44,6 @@ def test_teacher_rejects_out_of_range_knob():
 def test_write_demo_data_grid(tmp_path):
     demo = demo_data.write_demo_data(tmp_path, seconds=3.0, grid=[(2, 5), (8, 5)])
     meta = json.loads((tmp_path / "demo.json").read_text())
-    assert [f["file"] for f in meta["files"]] == ["amp_g2_t5.wav", "amp_g8_t5.wav"]
+    assert [f["target"] for f in meta["pairs"]] == ["amp_g2_t5.wav", "amp_g8_t5.wav"]
+    assert meta["pairs"][1]["knobs"] == {"gain": 8, "tone": 5} and demo.manifest == tmp_path / "demo.json"
     assert demo.di.is_file() and all(p.is_file() for p in demo.targets.values())

@@ -1,0 +1,109 @@
+"""Knob-annotated recordings: file-name scheme, JSON and CSV manifests, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from edgeamp.edge_runtime.errors import ConfigError, InputError
+
+from ..conftest import needs_tf
+
+pytestmark = needs_tf
+
+
+def _wav(path, seconds=0.1):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.zeros(int(48000 * seconds), np.float32), 48000)
+
+
+def test_knob_values_from_real_amp_style_names(tmp_path):
+    from edgeamp.train import knob_data
+
+    for setting in ("B10_M0_T0_G5", "B1_M3_T7_G5"):
+        for n in (1, 2):
+            _wav(tmp_path / setting / f"{setting}_file_{n}_input.wav")
+            _wav(tmp_path / setting / f"{setting}_file_{n}.wav")
+    letters = knob_data.parse_letters(None)
+    knobs, specs = knob_data.pairs_from_names(tmp_path, letters)
+    assert [k.name for k in knobs] == ["bass", "gain", "mid", "treble"]
+    assert dict(specs[0].knobs) == {"bass": 1.0, "gain": 5.0, "mid": 3.0, "treble": 7.0}  # natural order: B1 < B10
+    assert specs[0].target.endswith("B1_M3_T7_G5_file_1.wav")
+    kept = knob_data.varying_knobs(knobs, specs)
+    assert [k.name for k in kept] == ["bass", "mid", "treble"]  # gain is 5 everywhere
+    assert dict(knob_data.restrict(specs, kept)[-1].knobs) == {"bass": 10.0, "mid": 0.0, "treble": 0.0}
+
+    _wav(tmp_path / "odd" / "X_file_1_input.wav")
+    with pytest.raises(InputError, match="its target X_file_1.wav is missing"):
+        knob_data.pairs_from_names(tmp_path / "odd", letters)
+    _wav(tmp_path / "odd" / "X_file_1.wav")
+    _wav(tmp_path / "odd" / "B2_file_1_input.wav")
+    _wav(tmp_path / "odd" / "B2_file_1.wav")
+    with pytest.raises(InputError, match=r"X_file_1_input.wav: no value for knob\(s\) \['bass'\]"):
+        knob_data.pairs_from_names(tmp_path / "odd", letters)
+    with pytest.raises(InputError, match=r"value\(s\) \[20.0\] outside its range \[0, 10\]"):
+        _wav(tmp_path / "big" / "B20_input.wav")
+        _wav(tmp_path / "big" / "B20.wav")
+        knob_data.pairs_from_names(tmp_path / "big", letters)
+    assert knob_data.pairs_from_names(tmp_path / "big", letters, {"bass": (0, 30, 5)})[0][0].maximum == 30
+    with pytest.raises(ConfigError, match="LETTER=name"):
+        knob_data.parse_letters("B=bass,Q")
+
+
+def test_json_and_csv_manifests(tmp_path):
+    from edgeamp.train import knob_data
+
+    for name in ("di.wav", "a.wav", "b.wav"):
+        _wav(tmp_path / name)
+    doc = {"knobs": [{"name": "drive", "minimum": -1, "maximum": 1, "default": 0}],
+           "pairs": [{"input": "di.wav", "target": "a.wav", "knobs": {"drive": -1}},
+                     {"input": "di.wav", "target": "b.wav", "knobs": {"drive": 0.5}}]}
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    knobs, specs = knob_data.pairs_from_manifest(tmp_path / "m.json")
+    assert knobs[0].minimum == -1 and knobs[0].default == 0
+    assert specs[1].input == str(tmp_path / "di.wav") and dict(specs[1].knobs) == {"drive": 0.5}
+
+    (tmp_path / "m.csv").write_text("input,target,gain,tone\ndi.wav,a.wav,2,5\ndi.wav,b.wav,8,5\n")
+    knobs, specs = knob_data.pairs_from_manifest(tmp_path / "m.csv", knob_data.parse_ranges(["gain=0:10:3"]))
+    assert [(k.name, k.default) for k in knobs] == [("gain", 3.0), ("tone", 5.0)]
+    assert [k.name for k in knob_data.varying_knobs(knobs, specs)] == ["gain"]
+
+    (tmp_path / "bad.csv").write_text("file,amp,gain\ndi.wav,a.wav,2\n")
+    with pytest.raises(InputError, match="must start with input,target"):
+        knob_data.pairs_from_manifest(tmp_path / "bad.csv")
+    (tmp_path / "nan.csv").write_text("input,target,gain\ndi.wav,a.wav,loud\n")
+    with pytest.raises(InputError, match="knob values must be numbers"):
+        knob_data.pairs_from_manifest(tmp_path / "nan.csv")
+    (tmp_path / "bad.json").write_text('{"knobs": []}')
+    with pytest.raises(InputError, match="not a knob manifest"):
+        knob_data.pairs_from_manifest(tmp_path / "bad.json")
+    doc["pairs"][1]["knobs"] = {"drive": 0.5, "tone": 1}
+    (tmp_path / "mixed.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="di.wav has knobs"):
+        knob_data.pairs_from_manifest(tmp_path / "mixed.json")
+    with pytest.raises(ConfigError, match="NAME=MIN:MAX"):
+        knob_data.parse_ranges(["gain=0"])
+
+
+def test_conditioned_training_reports_each_setting(tmp_path, capsys):
+    """--demo --demo-grid trains a gain-conditioned model: knobs in the bundle and every IR, ESR per setting."""
+    from edgeamp.edge_runtime.bundle import read_bundle
+    from edgeamp.edge_runtime.cli import main
+
+    out = tmp_path / "cond.bundle"
+    assert main(["train", "--demo", "--demo-seconds", "8", "--demo-grid", "2,8x5", "--preset", "small",
+                 "--steps", "20", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "at gain 2: ESR" in text and "at gain 8: ESR" in text
+    m = read_bundle(out).manifest
+    assert m.architecture.knob_names == ("gain",)  # tone is 5 in every pair: left out
+    assert [e["knobs"] for e in m.metrics["per_setting"]] == [{"gain": 2.0}, {"gain": 8.0}]
+    assert all(e["max_abs_error"] <= 1e-5 for k, e in m.exports.items() if k.endswith("f32"))
+
+    assert main(["train", "--demo", "--data-dir", str(tmp_path), str(tmp_path / "x")]) == 2
+    assert "choose one data source" in capsys.readouterr().err
+    assert main(["train", "--demo", "--demo-seconds", "4", "--val-pattern", "nomatch", str(tmp_path / "x")]) == 2
+    assert "leaves 1 training and 0 validation pairs" in capsys.readouterr().err
