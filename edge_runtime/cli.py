@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("edgeamp.export.cli_export", "build and verify OpenVINO IR variants (stateful, Myriad, window)"),
     "render": ("edgeamp.edge_runtime.cli_render", "render an audio file through a bundle (offline)"),
     "live": ("edgeamp.edge_runtime.cli_live", "play through the model live (duplex audio stream, 10 ms blocks)"),
+    "bench": ("edgeamp.edge_runtime.cli_bench", "per-hop latency of a bundle on a device: JSON, table, histogram"),
     "serve": ("edgeamp.edge_runtime.cli_serve", "run the headless streaming service (WebSocket audio, HTTP control)"),
     "stream": ("edgeamp.edge_runtime.cli_stream", "stream an audio file through a running `edgeamp serve`"),
     "devices": ("edgeamp.edge_runtime.cli_devices", "list OpenVINO devices and what edgeamp runs on each"),

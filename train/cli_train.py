@@ -69,6 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--xla", action="store_true", help="jit-compile the train step (measured slower on CPU)")
     t.add_argument("--loss", choices=["esr_pre", "esr", "esr+esr_pre"],
                    help="stateful recipe loss (default esr_pre: ESR after pre-emphasis), plus the DC term")
+    t.add_argument("--no-balance-settings", action="store_true",
+                   help="knob-conditioned data: let loud settings dominate the loss (default: each setting counts "
+                        "alike)")
     t.add_argument("--no-export", action="store_true", help="do not export OpenVINO IR (no held-out metrics then)")
     t.add_argument("--strategy", choices=["mirrored", "multi_worker"],
                    help="tf.distribute data parallelism: mirrored = all GPUs of this machine (or --cpu-replicas "
@@ -89,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
         configure_cpu_replicas(args.cpu_replicas)
 
     overrides = {k: v for k, v in (("batch_size", args.batch_size), ("learning_rate", args.learning_rate),
-                                   ("xla", args.xla or None), ("loss", args.loss)) if v is not None}
+                                   ("xla", args.xla or None), ("loss", args.loss),
+                                   ("balance_settings", False if args.no_balance_settings else None))
+                 if v is not None}
     config = get_preset(args.preset, **overrides)
     if len(args.input) != len(args.target):
         raise ConfigError(f"{len(args.input)} --input but {len(args.target)} --target: give them in pairs")

@@ -37,9 +37,16 @@ def split_tail(seg: Segment, fraction: float) -> tuple[Segment, Segment]:
 
 
 class Sampler:
-    """Random crops of ``length`` samples from segments, weighted by segment length."""
+    """Random crops of ``length`` samples from segments, weighted by segment length.
 
-    def __init__(self, segments: list[Segment], length: int, rng: np.random.Generator) -> None:
+    Each crop also gets a loss weight. With ``balance``, crops from a knob setting whose
+    recordings are quiet weigh more, so that every setting counts alike in an energy-normalised
+    loss (ESR over a batch is otherwise dominated by the loudest setting); the weights average
+    1 over the data. Without knobs there is one setting and every weight is 1.
+    """
+
+    def __init__(self, segments: list[Segment], length: int, rng: np.random.Generator,
+                 balance: bool = False) -> None:
         usable = [s for s in segments if s.y.shape[0] >= length]
         if not usable:
             longest = max((s.y.shape[0] for s in segments), default=0)
@@ -49,8 +56,19 @@ class Sampler:
         self.rng = rng
         sizes = np.array([s.y.shape[0] - length + 1 for s in usable], dtype=np.float64)
         self.p = sizes / sizes.sum()
+        self.weights = np.ones(len(usable), np.float32)
+        if balance:
+            keys = [tuple(np.round(s.x[0, 1:], 6)) for s in usable]
+            power = {}
+            for key in set(keys):
+                members = [s for s, k in zip(usable, keys) if k == key]
+                power[key] = sum(float(np.sum(s.y.astype(np.float64) ** 2)) for s in members) / sum(
+                    s.y.shape[0] for s in members)
+            w = np.array([1.0 / max(power[k], 1e-12) for k in keys])
+            self.weights = (w / np.sum(w * self.p)).astype(np.float32)
 
-    def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``x (batch, length, channels)``, ``y (batch, length)`` and loss weights ``(batch,)``."""
         channels = self.segments[0].x.shape[1]
         xb = np.empty((batch_size, self.length, channels), np.float32)
         yb = np.empty((batch_size, self.length), np.float32)
@@ -60,7 +78,7 @@ class Sampler:
             start = int(self.rng.integers(0, seg.y.shape[0] - self.length + 1))
             xb[i] = seg.x[start : start + self.length]
             yb[i] = seg.y[start : start + self.length]
-        return xb, yb
+        return xb, yb, self.weights[which]
 
 
 def validation_pieces(segments: list[Segment], piece: int, warmup: int) -> tuple[np.ndarray, np.ndarray]:

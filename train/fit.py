@@ -176,7 +176,7 @@ def fit(
             crop = config.warmup_samples + config.chunk_samples * config.chunks_per_sequence
         optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.grad_clip_norm)
         optimizer.build(model.trainable_variables)
-    sampler = Sampler(train, crop, rng)
+    sampler = Sampler(train, crop, rng, balance=config.balance_settings)
     variables = model.trainable_variables
 
     def put(arrays):
@@ -191,23 +191,24 @@ def fit(
     def call(fn, *args):
         return fn(*args) if dist is None else dist.run(fn, args=args)
 
-    def esr_pre(y, y_hat):
+    # w: per-sequence loss weights (batch, 1), see Sampler (knob settings balanced)
+    def esr_pre(y, y_hat, w):
         e = (y[:, 1:] - 0.85 * y[:, :-1]) - (y_hat[:, 1:] - 0.85 * y_hat[:, :-1])
         t = y[:, 1:] - 0.85 * y[:, :-1]
-        return tf.reduce_sum(e**2) / (tf.reduce_sum(t**2) + 1e-10)
+        return tf.reduce_sum(w * e**2) / (tf.reduce_sum(w * t**2) + 1e-10)
 
-    def esr_plain(y, y_hat):
-        return tf.reduce_sum((y - y_hat) ** 2) / (tf.reduce_sum(y**2) + 1e-10)
+    def esr_plain(y, y_hat, w):
+        return tf.reduce_sum(w * (y - y_hat) ** 2) / (tf.reduce_sum(w * y**2) + 1e-10)
 
-    def esr_loss(y, y_hat):
+    def esr_loss(y, y_hat, w):
         if config.loss == "esr":
-            return esr_plain(y, y_hat)
+            return esr_plain(y, y_hat, w)
         if config.loss == "esr+esr_pre":
-            return esr_plain(y, y_hat) + esr_pre(y, y_hat)
-        return esr_pre(y, y_hat)
+            return esr_plain(y, y_hat, w) + esr_pre(y, y_hat, w)
+        return esr_pre(y, y_hat, w)
 
-    def dc(y, y_hat):
-        return tf.reduce_mean(y - y_hat) ** 2 / (tf.reduce_mean(y**2) + 1e-10)
+    def dc(y, y_hat, w):
+        return tf.reduce_mean(w * (y - y_hat)) ** 2 / (tf.reduce_mean(w * y**2) + 1e-10)
 
     batch = config.batch_size
     zero_states = [put(np.zeros((batch, u), np.float32)) for u in arch.lstm_units for _ in range(2)]
@@ -232,19 +233,19 @@ def fit(
         def predict_last(x):
             return model(x, training=False)[:, -hop:, 0]
     else:
-        def tbptt_step(x, y, states):
+        def tbptt_step(x, y, w, states):
             with tf.GradientTape() as tape:
                 out = model([x, *states], training=True)
                 y_hat = out[0][..., 0]
-                loss = esr_loss(y, y_hat) + config.dc_weight * dc(y, y_hat)
+                loss = esr_loss(y, y_hat, w) + config.dc_weight * dc(y, y_hat, w)
                 scaled = loss / replicas
             grads = tape.gradient(scaled, variables)
             optimizer.apply_gradients(zip(grads, variables))
             return scaled, [tf.stop_gradient(s) for s in out[1:]]
 
         @tf.function(jit_compile=config.xla, reduce_retracing=True)
-        def train_step(x, y, states):
-            loss, new_states = call(tbptt_step, x, y, states)
+        def train_step(x, y, w, states):
+            loss, new_states = call(tbptt_step, x, y, w, states)
             return _sum(loss), new_states
 
         def states_only(x, states):
@@ -265,7 +266,7 @@ def fit(
     # validation set, fixed for the whole run
     if config.recipe == "window":
         vrng = np.random.default_rng(12345)
-        vx, vy = Sampler(val, crop, vrng).batch(max(32, batch * 4))
+        vx, vy, _ = Sampler(val, crop, vrng).batch(max(32, batch * 4))
         vy = vy[:, -hop:]
     else:
         piece = int(VAL_PIECE_SECONDS * sample_rate)
@@ -333,19 +334,20 @@ def fit(
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if config.recipe == "window":
-                xb, yb = sampler.batch(batch)
+                xb, yb, _ = sampler.batch(batch)
                 loss = float(train_step(put(xb), put(yb)))
                 samples += batch * hop
             else:
                 if chunk_in_seq >= config.chunks_per_sequence:
-                    seq_x, seq_y = sampler.batch(batch)
+                    seq_x, seq_y, seq_w = sampler.batch(batch)
                     w = config.warmup_samples
                     states = warm_states(put(seq_x[:, :w]), zero_states)  # warm-up: not scored
                     chunk_in_seq = 0
                 lo = config.warmup_samples + chunk_in_seq * config.chunk_samples
                 hi = lo + config.chunk_samples
                 loss_t, states = train_step(put(np.ascontiguousarray(seq_x[:, lo:hi])),
-                                            put(np.ascontiguousarray(seq_y[:, lo:hi])), states)
+                                            put(np.ascontiguousarray(seq_y[:, lo:hi])), put(seq_w[:, None]),
+                                            states)
                 loss = float(loss_t)
                 chunk_in_seq += 1
                 samples += batch * config.chunk_samples

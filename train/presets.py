@@ -43,6 +43,9 @@ class TrainConfig:
     min_learning_rate: float = 1e-4
     grad_clip_norm: float = 1.0
     xla: bool = False
+    # knob-conditioned data: weigh each setting's sequences by 1 / its recordings' power, so that a
+    # quiet setting counts as much as a loud one in the energy-normalised loss (no-op without knobs)
+    balance_settings: bool = True
 
     def architecture(self, knobs: tuple[Knob, ...] = ()) -> Architecture:
         return Architecture(self.lstm_units, head=self.head, skip=self.skip, knobs=knobs)

@@ -107,3 +107,24 @@ def test_conditioned_training_reports_each_setting(tmp_path, capsys):
     assert "choose one data source" in capsys.readouterr().err
     assert main(["train", "--demo", "--demo-seconds", "4", "--val-pattern", "nomatch", str(tmp_path / "x")]) == 2
     assert "leaves 1 training and 0 validation pairs" in capsys.readouterr().err
+
+
+def test_sampler_balances_knob_settings():
+    """A quiet setting's crops weigh more, so both settings count alike in the batch ESR."""
+    from edgeamp.edge_runtime.model import Knob
+    from edgeamp.train.dataset import Sampler, make_segment
+
+    knob = (Knob("gain", 0, 10, 5),)
+    x = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    loud = make_segment(x, 1.0 * x, knob, {"gain": 10}, "loud")
+    quiet = make_segment(x, 0.1 * x, knob, {"gain": 0}, "quiet")
+    s = Sampler([loud, quiet], 100, np.random.default_rng(1), balance=True)
+    assert s.weights[1] / s.weights[0] == pytest.approx(100.0, rel=1e-6)  # power ratio 100
+    assert float(np.sum(s.weights * s.p)) == pytest.approx(1.0)
+    xb, yb, wb = s.batch(64)
+    per_setting = [np.sum(wb[m, None] * yb[m] ** 2) / np.sum(m) for m in (xb[:, 0, 1] > 0, xb[:, 0, 1] < 0)]
+    assert per_setting[0] == pytest.approx(per_setting[1], rel=0.3)  # equal weighted energy per crop
+    plain = Sampler([loud, quiet], 100, np.random.default_rng(1))
+    assert np.all(plain.batch(8)[2] == 1.0)
+    one = Sampler([loud], 100, np.random.default_rng(1), balance=True)
+    assert np.all(one.weights == 1.0)

@@ -1,0 +1,181 @@
+"""Per-hop latency of a bundle on a device, with what is needed to compare it across machines.
+
+:func:`bench_bundle` compiles the bundle for the device (timed), runs ``hops`` hops of noise
+through a fresh processor with blocks of exactly one hop (as a live callback does), and
+reports per-hop p50/p99/max, real-time factor, deadline misses, peak memory, ESR against the
+float64 numpy reference on the same input (speed is never bought silently with quality), the
+model's FLOPs per second of audio and the fraction of this machine's measured f32 matrix
+peak (an OpenVINO MatMul, same device and threads) that the hop reaches.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+
+import numpy as np
+
+from . import ov_compat, version
+from .bundle import Bundle, read_bundle
+from .metrics import esr
+from .reference import run_stateful, run_window
+from .session import ProcessorFactory
+
+ESR_SECONDS = 1.0  # of the run, scored against the numpy reference
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str) -> dict:
+    core = ov_compat.core()
+    family = device.split(":")[-1].split(",")[0].split(".")[0]
+    try:
+        full_name = str(core.get_property(family, "FULL_DEVICE_NAME")) if family != "numpy" else "numpy"
+    except Exception:  # AUTO or a plugin without the property
+        full_name = device
+    import os
+
+    return {"device": device, "device_name": full_name, "cpu": cpu_name(), "cores": os.cpu_count(),
+            "machine": platform.machine(), "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(), "openvino": ov_compat.version(), "numpy": np.__version__,
+            "edgeamp": version()}
+
+
+def matmul_peak_gflops(device: str = "CPU", threads: int | None = None, n: int = 512, runs: int = 20) -> float:
+    """f32 GEMM throughput of an OpenVINO MatMul (n x n x n) on ``device``: the practical peak."""
+    ov = ov_compat.ov()
+    try:
+        from openvino import opset8 as ops
+    except ImportError:  # 2022.3
+        from openvino.runtime import opset8 as ops
+    a = ops.parameter([n, n], np.float32, name="a")
+    b = ops.constant(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
+    model = ov.Model([ops.matmul(a, b, False, False)], [a], "peak")
+    config = ov_compat.cpu_config(threads) if device.upper().startswith("CPU") else {}
+    req = ov_compat.core().compile_model(model, device, config).create_infer_request()
+    req.get_input_tensor(0).data[:] = 1.0
+    for _ in range(3):
+        req.infer()
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        req.infer()
+    return 2 * n**3 * runs / (time.perf_counter() - t0) / 1e9
+
+
+def _reference(bundle: Bundle, mode: str, hop: int, x: np.ndarray, knobs: np.ndarray) -> np.ndarray:
+    m = bundle.manifest
+    inp = np.concatenate([x[:, None] * m.input_gain, knobs], axis=1)[None].astype(np.float64)
+    if mode == "window":
+        y = run_window(m.architecture, bundle.weights, inp, m.streaming.window_samples, hop)
+    else:
+        y, _ = run_stateful(m.architecture, bundle.weights, inp)
+    return (np.asarray(y)[0] * m.output_gain).astype(np.float32)
+
+
+def bench_bundle(bundle: Bundle | str, *, hops: int = 1000, warmup: int = 50, device: str = "auto",
+                 threads: int | None = None, knobs: dict[str, float] | None = None, peak: bool = True,
+                 **options) -> dict:
+    """Measure one configuration; ``options`` go to :class:`ProcessorFactory` (backend, hop, precision...)."""
+    if not isinstance(bundle, Bundle):
+        bundle = read_bundle(bundle)
+    t0 = time.perf_counter()
+    factory = ProcessorFactory(bundle, device=device, threads=threads, **options)
+    proc = factory.new(aligned=True)
+    compile_s = time.perf_counter() - t0
+    for name, value in (knobs or {}).items():
+        proc.set_knob(name, value)
+    proc.reset()
+    hop, sr = proc.hop_samples, proc.sample_rate
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (warmup + hops) * hop).astype(np.float32)
+    y = np.empty_like(x)
+    for i in range(warmup + hops):
+        proc.process(x[i * hop : (i + 1) * hop], y[i * hop : (i + 1) * hop])
+    t = proc.hop_times_ms()[-hops:]
+    hop_ms = hop / sr * 1000
+    n_ref = min(x.shape[0], int(ESR_SECONDS * sr) // hop * hop)
+    knob_cols = np.tile(proc._knobs[0], (n_ref, 1)) if proc.arch.knobs else np.zeros((n_ref, 0), np.float32)
+    ref = _reference(bundle, factory.mode, hop, x[:n_ref], knob_cols)
+    arch = bundle.manifest.architecture
+    flops_audio = arch.flops_per_sample() * sr
+    achieved = arch.flops_per_sample() * hop / (float(np.median(t)) / 1000)
+    result = {
+        "bundle": str(bundle.path), "mode": factory.mode, "backend": factory.backend,
+        "variant": factory.choice.variant if factory.choice else "numpy",
+        "precision": (factory.entry.get("precision") if factory.choice else "f64"),
+        "threads": threads, "hop_samples": hop, "hop_ms": hop_ms, "sample_rate": sr,
+        "lstm_units": list(arch.lstm_units), "knobs": proc.knob_values(), "hops": hops,
+        "compile_seconds": compile_s,
+        "hop_ms_p50": float(np.percentile(t, 50)), "hop_ms_p99": float(np.percentile(t, 99)),
+        "hop_ms_max": float(t.max()), "hop_ms_mean": float(t.mean()),
+        "real_time_factor": hop_ms / float(t.mean()),
+        "deadline_misses": int(np.count_nonzero(t > hop_ms)),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "esr_vs_reference": esr(ref, y[:n_ref]),
+        "max_abs_error_vs_reference": float(np.max(np.abs(ref - y[:n_ref]))),
+        "model_gflops_per_audio_second": flops_audio / 1e9,
+        "achieved_gflops": achieved / 1e9,
+        "hop_times_ms": t.tolist(),
+        "environment": environment(factory.device),
+    }
+    if peak and factory.choice is not None:
+        p = matmul_peak_gflops(factory.choice.device, threads)
+        result["peak_gflops_matmul"] = p
+        result["fraction_of_peak"] = result["achieved_gflops"] / p
+    return result
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| bundle | device | variant | precision | threads | hop ms | p50 ms | p99 ms | max ms | RTF "
+             "| misses | compile s | ESR vs ref | % of peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        frac = r.get("fraction_of_peak")
+        lines.append(
+            f"| {r['bundle'].rsplit('/', 1)[-1]} | {r['environment']['device']} | {r['variant']} | {r['precision']} "
+            f"| {r['threads'] or 'auto'} | {r['hop_ms']:g} | {r['hop_ms_p50']:.3f} | {r['hop_ms_p99']:.3f} "
+            f"| {r['hop_ms_max']:.3f} | {r['real_time_factor']:.2f} | {r['deadline_misses']} "
+            f"| {r['compile_seconds']:.2f} | {r['esr_vs_reference']:.1e} "
+            f"| {'–' if frac is None else f'{100 * frac:.1f}'} |")
+    env = results[0]["environment"]
+    lines.append("")
+    lines.append(f"{env['device_name']} ({env['cpu']}, {env['cores']} cores), {env['system']}, Python {env['python']}, "
+                 f"OpenVINO {env['openvino']}, edgeamp {env['edgeamp']}")
+    return "\n".join(lines) + "\n"
+
+
+def histogram_png(result: dict, path) -> bool:
+    """Per-hop latency histogram with the deadline; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    t = np.asarray(result["hop_times_ms"])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.hist(t, bins=80, color="#3b7dd8")
+    for q, style in ((50, "--"), (99, ":")):
+        v = np.percentile(t, q)
+        ax.axvline(v, color="k", linestyle=style, label=f"p{q} {v:.3f} ms")
+    if t.max() > 0.5 * result["hop_ms"]:
+        ax.axvline(result["hop_ms"], color="r", label=f"deadline {result['hop_ms']:g} ms")
+    env = result["environment"]
+    ax.set(xlabel="compute time per hop (ms)", ylabel="hops",
+           title=f"{env['device_name']}: {result['variant']} {result['precision']}, "
+                 f"{result['real_time_factor']:.1f}x real time")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -1,0 +1,60 @@
+"""Measure a bundle's per-hop latency on a device: for people benchmarking VPU/NPU/GPU/CPU latency.
+
+Compiles the bundle (timed), runs --hops hops of noise in blocks of exactly one hop, and reports
+per-hop p50/p99/max, real-time factor, deadline misses, peak memory, ESR against the float64
+numpy reference on the same input, the model's FLOPs and the fraction of this device's measured
+f32 MatMul peak. Machine, device name and software versions are recorded with the figures so
+that results from different machines compare. Writes bench.json, bench.md and latency.png
+(the PNG needs matplotlib) to --out-dir.
+
+examples:
+  edgeamp bench amp.bundle                               # auto device (NPU > Myriad > GPU > CPU)
+  edgeamp bench amp.bundle --device NPU --strict --precision f16
+  edgeamp bench amp.bundle --device CPU --threads 1 --hop-ms 5 --out-dir bench/cpu-5ms
+  edgeamp bench amp.bundle --device MYRIAD --json        # OpenVINO 2022.3 + a Myriad stick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .cli_common import add_runtime_arguments, hop_from_args, parse_knobs
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--hops", type=int, default=1000, help="hops to time (default 1000: 10 s at 10 ms hops)")
+    p.add_argument("--warmup", type=int, default=50, help="hops run before timing (default 50)")
+    p.add_argument("--out-dir", default="bench", help="where bench.json, bench.md, latency.png go (default bench/)")
+    p.add_argument("--no-peak", action="store_true", help="skip measuring the device's MatMul peak")
+    p.add_argument("--json", action="store_true", help="print the JSON result instead of the table")
+    add_runtime_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .bench import bench_bundle, histogram_png, markdown
+    from .bundle import read_bundle
+    from .errors import ConfigError
+
+    if args.hops < 10:
+        raise ConfigError("--hops must be at least 10 for percentiles to mean anything")
+    bundle = read_bundle(args.bundle)
+    result = bench_bundle(bundle, hops=args.hops, warmup=args.warmup, device=args.device, threads=args.threads,
+                          knobs=parse_knobs(args.knob), peak=not args.no_peak, backend=args.backend,
+                          mode=args.mode, hop_samples=hop_from_args(args, bundle.manifest.sample_rate),
+                          strict=args.strict, variant=args.variant, precision=args.precision)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown([result])
+    (out / "bench.md").write_text(table)
+    png = histogram_png(result, out / "latency.png")
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "hop_times_ms"}, indent=2))
+    else:
+        print(table)
+        print(f"wrote {out / 'bench.json'}, {out / 'bench.md'}"
+              + (f", {out / 'latency.png'}" if png else " (no latency.png: pip install matplotlib)"))
+    return 0

@@ -1,0 +1,45 @@
+"""edgeamp bench: latency figures, quality against the reference, versions recorded, files written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeamp.edge_runtime.bench import bench_bundle, markdown
+from edgeamp.edge_runtime.cli import main
+
+
+def test_bench_bundle_figures(exported_bundles):
+    r = bench_bundle(exported_bundles["stateful"], hops=40, warmup=5, device="CPU", threads=1,
+                     knobs={"gain": 7.0}, peak=True)
+    assert r["variant"] == "stateful" and r["precision"] == "f32" and r["knobs"] == {"gain": 7.0}
+    assert len(r["hop_times_ms"]) == 40 and 0 < r["hop_ms_p50"] <= r["hop_ms_p99"] <= r["hop_ms_max"]
+    assert r["real_time_factor"] > 0 and r["compile_seconds"] > 0 and r["peak_rss_mib"] > 10
+    assert r["esr_vs_reference"] < 1e-8  # f32 IR against the float64 reference on the same noise
+    assert 0 < r["fraction_of_peak"] < 1 and r["peak_gflops_matmul"] > 0
+    env = r["environment"]
+    assert env["openvino"] and env["edgeamp"] and env["cpu"] and env["device"] == "CPU"
+    table = markdown([r])
+    assert "| stateful.bundle | CPU | stateful | f32 | 1 |" in table and env["openvino"] in table
+
+
+def test_bench_window_and_f16(exported_bundles):
+    r = bench_bundle(exported_bundles["window"], hops=12, warmup=2, device="CPU", peak=False)
+    assert r["mode"] == "window" and r["esr_vs_reference"] < 1e-8 and "fraction_of_peak" not in r
+    r16 = bench_bundle(exported_bundles["stateful"], hops=12, warmup=2, device="CPU", precision="f16", peak=False)
+    assert r16["precision"] == "f16" and 0 < r16["esr_vs_reference"] < 1e-3  # FP16 weights cost a little
+
+
+def test_bench_cli_writes_json_markdown_png(exported_bundles, tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["bench", str(exported_bundles["stateful"]), "--device", "CPU", "--hops", "20", "--warmup", "2",
+                 "--no-peak", "--out-dir", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| stateful.bundle | CPU |" in text
+    data = json.loads((out / "bench.json").read_text())
+    assert data["hops"] == 20 and (out / "bench.md").is_file()
+    pytest.importorskip("matplotlib")
+    assert (out / "latency.png").stat().st_size > 5000
+    assert main(["bench", str(exported_bundles["stateful"]), "--hops", "3"]) == 2
+    assert "--hops must be at least 10" in capsys.readouterr().err
