@@ -39,7 +39,7 @@ bench: setup
 	$(BIN)/python -m pytest benchmarks -p no:cacheprovider --benchmark-only --benchmark-json=benchmarks/results/latest.json $(PYTEST_ARGS)
 
 report: setup
-	$(BIN)/python benchmarks/report.py benchmarks/results/latest.json --readme README.md
+	$(BIN)/python benchmarks/report.py benchmarks/results/latest.json --readme README.md --png docs/latency.png
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info

@@ -10,13 +10,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
-def make_bundle(path, units=(64, 64, 1), mode="stateful", head=False, seed=0):
+def make_bundle(path, units=(64, 64, 1), mode="stateful", head=False, seed=0, hop=480):
     from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
     from edgeamp.edge_runtime.model import Architecture, Streaming, random_weights
     from edgeamp.export.exporter import export_bundle
 
     arch = Architecture(tuple(units), head=head)
-    streaming = Streaming("window", 480, 5280) if mode == "window" else Streaming("stateful", 480)
+    streaming = Streaming("window", hop, 5280) if mode == "window" else Streaming("stateful", hop)
     write_bundle(path, Bundle(Manifest(48000, arch, streaming), random_weights(arch, seed=seed, scale=1.0)))
     return export_bundle(path, verify_seconds=0.5, window_verify_seconds=0.1)
 

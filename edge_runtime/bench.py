@@ -82,12 +82,9 @@ def _reference(bundle: Bundle, mode: str, hop: int, x: np.ndarray, knobs: np.nda
     return (np.asarray(y)[0] * m.output_gain).astype(np.float32)
 
 
-def bench_bundle(bundle: Bundle | str, *, hops: int = 1000, warmup: int = 50, device: str = "auto",
-                 threads: int | None = None, knobs: dict[str, float] | None = None, peak: bool = True,
-                 **options) -> dict:
-    """Measure one configuration; ``options`` go to :class:`ProcessorFactory` (backend, hop, precision...)."""
-    if not isinstance(bundle, Bundle):
-        bundle = read_bundle(bundle)
+def open_for_bench(bundle: Bundle, *, device: str = "auto", threads: int | None = None,
+                   knobs: dict[str, float] | None = None, **options):
+    """``(factory, processor, compile seconds)``: a fresh aligned processor, compile timed."""
     t0 = time.perf_counter()
     factory = ProcessorFactory(bundle, device=device, threads=threads, **options)
     proc = factory.new(aligned=True)
@@ -95,25 +92,31 @@ def bench_bundle(bundle: Bundle | str, *, hops: int = 1000, warmup: int = 50, de
     for name, value in (knobs or {}).items():
         proc.set_knob(name, value)
     proc.reset()
-    hop, sr = proc.hop_samples, proc.sample_rate
-    x = np.random.default_rng(0).uniform(-0.5, 0.5, (warmup + hops) * hop).astype(np.float32)
-    y = np.empty_like(x)
-    for i in range(warmup + hops):
-        proc.process(x[i * hop : (i + 1) * hop], y[i * hop : (i + 1) * hop])
+    return factory, proc, compile_s
+
+
+def noise(hops: int, hop: int) -> np.ndarray:
+    return np.random.default_rng(0).uniform(-0.5, 0.5, hops * hop).astype(np.float32)
+
+
+def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: np.ndarray, *, hops: int,
+            compile_s: float, threads: int | None, peak_gflops: float | None) -> dict:
+    """Everything reported for one configuration, from a processor that ran ``x`` into ``y`` from reset
+    (the last ``hops`` hop times are the sample)."""
     t = proc.hop_times_ms()[-hops:]
+    hop, sr = proc.hop_samples, proc.sample_rate
     hop_ms = hop / sr * 1000
     n_ref = min(x.shape[0], int(ESR_SECONDS * sr) // hop * hop)
     knob_cols = np.tile(proc._knobs[0], (n_ref, 1)) if proc.arch.knobs else np.zeros((n_ref, 0), np.float32)
     ref = _reference(bundle, factory.mode, hop, x[:n_ref], knob_cols)
     arch = bundle.manifest.architecture
-    flops_audio = arch.flops_per_sample() * sr
     achieved = arch.flops_per_sample() * hop / (float(np.median(t)) / 1000)
     result = {
         "bundle": str(bundle.path), "mode": factory.mode, "backend": factory.backend,
         "variant": factory.choice.variant if factory.choice else "numpy",
         "precision": (factory.entry.get("precision") if factory.choice else "f64"),
         "threads": threads, "hop_samples": hop, "hop_ms": hop_ms, "sample_rate": sr,
-        "lstm_units": list(arch.lstm_units), "knobs": proc.knob_values(), "hops": hops,
+        "lstm_units": list(arch.lstm_units), "knobs": proc.knob_values(), "hops": int(t.shape[0]),
         "compile_seconds": compile_s,
         "hop_ms_p50": float(np.percentile(t, 50)), "hop_ms_p99": float(np.percentile(t, 99)),
         "hop_ms_max": float(t.max()), "hop_ms_mean": float(t.mean()),
@@ -122,16 +125,32 @@ def bench_bundle(bundle: Bundle | str, *, hops: int = 1000, warmup: int = 50, de
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "esr_vs_reference": esr(ref, y[:n_ref]),
         "max_abs_error_vs_reference": float(np.max(np.abs(ref - y[:n_ref]))),
-        "model_gflops_per_audio_second": flops_audio / 1e9,
+        "model_gflops_per_audio_second": arch.flops_per_sample() * sr / 1e9,
         "achieved_gflops": achieved / 1e9,
         "hop_times_ms": t.tolist(),
         "environment": environment(factory.device),
     }
-    if peak and factory.choice is not None:
-        p = matmul_peak_gflops(factory.choice.device, threads)
-        result["peak_gflops_matmul"] = p
-        result["fraction_of_peak"] = result["achieved_gflops"] / p
+    if peak_gflops:
+        result["peak_gflops_matmul"] = peak_gflops
+        result["fraction_of_peak"] = result["achieved_gflops"] / peak_gflops
     return result
+
+
+def bench_bundle(bundle: Bundle | str, *, hops: int = 1000, warmup: int = 50, device: str = "auto",
+                 threads: int | None = None, knobs: dict[str, float] | None = None, peak: bool = True,
+                 **options) -> dict:
+    """Measure one configuration; ``options`` go to :class:`ProcessorFactory` (backend, hop, precision...)."""
+    if not isinstance(bundle, Bundle):
+        bundle = read_bundle(bundle)
+    factory, proc, compile_s = open_for_bench(bundle, device=device, threads=threads, knobs=knobs, **options)
+    hop = proc.hop_samples
+    x = noise(warmup + hops, hop)
+    y = np.empty_like(x)
+    for i in range(warmup + hops):
+        proc.process(x[i * hop : (i + 1) * hop], y[i * hop : (i + 1) * hop])
+    peak_gflops = matmul_peak_gflops(factory.choice.device, threads) if peak and factory.choice else None
+    return figures(bundle, factory, proc, x, y, hops=hops, compile_s=compile_s, threads=threads,
+                   peak_gflops=peak_gflops)
 
 
 def markdown(results: list[dict]) -> str:

@@ -35,7 +35,8 @@ class ProcessorFactory:
     ``mode``: ``stateful`` or ``window`` (default: the bundle's own streaming mode).
     ``hop_samples``: default the bundle's hop. ``precision``: IR weights (``f32``/``f16``; default:
     what the device wants). ``num_streams``: OpenVINO CPU streams, i.e. how many requests
-    may run at the same time (a service sets it to its worker count).
+    may run at the same time (a service sets it to its worker count). ``inference_precision``:
+    the CPU plugin's execution precision (``bf16`` only where the CPU has it natively).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class ProcessorFactory:
         precision: str | None = None,
         variant: str | None = None,
         num_streams: int = 1,
+        inference_precision: str = "f32",
     ) -> None:
         if not isinstance(bundle, Bundle):
             bundle = read_bundle(bundle)
@@ -83,7 +85,7 @@ class ProcessorFactory:
 
         config = {}
         if choice.device.upper().startswith("CPU"):
-            config = ov_compat.cpu_config(threads)
+            config = ov_compat.cpu_config(threads, inference_precision)
             config["NUM_STREAMS"] = str(int(num_streams))
         self.xml_path = bundle.path / self.entry["xml"]
         self.compiled = compile_ir(self.xml_path, choice.device, config)

@@ -23,7 +23,7 @@ import argparse
 from edgeamp.edge_runtime.bundle import read_manifest
 from edgeamp.edge_runtime.model import hop_from_ms
 
-from .variants import F32_TOLERANCE, PRECISIONS, VARIANTS
+from .variants import PRECISIONS, VARIANTS, f32_limit
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,11 +48,11 @@ def run(args: argparse.Namespace) -> int:
         results = verify_exports(args.bundle, args.verify_seconds, args.window_verify_seconds)
         failed = False
         for key, r in results.items():
-            limit = F32_TOLERANCE if key.endswith("f32") else None
+            limit = f32_limit(r["reference_peak"]) if key.endswith("f32") else None
             ok = limit is None or r["max_abs_error"] <= limit
             failed |= not ok
             print(f"{key:24s} max abs error {r['max_abs_error']:.3e}  ESR vs reference {r['esr_vs_reference']:.3e}"
-                  f"  {'OK' if ok else 'FAILED'}{'' if limit else ' (reported only)'}")
+                  f"  {'OK' if ok else 'FAILED'}{f' (limit {limit:.2e})' if limit else ' (reported only)'}")
         return 1 if failed else 0
     manifest = read_manifest(args.bundle)
     hop = args.hop_samples or (hop_from_ms(args.hop_ms, manifest.sample_rate) if args.hop_ms else None)

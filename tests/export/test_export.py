@@ -75,10 +75,17 @@ def test_f32_failure_writes_nothing(tmp_path, monkeypatch):
     path = _bundle(tmp_path, mode="stateful", arch=Architecture((4,), head=True))
     before = (tmp_path / "amp.bundle" / "manifest.json").read_bytes()
     monkeypatch.setattr(exporter, "F32_TOLERANCE", 0.0)
-    with pytest.raises(ExportError, match="exceeds 0; nothing was written"):
+    with pytest.raises(ExportError, match=r"exceeds 0 \(0 x max\(1, peak .*\)\); no IR was written"):
         export_bundle(path, verify_seconds=0.1)
     assert (tmp_path / "amp.bundle" / "manifest.json").read_bytes() == before
     assert not (tmp_path / "amp.bundle" / "ir").exists()
+
+
+def test_f32_tolerance_scales_with_the_reference_peak():
+    from edgeamp.export.variants import f32_limit
+
+    assert f32_limit(0.3) == 1e-5 and f32_limit(1.0) == 1e-5
+    assert f32_limit(4.0) == pytest.approx(4e-5)  # float32 rounding grows with the signal
 
 
 def test_window_variant_needs_window_bundle(tmp_path):
