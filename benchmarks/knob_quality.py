@@ -43,8 +43,10 @@ def rms_db(y: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(y**2)) + 1e-12))
 
 
-def hop_cost_ms(knobs: bool, hops: int = 400) -> float:
-    """Median per-hop time of the stateful preset's topology (random weights), with or without knobs."""
+def hop_cost(rounds: int = 6, hops: int = 150) -> dict:
+    """Per-hop time of the stateful preset's topology (random weights) without and with the gain and
+    tone inputs, one thread. The two processors alternate in rounds, because on a shared 2-core
+    machine the same configuration drifts by +-30 % from minute to minute."""
     from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
     from edgeamp.edge_runtime.model import Streaming, random_weights
     from edgeamp.edge_runtime.session import open_processor
@@ -52,17 +54,45 @@ def hop_cost_ms(knobs: bool, hops: int = 400) -> float:
     from edgeamp.train.demo_data import KNOBS
     from edgeamp.train.presets import get_preset
 
-    arch = get_preset("stateful").architecture(KNOBS if knobs else ())
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, 480).astype(np.float32)
+    out = np.empty_like(x)
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_bundle(Path(tmp) / "b.bundle", Bundle(Manifest(48000, arch, Streaming("stateful", 480)),
-                                                           random_weights(arch, seed=1)))
-        export_bundle(path, variants=("stateful",), precisions=("f32",), verify_seconds=0.2)
-        proc, _ = open_processor(path, device="CPU", aligned=True, threads=1)
-        x = np.random.default_rng(0).uniform(-0.5, 0.5, 480).astype(np.float32)
-        out = np.empty_like(x)
-        for _ in range(hops):
-            proc.process(x, out)
-        return float(np.median(proc.hop_times_ms()[50:]))
+        procs = {}
+        for name, knobs in (("without", ()), ("with", KNOBS)):
+            arch = get_preset("stateful").architecture(knobs)
+            path = write_bundle(Path(tmp) / f"{name}.bundle",
+                                Bundle(Manifest(48000, arch, Streaming("stateful", 480)), random_weights(arch, seed=1)))
+            export_bundle(path, variants=("stateful",), precisions=("f32",), verify_seconds=0.2)
+            procs[name] = open_processor(path, device="CPU", aligned=True, threads=1)[0]
+        times = {name: [] for name in procs}
+        for _ in range(rounds):
+            for name, proc in procs.items():
+                for _ in range(hops):
+                    proc.process(x, out)
+                times[name].extend(proc.hop_times_ms()[-hops + 10:])
+    med = {name: float(np.median(t)) for name, t in times.items()}
+    return {"hop_ms_without_knobs": med["without"], "hop_ms_with_gain_tone": med["with"],
+            "real_time_factor_without": 10.0 / med["without"], "real_time_factor_with": 10.0 / med["with"]}
+
+
+START, END = "<!-- knobs:start -->", "<!-- knobs:end -->"
+
+
+def table(result: dict) -> str:
+    lines = ["| gain | tone | trained | ESR | ESR pre-emph | RMS dB teacher / model | centroid Hz teacher / model |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['gain']:g} | {r['tone']:g} | {'yes' if r['trained'] else 'no'} | {r['esr']:.3f} "
+                     f"| {r['esr_pre_emphasis']:.3f} | {r['rms_db_teacher']:.1f} / {r['rms_db_model']:.1f} "
+                     f"| {r['centroid_hz_teacher']:.0f} / {r['centroid_hz_model']:.0f} |")
+    c = result["cost"]
+    lines += ["", f"Mean held-out ESR at trained settings {result['mean_esr_trained']:.3f}, at never-trained "
+              f"settings {result['mean_esr_untrained']:.3f}. Across settings, model vs teacher level correlates at "
+              f"r = {result['level_correlation']:.3f} and brightness at r = {result['brightness_correlation']:.3f}. "
+              f"The two knob inputs cost {c['hop_ms_with_gain_tone'] - c['hop_ms_without_knobs']:+.3f} ms per "
+              f"10 ms hop ({c['real_time_factor_without']:.1f}x -> {c['real_time_factor_with']:.1f}x real time, "
+              "stateful preset, one thread)."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -71,8 +101,23 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=8.0, help="training budget (default 8)")
     p.add_argument("--seconds", type=float, default=60.0, help="length of the demo performance (default 60)")
     p.add_argument("--out", default="benchmarks/results/knob_quality.json")
+    p.add_argument("--keep", help="also save the trained bundle here")
+    p.add_argument("--cost-only", action="store_true", help="only measure what the knob inputs cost per hop")
+    p.add_argument("--from-json", help="print (and with --readme, insert) the table of a saved result")
+    p.add_argument("--readme", help="replace the table between <!-- knobs:start/end --> in this file")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        print(table(result))
+        if args.readme:
+            from report import update_readme
+
+            update_readme(Path(args.readme), table(result), START, END)
+        return 0
+    if args.cost_only:
+        print(json.dumps(hop_cost(), indent=2))
+        return 0
 
     from edgeamp.edge_runtime.bundle import read_bundle
     from edgeamp.edge_runtime.metrics import all_metrics
@@ -90,7 +135,8 @@ def main() -> int:
             demo = demo_data.write_demo_data(Path(tmp) / "data", seconds=args.seconds, grid=GRID)
             knobs, specs = knob_data.pairs_from_manifest(demo.manifest)
             t0 = time.time()
-            bundle = train_to_bundle(config, specs, Path(tmp) / "cond.bundle", knobs=knobs, minutes=args.minutes)
+            bundle = train_to_bundle(config, specs, args.keep or Path(tmp) / "cond.bundle", knobs=knobs,
+                                     minutes=args.minutes)
             print(f"trained in {time.time() - t0:.0f} s")
         sr = bundle.manifest.sample_rate
         di = demo_data.performance(args.seconds)
@@ -119,9 +165,7 @@ def main() -> int:
     level_r = float(np.corrcoef([r["rms_db_teacher"] for r in rows], [r["rms_db_model"] for r in rows])[0, 1])
     bright_r = float(np.corrcoef([r["centroid_hz_teacher"] for r in rows],
                                  [r["centroid_hz_model"] for r in rows])[0, 1])
-    cost = {"hop_ms_without_knobs": hop_cost_ms(False), "hop_ms_with_gain_tone": hop_cost_ms(True)}
-    cost["real_time_factor_without"] = 10.0 / cost["hop_ms_without_knobs"]
-    cost["real_time_factor_with"] = 10.0 / cost["hop_ms_with_gain_tone"]
+    cost = hop_cost()
     result = {"grid": GRID, "untrained": UNTRAINED, "model": bundle_info, "rows": rows,
               "mean_esr_trained": float(np.mean([r["esr"] for r in rows if r["trained"]])),
               "mean_esr_untrained": float(np.mean([r["esr"] for r in rows if not r["trained"]])),
@@ -129,15 +173,12 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print("| gain | tone | trained | ESR | ESR pre-emph | RMS dB teacher/model | centroid Hz teacher/model |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['gain']:g} | {r['tone']:g} | {'yes' if r['trained'] else 'no'} | {r['esr']:.3f} "
-              f"| {r['esr_pre_emphasis']:.3f} | {r['rms_db_teacher']:.1f} / {r['rms_db_model']:.1f} "
-              f"| {r['centroid_hz_teacher']:.0f} / {r['centroid_hz_model']:.0f} |")
-    print(f"mean ESR trained {result['mean_esr_trained']:.3f}, untrained {result['mean_esr_untrained']:.3f}; "
-          f"level r={level_r:.3f}, brightness r={bright_r:.3f}; hop {cost['hop_ms_without_knobs']:.3f} -> "
-          f"{cost['hop_ms_with_gain_tone']:.3f} ms with knobs; wrote {out}")
+    print(table(result))
+    print(f"wrote {out}")
+    if args.readme:
+        from report import update_readme
+
+        update_readme(Path(args.readme), table(result), START, END)
     return 0
 
 

@@ -77,11 +77,11 @@ def table(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(path: Path, text: str) -> None:
+def update_readme(path: Path, text: str, start: str = START, end: str = END) -> None:
     content = path.read_text()
-    if START not in content or END not in content:
-        raise SystemExit(f"{path}: markers {START} ... {END} not found")
-    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}{END}", content, flags=re.S)
+    if start not in content or end not in content:
+        raise SystemExit(f"{path}: markers {start} ... {end} not found")
+    new = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{text}{end}", content, flags=re.S)
     path.write_text(new)
 
 

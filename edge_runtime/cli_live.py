@@ -1,9 +1,9 @@
 """Play through the model live: a duplex audio stream (sounddevice/PortAudio) in 10 ms blocks.
 
 The callback copies the input in, runs the hop, copies the output out, and counts xruns and
-late callbacks. A status line shows DSP load, p99 callback time and xruns; a summary is
-printed on exit. Keys (on a terminal): b = bypass on/off, r = reset the model state,
-q = quit (Ctrl-C works too).
+late callbacks. A status line shows DSP load, p99 callback time, xruns and knob values; a
+summary is printed on exit. Keys (on a terminal): b = bypass on/off, r = reset the model state,
+1-9 = select a knob, + / - = turn it by a twentieth of its range, q = quit (Ctrl-C works too).
 
 examples:
   edgeamp live amp.bundle                                  # default devices
@@ -69,25 +69,24 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.bundle:
         raise ConfigError("give a BUNDLE (or --list-devices)")
-    from .live import LiveEngine, run_live
+    from .live import KeyControl, LiveEngine, run_live
 
     bundle = read_bundle(args.bundle)
     proc, choice = processor_from_args(args, bundle, aligned=True)
     engine = LiveEngine(proc, proc.hop_samples * args.hops_per_block)
+    control = KeyControl(engine)
     interactive = sys.stderr.isatty() and not args.json
     if interactive:
         print(f"{bundle.path.name} on {choice.device if choice else 'numpy'}, {engine.block_frames} frames per "
-              f"block at {proc.sample_rate} Hz. keys: b bypass, r reset, q quit", file=sys.stderr)
+              f"block at {proc.sample_rate} Hz. {control.help()}", file=sys.stderr)
     with _cbreak() as keys:
         def tick():
             if keys:
                 k = _key()
                 if k == "q":
                     return False
-                if k == "b":
-                    proc.bypass = not proc.bypass
-                elif k == "r":
-                    engine.reset_requested = True
+                if k:
+                    control.press(k)
             if interactive:
                 print("\r" + engine.status_line(), end="", file=sys.stderr, flush=True)
             return True

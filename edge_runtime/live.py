@@ -97,9 +97,10 @@ class LiveEngine:
         recent = t[-200:] if self.stats.callbacks <= t.size else t
         load = 100.0 * float(np.mean(recent)) / (self.budget_ns / 1e6)
         p99 = float(np.percentile(t, 99))
+        knobs = " ".join(f"{k} {v:g}" for k, v in self.proc.knob_values().items())
         return (f"DSP load {load:5.1f}% | p99 {p99:6.3f} ms of {self.budget_ns / 1e6:.1f} ms | xruns "
                 f"{self.stats.xruns} | late {self.stats.late_callbacks} | "
-                f"{'BYPASS' if self.proc.bypass else 'model'}")
+                f"{'BYPASS' if self.proc.bypass else 'model'}" + (f" | {knobs}" if knobs else ""))
 
     def summary(self) -> dict:
         t = self.callback_times_ms()
@@ -118,6 +119,50 @@ class LiveEngine:
             "callback_ms_max": float(t.max()) if t.size else None,
             "dsp_load_percent": 100.0 * float(np.mean(t)) / (self.budget_ns / 1e6) if t.size else None,
         }
+
+
+class KeyControl:
+    """Terminal keys for a live stream: b bypass, r reset, 1-9 select a knob, + / - turn it by a
+    twentieth of its range (clamped). Knob changes reach the processor through the engine's
+    pending queue, so they apply on the audio thread between callbacks and ramp across a hop."""
+
+    STEPS = 20
+
+    def __init__(self, engine: LiveEngine) -> None:
+        self.engine = engine
+        self.selected = 0
+        self.values = engine.proc.knob_values()  # where the keys have set the knobs (applied or queued)
+
+    def press(self, key: str) -> str | None:
+        """Handle one key; returns what changed (for the status line) or None."""
+        proc = self.engine.proc
+        knobs = proc.arch.knobs
+        if key == "b":
+            proc.bypass = not proc.bypass
+            return "bypass " + ("on" if proc.bypass else "off")
+        if key == "r":
+            self.engine.reset_requested = True
+            return "reset"
+        if key.isdigit() and 1 <= int(key) <= len(knobs):
+            self.selected = int(key) - 1
+            return f"knob {knobs[self.selected].name} selected"
+        if key in "+=-_" and knobs:
+            knob = knobs[self.selected]
+            step = (knob.maximum - knob.minimum) / self.STEPS * (1 if key in "+=" else -1)
+            value = min(knob.maximum, max(knob.minimum, self.values[knob.name] + step))
+            self.values[knob.name] = value
+
+            def op(current: Processor, name=knob.name, value=value) -> None:
+                current.set_knob(name, value)
+
+            self.engine.pending.append(op)
+            return f"{knob.name} {value:g}"
+        return None
+
+    def help(self) -> str:
+        knobs = self.engine.proc.arch.knobs
+        names = ", ".join(f"{i + 1} {k.name}" for i, k in enumerate(knobs[:9]))
+        return "keys: b bypass, r reset, q quit" + (f"; knobs: {names}, then + / -" if knobs else "")
 
 
 def resolve_device(sd, spec: str | None, host_api: str | None, kind: str):

@@ -122,3 +122,24 @@ def test_real_stream_under_jack_dummy_seed_model(jack_server, seed_bundle):
     assert summary["xruns"] <= summary["late_callbacks"], summary
     assert summary["late_callbacks"] <= 0.02 * summary["callbacks"], summary
     assert summary["callback_ms_p99"] < 10.0, summary
+
+
+def test_keys_turn_knobs_on_the_audio_thread(exported_bundles):
+    from edgeamp.edge_runtime.live import KeyControl
+
+    engine, _ = _engine(exported_bundles)
+    keys = KeyControl(engine)
+    assert "1 gain" in keys.help()
+    assert keys.press("1") == "knob gain selected"
+    assert keys.press("+") == "gain 5.5" and engine.proc.knob_values() == {"gain": 5.0}  # not yet: queued
+    block = np.zeros(480, np.float32)
+    out = np.zeros((480, 1), np.float32)
+    engine.callback(block[:, None], out, 480, None, Status())
+    assert engine.proc.knob_values() == {"gain": 5.5}  # applied at the start of the callback
+    for _ in range(30):
+        keys.press("-")
+    engine.callback(block[:, None], out, 480, None, Status())
+    assert engine.proc.knob_values() == {"gain": 0.0}  # clamped at the knob's minimum
+    assert keys.press("b") == "bypass on" and engine.proc.bypass
+    assert keys.press("9") is None and keys.press("x") is None
+    assert "gain 0" in engine.status_line()
