@@ -25,3 +25,23 @@ def make_bundle(path, units=(64, 64, 1), mode="stateful", head=False, seed=0, ho
 def seed_bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     return {mode: make_bundle(root / f"seed-{mode}.bundle", mode=mode) for mode in ("stateful", "window")}
+
+
+PRESET_UNITS = {"seed": ((64, 64, 1), False), "stateful": ((32,), True), "small": ((12,), True)}
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory):
+    """(preset, mode, hop_samples) -> exported bundle."""
+    root = tmp_path_factory.mktemp("runtime")
+    cache = {}
+
+    def get(preset: str, mode: str = "stateful", hop: int = 480):
+        key = (preset, mode, hop)
+        if key not in cache:
+            units, head = PRESET_UNITS[preset]
+            cache[key] = make_bundle(root / f"{preset}-{mode}-{hop}.bundle", units=units, head=head, mode=mode,
+                                     hop=hop)
+        return cache[key]
+
+    return get

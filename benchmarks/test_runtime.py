@@ -26,33 +26,12 @@ import pytest
 from edgeamp.edge_runtime import ov_compat
 from edgeamp.edge_runtime.bench import figures, matmul_peak_gflops, noise, open_for_bench
 
-from .conftest import make_bundle
-
 HOPS = {"stateful": 500, "explicit_state": 500, "window": 40}
-SEED = (64, 64, 1)
-PRESET_UNITS = {"seed": ((64, 64, 1), False), "stateful": ((32,), True), "small": ((12,), True)}
 
 
 @functools.cache
 def peak(threads: int) -> float:
     return matmul_peak_gflops("CPU", threads)
-
-
-@pytest.fixture(scope="session")
-def bundles(tmp_path_factory):
-    """(preset, mode, hop_samples) -> exported bundle."""
-    root = tmp_path_factory.mktemp("runtime")
-    cache = {}
-
-    def get(preset: str, mode: str = "stateful", hop: int = 480):
-        key = (preset, mode, hop)
-        if key not in cache:
-            units, head = PRESET_UNITS[preset]
-            cache[key] = make_bundle(root / f"{preset}-{mode}-{hop}.bundle", units=units, head=head, mode=mode,
-                                     hop=hop)
-        return cache[key]
-
-    return get
 
 
 def _run(benchmark, bundle, *, group: str, hops: int, threads: int | None = 1, **options):
