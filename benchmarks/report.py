@@ -33,6 +33,7 @@ def rows(doc: dict) -> list[dict]:
             "p99": info.get("hop_ms_p99"),
             "misses": info.get("deadline_misses"),
             "compile": info.get("compile_seconds"),
+            "memory": info.get("memory_mib"),
             "esr": info.get("esr_vs_reference"),
             "peak": info.get("fraction_of_peak"),
             "gflops": info.get("model_gflops_per_audio_second"),
@@ -48,11 +49,12 @@ def table(doc: dict) -> str:
         f"Measured on {cpu}, {m.get('cpu', {}).get('count', '?')} cores, Python {m.get('python_version', '?')}, "
         f"{doc.get('datetime', '')[:10]} (`make bench`, then `make report`). Hops of noise through a fresh "
         "processor; ESR against the float64 numpy reference on the same input; % of peak: model FLOPs per "
-        "second reached, against an OpenVINO f32 MatMul on the same threads.",
+        "second reached, against an OpenVINO f32 MatMul on the same threads; memory: resident memory the "
+        "compiled model and its buffers added.",
         "",
-        "| benchmark | median ms | p99 ms | max ms | real-time factor | deadline misses | compile s | ESR vs ref "
-        "| % of peak |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| benchmark | median ms | p99 ms | max ms | real-time factor | deadline misses | compile s | memory MiB "
+        "| ESR vs ref | % of peak |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
     service = []
@@ -62,7 +64,7 @@ def table(doc: dict) -> str:
             continue
         lines.append(f"| {r['group']}: {r['name']} | {r['median_ms']:.3f} | {fmt(r['p99'], '.3f')} "
                      f"| {r['max_ms']:.3f} | {fmt(r['rtf'], '.2f')} | {fmt(r['misses'], 'd')} "
-                     f"| {fmt(r['compile'], '.2f')} | {fmt(r['esr'], '.1e')} "
+                     f"| {fmt(r['compile'], '.2f')} | {fmt(r['memory'], '.1f')} | {fmt(r['esr'], '.1e')} "
                      f"| {fmt(None if r['peak'] is None else 100 * r['peak'], '.1f')} |")
     for r in service:
         info = r["info"]

@@ -2,7 +2,7 @@
 
 Every row runs a fresh processor on noise in blocks of exactly one hop (as a live callback
 does) and records, besides pytest-benchmark's own timing of the hop: p50/p99/max, real-time
-factor, deadline misses, compile time, peak memory, ESR against the float64 numpy reference on
+factor, deadline misses, compile time, memory taken, ESR against the float64 numpy reference on
 the same input, the model's FLOPs per second of audio and the fraction of this machine's
 measured f32 MatMul peak (same threads) that the hop reaches (see edgeamp.edge_runtime.bench).
 

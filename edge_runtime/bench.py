@@ -2,7 +2,7 @@
 
 :func:`bench_bundle` compiles the bundle for the device (timed), runs ``hops`` hops of noise
 through a fresh processor with blocks of exactly one hop (as a live callback does), and
-reports per-hop p50/p99/max, real-time factor, deadline misses, peak memory, ESR against the
+reports per-hop p50/p99/max, real-time factor, deadline misses, memory taken, ESR against the
 float64 numpy reference on the same input (speed is never bought silently with quality), the
 model's FLOPs per second of audio and the fraction of this machine's measured f32 matrix
 peak (an OpenVINO MatMul, same device and threads) that the hop reaches.
@@ -82,13 +82,25 @@ def _reference(bundle: Bundle, mode: str, hop: int, x: np.ndarray, knobs: np.nda
     return (np.asarray(y)[0] * m.output_gain).astype(np.float32)
 
 
+def rss_mib() -> float:
+    """Resident memory of this process now (MiB); the peak so far where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def open_for_bench(bundle: Bundle, *, device: str = "auto", threads: int | None = None,
                    knobs: dict[str, float] | None = None, **options):
-    """``(factory, processor, compile seconds)``: a fresh aligned processor, compile timed."""
+    """``(factory, processor, compile seconds)``: a fresh aligned processor, compile timed (and the
+    memory it took: ``processor.bench_rss_before``)."""
+    rss_before = rss_mib()
     t0 = time.perf_counter()
     factory = ProcessorFactory(bundle, device=device, threads=threads, **options)
     proc = factory.new(aligned=True)
     compile_s = time.perf_counter() - t0
+    proc.bench_rss_before = rss_before
     for name, value in (knobs or {}).items():
         proc.set_knob(name, value)
     proc.reset()
@@ -104,6 +116,7 @@ def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: n
     """Everything reported for one configuration, from a processor that ran ``x`` into ``y`` from reset
     (the last ``hops`` hop times are the sample)."""
     t = proc.hop_times_ms()[-hops:]
+    rss_after = rss_mib()  # before the reference run below allocates
     hop, sr = proc.hop_samples, proc.sample_rate
     hop_ms = hop / sr * 1000
     n_ref = min(x.shape[0], int(ESR_SECONDS * sr) // hop * hop)
@@ -122,7 +135,8 @@ def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: n
         "hop_ms_max": float(t.max()), "hop_ms_mean": float(t.mean()),
         "real_time_factor": hop_ms / float(t.mean()),
         "deadline_misses": int(np.count_nonzero(t > hop_ms)),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mib": rss_after,
+        "memory_mib": rss_after - getattr(proc, "bench_rss_before", rss_after),  # compiled model + buffers
         "esr_vs_reference": esr(ref, y[:n_ref]),
         "max_abs_error_vs_reference": float(np.max(np.abs(ref - y[:n_ref]))),
         "model_gflops_per_audio_second": arch.flops_per_sample() * sr / 1e9,
@@ -155,15 +169,15 @@ def bench_bundle(bundle: Bundle | str, *, hops: int = 1000, warmup: int = 50, de
 
 def markdown(results: list[dict]) -> str:
     lines = ["| bundle | device | variant | precision | threads | hop ms | p50 ms | p99 ms | max ms | RTF "
-             "| misses | compile s | ESR vs ref | % of peak |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| misses | compile s | memory MiB | ESR vs ref | % of peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         frac = r.get("fraction_of_peak")
         lines.append(
             f"| {r['bundle'].rsplit('/', 1)[-1]} | {r['environment']['device']} | {r['variant']} | {r['precision']} "
             f"| {r['threads'] or 'auto'} | {r['hop_ms']:g} | {r['hop_ms_p50']:.3f} | {r['hop_ms_p99']:.3f} "
             f"| {r['hop_ms_max']:.3f} | {r['real_time_factor']:.2f} | {r['deadline_misses']} "
-            f"| {r['compile_seconds']:.2f} | {r['esr_vs_reference']:.1e} "
+            f"| {r['compile_seconds']:.2f} | {r['memory_mib']:.1f} | {r['esr_vs_reference']:.1e} "
             f"| {'–' if frac is None else f'{100 * frac:.1f}'} |")
     env = results[0]["environment"]
     lines.append("")

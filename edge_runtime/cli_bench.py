@@ -1,7 +1,7 @@
 """Measure a bundle's per-hop latency on a device: for people benchmarking VPU/NPU/GPU/CPU latency.
 
 Compiles the bundle (timed), runs --hops hops of noise in blocks of exactly one hop, and reports
-per-hop p50/p99/max, real-time factor, deadline misses, peak memory, ESR against the float64
+per-hop p50/p99/max, real-time factor, deadline misses, memory taken, ESR against the float64
 numpy reference on the same input, the model's FLOPs and the fraction of this device's measured
 f32 MatMul peak. Machine, device name and software versions are recorded with the figures so
 that results from different machines compare. Writes bench.json, bench.md and latency.png

@@ -91,6 +91,5 @@ def run(args: argparse.Namespace) -> int:
               f"{args.workers} worker(s)", flush=True)
 
     asyncio.run(service.run(args.host, args.port, on_ready=ready))
-    total = int(service.metrics.streams._value.get())
-    print(f"edgeamp serve: stopped cleanly after {total} stream(s)", file=sys.stderr)
+    print(f"edgeamp serve: stopped cleanly after {service.accepted} stream(s)", file=sys.stderr)
     return 0

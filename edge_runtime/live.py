@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DeviceError, InputError
+from .errors import DeviceError, EdgeampError, InputError
 from .processor import Processor
 
 
@@ -26,6 +26,7 @@ class LiveStats:
     input_overflows: int = 0
     output_underflows: int = 0
     first_xrun_callback: int = -1  # index of the callback that first reported one (-1: none)
+    refused_controls: int = 0  # queued control changes the processor refused
 
 
 class LiveEngine:
@@ -69,7 +70,10 @@ class LiveEngine:
             if status.output_underflow:
                 self.stats.output_underflows += 1
         while self.pending:
-            self.pending.popleft()(self.proc)
+            try:
+                self.pending.popleft()(self.proc)
+            except EdgeampError:  # e.g. a knob the swapped-in model lacks: never raise into PortAudio
+                self.stats.refused_controls += 1
         if self.reset_requested:
             self.proc.reset()
             self.reset_requested = False
@@ -111,6 +115,7 @@ class LiveEngine:
             "output_underflows": self.stats.output_underflows,
             "first_xrun_callback": self.stats.first_xrun_callback,
             "late_callbacks": self.stats.late_callbacks,
+            "refused_controls": self.stats.refused_controls,
             "late_hops": self.proc.stats.late_hops,
             "hops": self.proc.stats.hops,
             "block_ms": self.budget_ns / 1e6,

@@ -304,6 +304,7 @@ class LocalAudio:
         self.error: str | None = None
         self.summary: dict | None = None
         self._xruns = self._hops = 0
+        self._counted = proc  # the processor whose hops self._hops counts
         self.thread = threading.Thread(target=self._run, name="edgeamp-local-audio", daemon=True)
 
     def _tick(self) -> bool:
@@ -311,8 +312,10 @@ class LocalAudio:
         if stats.xruns > self._xruns:
             self.metrics.xruns.inc(stats.xruns - self._xruns)
             self._xruns = stats.xruns
-        self._hops = self.metrics.observe_hops(self.engine.proc, min(self._hops, self.engine.proc.stats.hops),
-                                               "local")
+        proc = self.engine.proc
+        if proc is not self._counted:  # a hot swap took effect on the audio thread
+            self._counted, self._hops = proc, 0
+        self._hops = self.metrics.observe_hops(proc, self._hops, "local")
         return not self.stop.is_set()
 
     def _run(self) -> None:
@@ -336,7 +339,6 @@ class LocalAudio:
                 pass
         proc.reset()
         proc.bypass = old.bypass
-        self._hops = 0
         self.engine.swap(proc)
 
     def info(self) -> dict:
@@ -363,6 +365,7 @@ class Service:
         self.draining = False
         self._sockets: dict[str, object] = {}
         self._handshaking = 0
+        self.accepted = 0  # streams accepted since start
         self.local = LocalAudio(self.model, self.metrics, **audio) if audio is not None else None
 
     # ---- application ---------------------------------------------------------------------
@@ -461,18 +464,23 @@ class Service:
             return [self.streams[sid]]
         raise InputError(f"no stream {sid!r}; GET /streams lists them")
 
-    async def _apply(self, targets: list, op) -> list[str]:
-        """Run ``op(processor)`` on each target between frames (network) or callbacks (local)."""
-        done = []
+    async def _apply(self, targets: list, op) -> tuple[list[str], dict[str, str]]:
+        """Run ``op(processor)`` on each target between frames (network) or callbacks (local);
+        returns the ids done and, by id, why a target refused (a stream still on a swapped-out model)."""
+        done, refused = [], {}
         for t in targets:
             if isinstance(t, LocalAudio):
                 t.engine.pending.append(op)
                 done.append("local")
-            else:
-                async with t.lock:
+                continue
+            async with t.lock:
+                try:
                     op(t.proc)
-                done.append(t.id)
-        return done
+                except EdgeampError as exc:
+                    refused[t.id] = str(exc)
+                    continue
+            done.append(t.id)
+        return done, refused
 
     async def _control(self, request, make_op):
         try:
@@ -481,7 +489,8 @@ class Service:
             targets = self._targets(body)
         except InputError as exc:
             return self._error(400, str(exc))
-        return self._json({"applied_to": await self._apply(targets, op), **extra})
+        done, refused = await self._apply(targets, op)
+        return self._json({"applied_to": done, **({"refused": refused} if refused else {}), **extra})
 
     async def _knobs(self, request):
         def make(body):
@@ -580,6 +589,7 @@ class Service:
         stream.proc.reset()
         self.streams[sid] = stream
         self._sockets[sid] = ws
+        self.accepted += 1
         self.metrics.streams.inc()
         self.metrics.active.inc()
         log.info("stream %s from %s: %s, %d-sample frames", sid, stream.peer, hs.format, hs.block_size)

@@ -19,9 +19,16 @@ DOC = {
     "benchmarks": [
         {"name": "test_openvino_hop[stateful-1]", "group": "hop-stateful",
          "stats": {"mean": 0.002, "median": 0.0019, "max": 0.004, "rounds": 600},
-         "extra_info": {"real_time_factor": 5.0, "hop_ms_p99": 3.1, "deadline_misses": 0}},
+         "extra_info": {"real_time_factor": 5.0, "hop_ms_p99": 3.1, "deadline_misses": 0, "compile_seconds": 0.05,
+                        "memory_mib": 12.5, "esr_vs_reference": 8.3e-15, "fraction_of_peak": 0.196}},
         {"name": "test_hop_speed[converted]", "group": "convert",
          "stats": {"mean": 0.03, "median": 0.03, "max": 0.05, "rounds": 30}, "extra_info": {"ops": ["Loop"]}},
+        {"name": "test_concurrent_realtime_streams", "group": "service",
+         "stats": {"mean": 6.0, "median": 6.0, "max": 6.0, "rounds": 1},
+         "extra_info": {"max_streams_held": 2, "levels": [
+             {"streams": 2, "rtt_ms_p50": 5.4, "rtt_ms_p99": 9.1, "rtt_ms_max": 10.3, "late_hops": 0, "held": True},
+             {"streams": 4, "rtt_ms_p50": 7.9, "rtt_ms_p99": 23.0, "rtt_ms_max": 29.4, "late_hops": 0, "held": False},
+         ]}},
     ],
 }
 
@@ -29,8 +36,10 @@ DOC = {
 def test_table_and_readme_update(tmp_path):
     text = report.table(DOC)
     assert "Measured on Test CPU, 2 cores" in text
-    assert "| hop-stateful: openvino_hop[stateful-1] | 2.000 | 1.900 | 3.100 | 4.000 | 5.00 | 0 | 600 |" in text
-    assert "| convert: hop_speed[converted] | 30.000 | 30.000 | – | 50.000 | – | – | 30 |" in text
+    assert "| hop-stateful: openvino_hop[stateful-1] | 1.900 | 3.100 | 4.000 | 5.00 | 0 | 0.05 | 12.5 | 8.3e-15 | 19.6 |" \
+        in text
+    assert "| convert: hop_speed[converted] | 30.000 | – | 50.000 | – | – | – | – | – | – |" in text
+    assert "| 4 | 7.90 | 23.00 | 29.40 | 0 | no |" in text and "streams held: **2**" in text
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.START}\nold table\n{report.END}\noutro\n")
     src = tmp_path / "b.json"

@@ -143,3 +143,12 @@ def test_keys_turn_knobs_on_the_audio_thread(exported_bundles):
     assert keys.press("b") == "bypass on" and engine.proc.bypass
     assert keys.press("9") is None and keys.press("x") is None
     assert "gain 0" in engine.status_line()
+
+
+def test_a_refused_control_never_raises_into_the_audio_callback(exported_bundles):
+    engine, proc = _engine(exported_bundles)
+    engine.pending.append(lambda p: p.set_knob("volume", 1.0))  # no such knob
+    out = np.zeros((480, 1), np.float32)
+    engine.callback(np.zeros((480, 1), np.float32), out, 480, None, Status())
+    assert engine.stats.refused_controls == 1 and engine.summary()["refused_controls"] == 1
+    assert engine.stats.callbacks == 1

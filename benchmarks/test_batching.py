@@ -1,0 +1,50 @@
+"""Does batching streams into one inference help on this CPU? One LSTMSequence stack (the seed
+topology, 64-64-1) over a 10 ms hop with batch 1, 4 and 16: the cost per stream tells whether a
+service could carry more streams by batching them (it cannot when the cost grows linearly).
+Run: .venv/bin/python -m pytest benchmarks/test_batching.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeamp.edge_runtime import ov_compat
+
+
+def _seed_stack(batch: int, steps: int = 480):
+    ov = ov_compat.ov()
+    try:
+        from openvino import opset8 as ops
+    except ImportError:  # 2022.3
+        from openvino.runtime import opset8 as ops
+    rng = np.random.default_rng(0)
+    x = ops.parameter([batch, steps, 1], np.float32, name="audio")
+    cur, n_in = x, 1
+    for units in (64, 64, 1):
+        zeros = ops.constant(np.zeros((batch, 1, units), np.float32))
+        seq = ops.lstm_sequence(
+            cur, zeros, zeros, ops.constant(np.full(batch, steps, np.int32)),
+            ops.constant((0.3 * rng.standard_normal((1, 4 * units, n_in))).astype(np.float32)),
+            ops.constant((0.3 * rng.standard_normal((1, 4 * units, units))).astype(np.float32)),
+            ops.constant(np.zeros((1, 4 * units), np.float32)), units, "forward")
+        cur = ops.squeeze(seq.output(0), ops.constant(np.array([1], np.int64)))
+        n_in = units
+    return ov.Model([cur.output(0)], [x], f"seed-batch{batch}")
+
+
+@pytest.mark.parametrize("batch", [1, 4, 16])
+def test_lstmsequence_batch(benchmark, batch):
+    compiled = ov_compat.core().compile_model(_seed_stack(batch), "CPU", ov_compat.cpu_config(threads=1))
+    req = compiled.create_infer_request()
+    req.get_input_tensor(0).data[:] = np.random.default_rng(1).uniform(-0.5, 0.5, (batch, 480, 1))
+
+    def run():
+        req.start_async()
+        req.wait()
+
+    benchmark.group = "seed stack, one 10 ms hop, 1 thread: batch"
+    benchmark.pedantic(run, rounds=200, iterations=1, warmup_rounds=20)
+    per_stream = benchmark.stats.stats.median * 1000 / batch
+    benchmark.extra_info.update({"batch": batch, "ms_per_stream": per_stream,
+                                 "real_time_factor": 10.0 / (benchmark.stats.stats.mean * 1000)})
