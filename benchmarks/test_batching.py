@@ -13,11 +13,7 @@ from edgeamp.edge_runtime import ov_compat
 
 
 def _seed_stack(batch: int, steps: int = 480):
-    ov = ov_compat.ov()
-    try:
-        from openvino import opset8 as ops
-    except ImportError:  # 2022.3
-        from openvino.runtime import opset8 as ops
+    ov, ops = ov_compat.ov(), ov_compat.opset8()
     rng = np.random.default_rng(0)
     x = ops.parameter([batch, steps, 1], np.float32, name="audio")
     cur, n_in = x, 1

@@ -53,11 +53,7 @@ def environment(device: str) -> dict:
 
 def matmul_peak_gflops(device: str = "CPU", threads: int | None = None, n: int = 512, runs: int = 20) -> float:
     """f32 GEMM throughput of an OpenVINO MatMul (n x n x n) on ``device``: the practical peak."""
-    ov = ov_compat.ov()
-    try:
-        from openvino import opset8 as ops
-    except ImportError:  # 2022.3
-        from openvino.runtime import opset8 as ops
+    ov, ops = ov_compat.ov(), ov_compat.opset8()
     a = ops.parameter([n, n], np.float32, name="a")
     b = ops.constant(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
     model = ov.Model([ops.matmul(a, b, False, False)], [a], "peak")

@@ -35,7 +35,8 @@ import logging
 import os
 import sys
 
-from .cli_common import add_runtime_arguments, parse_knobs
+from .bundle import read_manifest
+from .cli_common import add_runtime_arguments, hop_from_args, parse_knobs
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,7 @@ def run(args: argparse.Namespace) -> int:
         "threads": args.threads or args.workers, "variant": args.variant, "precision": args.precision,
     }
     if args.hop_samples or args.hop_ms:
-        from .bundle import read_bundle
-        from .cli_common import hop_from_args
-
-        options["hop_samples"] = hop_from_args(args, read_bundle(args.bundle).manifest.sample_rate)
+        options["hop_samples"] = hop_from_args(args, read_manifest(args.bundle).sample_rate)
     audio = None
     if args.audio_device is not None or args.audio_host_api:
         audio = {"input_device": args.audio_device, "output_device": args.audio_device,

@@ -28,6 +28,15 @@ def ov() -> Any:
     return runtime
 
 
+def opset8() -> Any:
+    """The opset8 builders (``openvino.opset8``, or ``openvino.runtime.opset8`` in 2022.3)."""
+    try:
+        from openvino import opset8 as ops
+    except ImportError:  # 2022.x
+        from openvino.runtime import opset8 as ops
+    return ops
+
+
 def version() -> str:
     return str(ov().get_version())
 

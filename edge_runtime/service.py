@@ -50,10 +50,10 @@ from .bundle import read_bundle
 from .errors import ConfigError, EdgeampError, InputError
 from .processor import Processor
 from .session import ProcessorFactory
+from .wire import FORMATS, decode_into, encode
 
 log = logging.getLogger(__name__)
 
-FORMATS = {"float32": np.dtype("<f4"), "int16": np.dtype("<i2")}
 HANDSHAKE_KEYS = {"sample_rate", "format", "block_size", "knobs", "bypass"}
 HOP_BUCKETS = (0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.05)
 BLOCK_BUCKETS = (0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25)
@@ -253,22 +253,16 @@ class Stream:
         if len(data) != self.frame_bytes:
             raise InputError(f"frame of {len(data)} bytes; this stream takes {self.frame_bytes} "
                              f"({self.hs.block_size} {self.hs.format} samples)")
-        raw = np.frombuffer(data, self.dtype)
+        decode_into(data, self.hs.format, self._x)
         bad = 0
-        if self.dtype.kind == "f":
-            np.copyto(self._x, raw)
-            if not np.isfinite(np.add.reduce(self._x)):
-                bad = int(np.count_nonzero(~np.isfinite(self._x)))
-        else:
-            np.multiply(raw, np.float32(1 / 32768), out=self._x, casting="unsafe")
+        if not np.isfinite(np.add.reduce(self._x)):  # only float32 frames can hold NaN/Inf
+            bad = int(np.count_nonzero(~np.isfinite(self._x)))
         self.proc.process(self._x, self._y)
-        self.samples_in += raw.shape[0]
+        self.samples_in += self._x.shape[0]
         return bad
 
     def encoded(self) -> bytes:
-        if self.dtype.kind == "f":
-            return self._y.astype(self.dtype, copy=False).tobytes()
-        return np.clip(np.rint(self._y * 32768.0), -32768, 32767).astype(self.dtype).tobytes()
+        return encode(self._y, self.hs.format)
 
     def info(self) -> dict:
         return {

@@ -18,27 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DeviceError, InputError
+from .wire import FORMATS, decode_into, encode
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"float32": np.dtype("<f4"), "int16": np.dtype("<i2")}
-
 
 @dataclass
 class StreamResult:
     output: np.ndarray
     summary: dict
-
-
-def encode(x: np.ndarray, fmt: str) -> bytes:
-    if fmt == "int16":
-        return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(DTYPES[fmt]).tobytes()
-    return x.astype(DTYPES[fmt]).tobytes()
-
-
-def decode(data: bytes, fmt: str) -> np.ndarray:
-    y = np.frombuffer(data, DTYPES[fmt])
-    return y.astype(np.float32) / 32768.0 if fmt == "int16" else y.astype(np.float32)
 
 
 def _headers(token: str | None) -> dict:
@@ -82,7 +69,7 @@ async def stream_signal(
     """Stream mono float32 ``x`` through the service; output aligned with ``x`` and a summary."""
     import aiohttp
 
-    if fmt not in DTYPES:
+    if fmt not in FORMATS:
         raise InputError(f"format {fmt!r}: choose float32 or int16")
     handshake = {"sample_rate": int(sample_rate), "format": fmt, "knobs": knobs or {}}
     if block:
@@ -121,7 +108,7 @@ async def stream_signal(
                 msg = await ws.receive()
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     rtt[got] = time.perf_counter() - sent_at[got]
-                    out[got * block : (got + 1) * block] = decode(msg.data, fmt)
+                    decode_into(msg.data, fmt, out[got * block : (got + 1) * block])
                     got += 1
                     if not realtime:
                         window.release()
