@@ -20,7 +20,7 @@ from . import ov_compat, version
 from .bundle import Bundle, read_bundle
 from .metrics import esr
 from .reference import run_stateful, run_window
-from .session import ProcessorFactory
+from .session import ProcessorFactory, RuntimeOptions
 
 ESR_SECONDS = 1.0  # of the run, scored against the numpy reference
 
@@ -87,19 +87,15 @@ def rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def open_for_bench(bundle: Bundle, *, device: str = "auto", threads: int | None = None,
-                   knobs: dict[str, float] | None = None, **options):
+def open_for_bench(bundle: Bundle, options: RuntimeOptions | None = None, **overrides):
     """``(factory, processor, compile seconds)``: a fresh aligned processor, compile timed (and the
-    memory it took: ``processor.bench_rss_before``)."""
+    memory it took: ``processor.bench_rss_before``). ``overrides`` replace fields of ``options``."""
     rss_before = rss_mib()
     t0 = time.perf_counter()
-    factory = ProcessorFactory(bundle, device=device, threads=threads, **options)
+    factory = ProcessorFactory(bundle, options, **overrides)
     proc = factory.new(aligned=True)
     compile_s = time.perf_counter() - t0
     proc.bench_rss_before = rss_before
-    for name, value in (knobs or {}).items():
-        proc.set_knob(name, value)
-    proc.reset()
     return factory, proc, compile_s
 
 
@@ -123,7 +119,7 @@ def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: n
     result = {
         "bundle": str(bundle.path), "mode": factory.mode, "backend": factory.backend,
         "variant": factory.choice.variant if factory.choice else "numpy",
-        "precision": (factory.entry.get("precision") if factory.choice else "f64"),
+        "precision": factory.precision,
         "threads": threads, "hop_samples": hop, "hop_ms": hop_ms, "sample_rate": sr,
         "lstm_units": list(arch.lstm_units), "knobs": proc.knob_values(), "hops": int(t.shape[0]),
         "compile_seconds": compile_s,
@@ -146,13 +142,13 @@ def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: n
     return result
 
 
-def bench_bundle(bundle: Bundle | str, *, hops: int = 1000, warmup: int = 50, device: str = "auto",
-                 threads: int | None = None, knobs: dict[str, float] | None = None, peak: bool = True,
-                 **options) -> dict:
-    """Measure one configuration; ``options`` go to :class:`ProcessorFactory` (backend, hop, precision...)."""
+def bench_bundle(bundle: Bundle | str, options: RuntimeOptions | None = None, *, hops: int = 1000,
+                 warmup: int = 50, peak: bool = True, **overrides) -> dict:
+    """Measure one configuration, opened with ``options`` (fields replaced by ``overrides``)."""
     if not isinstance(bundle, Bundle):
         bundle = read_bundle(bundle)
-    factory, proc, compile_s = open_for_bench(bundle, device=device, threads=threads, knobs=knobs, **options)
+    factory, proc, compile_s = open_for_bench(bundle, options, **overrides)
+    threads = factory.options.threads
     hop = proc.hop_samples
     x = noise(warmup + hops, hop)
     y = np.empty_like(x)

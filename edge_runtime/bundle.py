@@ -27,6 +27,8 @@ from . import reference
 from .atomic import atomic_directory
 from .config import from_dict, to_dict
 from .errors import BundleError, ConfigError
+from .hashing import sha256_file
+from .metrics import esr
 from .model import Architecture, ModelWeights, Streaming
 
 FORMAT = "edgeamp-bundle"
@@ -38,8 +40,34 @@ IR_DIR = "ir"
 
 
 @dataclass(frozen=True)
+class ExportRecord:
+    """One exported IR (an entry of ``manifest.exports``), as ``edgeamp export`` verified it.
+
+    ``xml``: path inside the bundle (``ir/<variant>-<precision>.xml``); ``hop_samples`` and
+    ``window_samples``: the graph's input length; ``ops``: op types in the graph; the
+    verification figures compare its output with the float64 reference over ``verify_seconds``;
+    ``bf16_execution``: the same comparison with bf16 execution where the CPU has it.
+    """
+
+    xml: str
+    variant: str
+    precision: str
+    hop_samples: int
+    window_samples: int = 0
+    ops: tuple[str, ...] = ()
+    verify_seconds: float = 0.0
+    openvino_version: str = ""
+    max_abs_error: float = 0.0
+    reference_peak: float = 0.0
+    esr_vs_reference: float = 0.0
+    bf16_execution: dict = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)  # "xml" and "bin": the files' SHA-256 at export
+
+
+@dataclass(frozen=True)
 class Manifest:
-    """``manifest.json``. ``metrics``, ``provenance`` and ``exports`` are free-form JSON objects."""
+    """``manifest.json``. ``metrics`` and ``provenance`` are free-form JSON objects; ``exports``
+    maps a key such as ``stateful-f32`` to its :class:`ExportRecord`."""
 
     sample_rate: int
     architecture: Architecture
@@ -49,7 +77,7 @@ class Manifest:
     latency_samples: int = 0
     metrics: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
-    exports: dict = field(default_factory=dict)
+    exports: dict[str, ExportRecord] = field(default_factory=dict)
     format: str = FORMAT
     schema_version: int = SCHEMA_VERSION
 
@@ -85,6 +113,33 @@ class Bundle:
         if self.path is None:
             raise BundleError("this bundle was not loaded from disk, it has no ir/ folder")
         return self.path / IR_DIR
+
+    def ir_path(self, record: ExportRecord) -> Path:
+        """The IR file of ``record``; a path that leaves the bundle's ``ir/`` folder is refused."""
+        ir_dir = self.ir_dir().resolve()
+        path = (self.path / record.xml).resolve()
+        if ir_dir not in path.parents:
+            raise BundleError(f"{self.path}: export {record.variant}-{record.precision} points at {record.xml!r}, "
+                              f"outside the bundle's {IR_DIR}/ folder; re-export the bundle")
+        return path
+
+    def checked_ir(self, record: ExportRecord) -> Path:
+        """:meth:`ir_path`, after checking the IR files against the hashes recorded at export (a
+        corrupted ``.bin`` or another bundle's IR is refused, naming the file)."""
+        xml = self.ir_path(record)
+        for kind, expected in sorted(record.sha256.items()):
+            f = xml.with_suffix("." + kind)
+            if not f.is_file():
+                raise BundleError(f"{self.path}: {f.name} is missing; re-export the bundle (`edgeamp export`)")
+            if sha256_file(f) != expected:
+                raise BundleError(f"{self.path}: {f.name} does not match the hash recorded at export (corrupted, "
+                                  "or copied from another bundle); re-export the bundle (`edgeamp export`)")
+        return xml
+
+
+def ir_hashes(xml: Path) -> dict[str, str]:
+    """SHA-256 of an IR's ``.xml`` and ``.bin`` (recorded at export, checked at load)."""
+    return {kind: sha256_file(xml.with_suffix("." + kind)) for kind in ("xml", "bin")}
 
 
 def golden_signal(sample_rate: int, seconds: float = 0.5, seed: int = 1234) -> np.ndarray:
@@ -132,6 +187,17 @@ def make_golden(manifest: Manifest, weights: ModelWeights, audio: np.ndarray | N
     return Golden(audio, knobs, out)
 
 
+def check_bundle_target(path: Path | str) -> None:
+    """A bundle may be written to ``path``: nothing there, or a bundle (replaced atomically). An
+    existing file, or a directory with other things in it, is refused before any work is done."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BundleError(f"{path} exists and is not a directory: choose another output path for the bundle")
+    if path.is_dir() and not (path / MANIFEST).is_file() and any(path.iterdir()):
+        raise BundleError(f"{path} is a directory that is not an edgeamp bundle: refusing to replace it "
+                          "(choose a new path, e.g. {path}/amp.bundle)".replace("{path}", str(path)))
+
+
 def write_bundle(
     path: Path | str, bundle: Bundle, *, keep_ir: bool = True, folders: dict[str, Path] | None = None
 ) -> Path:
@@ -142,6 +208,7 @@ def write_bundle(
     ``folders``: sub-folder name -> directory to copy in instead (e.g. a freshly staged ``ir``).
     """
     path = Path(path)
+    check_bundle_target(path)
     golden = bundle.golden or make_golden(bundle.manifest, bundle.weights)
     sources = [p for p in (path, bundle.path) if p is not None and Path(p).is_dir()]
     folders = dict(folders or {})
@@ -238,9 +305,8 @@ def verify_golden(bundle: Bundle) -> dict[str, float]:
         raise BundleError("bundle has no golden data")
     y = compute_output(bundle.manifest, bundle.weights, g.input, g.knobs)
     err = y - g.output.astype(np.float64)
-    energy = float(np.sum(g.output.astype(np.float64) ** 2))
     return {
         "max_abs_error": float(np.max(np.abs(err))) if err.size else 0.0,
-        "esr": float(np.sum(err**2) / energy) if energy > 0 else float(np.sum(err**2)),
+        "esr": esr(g.output, y),
         "samples": int(g.input.shape[0]),
     }

@@ -20,13 +20,13 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli_common import add_runtime_arguments, hop_from_args, parse_knobs
+from .cli_common import add_runtime_arguments, non_negative_int, options_from_args, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("--hops", type=int, default=1000, help="hops to time (default 1000: 10 s at 10 ms hops)")
-    p.add_argument("--warmup", type=int, default=50, help="hops run before timing (default 50)")
+    p.add_argument("--hops", type=positive_int, default=1000, help="hops to time (default 1000: 10 s at 10 ms hops)")
+    p.add_argument("--warmup", type=non_negative_int, default=50, help="hops run before timing (default 50)")
     p.add_argument("--out-dir", default="bench", help="where bench.json, bench.md, latency.png go (default bench/)")
     p.add_argument("--no-peak", action="store_true", help="skip measuring the device's MatMul peak")
     p.add_argument("--json", action="store_true", help="print the JSON result instead of the table")
@@ -41,10 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.hops < 10:
         raise ConfigError("--hops must be at least 10 for percentiles to mean anything")
     bundle = read_bundle(args.bundle)
-    result = bench_bundle(bundle, hops=args.hops, warmup=args.warmup, device=args.device, threads=args.threads,
-                          knobs=parse_knobs(args.knob), peak=not args.no_peak, backend=args.backend,
-                          mode=args.mode, hop_samples=hop_from_args(args, bundle.manifest.sample_rate),
-                          strict=args.strict, variant=args.variant, precision=args.precision)
+    result = bench_bundle(bundle, options_from_args(args), hops=args.hops, warmup=args.warmup, peak=not args.no_peak)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")

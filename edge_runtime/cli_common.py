@@ -7,8 +7,7 @@ import argparse
 import numpy as np
 
 from .errors import ConfigError
-from .model import hop_from_ms
-from .session import open_processor
+from .session import ProcessorFactory, RuntimeOptions
 
 
 def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,14 +20,59 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--strict", action="store_true", help="fail instead of falling back to CPU")
     g.add_argument("--mode", choices=["stateful", "window"], help="streaming semantics (default: the bundle's)")
     hop = g.add_mutually_exclusive_group()
-    hop.add_argument("--hop-ms", type=float, help="hop in ms (needs IR exported at that hop; default: the bundle's)")
-    hop.add_argument("--hop-samples", type=int, help="hop in samples")
-    g.add_argument("--threads", type=int, help="CPU inference threads (default: OpenVINO's choice)")
+    hop.add_argument("--hop-ms", type=positive_float,
+                     help="hop in ms (needs IR exported at that hop; default: the bundle's)")
+    hop.add_argument("--hop-samples", type=positive_int, help="hop in samples")
+    g.add_argument("--threads", type=positive_int, help="CPU inference threads (default: OpenVINO's choice)")
     g.add_argument("--variant", choices=["stateful", "explicit_state", "window"],
                    help="IR variant (default: what the device needs, e.g. explicit_state on a Myriad VPU)")
     g.add_argument("--precision", choices=["f32", "f16"], help="IR weights (default: f16 on VPU/NPU, else f32)")
+    g.add_argument("--inference-precision", choices=["f32", "bf16", "f16"], default="f32",
+                   help="CPU execution precision (default f32; bf16 runs natively only on CPUs with AVX512_BF16 "
+                        "or AMX, elsewhere OpenVINO emulates or refuses it)")
     g.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="set a knob in its own units, e.g. --knob gain=7 (repeatable)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (refused at parse time with the value named)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 (pick a free one) to 65535."""
+    value = non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0..65535, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def parse_knobs(items: list[str]) -> dict[str, float]:
@@ -41,34 +85,23 @@ def parse_knobs(items: list[str]) -> dict[str, float]:
             knobs[name.strip()] = float(value)
         except ValueError as exc:
             raise ConfigError(f"--knob {item!r}: {value!r} is not a number") from exc
+        if knobs[name.strip()] != knobs[name.strip()] or abs(knobs[name.strip()]) == float("inf"):
+            raise ConfigError(f"--knob {item!r}: the value must be a finite number")
     return knobs
 
 
-def hop_from_args(args: argparse.Namespace, sample_rate: int) -> int | None:
-    if args.hop_samples:
-        return args.hop_samples
-    if args.hop_ms:
-        return hop_from_ms(args.hop_ms, sample_rate)
-    return None
-
-
-def processor_from_args(args: argparse.Namespace, bundle, *, aligned: bool = False):
-    proc, choice = open_processor(
-        bundle,
-        backend=args.backend,
-        device=args.device,
-        mode=args.mode,
-        hop_samples=hop_from_args(args, bundle.manifest.sample_rate),
-        strict=args.strict,
-        aligned=aligned,
-        threads=args.threads,
-        variant=args.variant,
-        precision=args.precision,
+def options_from_args(args: argparse.Namespace, **extra) -> RuntimeOptions:
+    """The :class:`RuntimeOptions` that the runtime arguments describe (``extra`` overrides)."""
+    return RuntimeOptions(
+        backend=args.backend, device=args.device, mode=args.mode, hop_samples=args.hop_samples, hop_ms=args.hop_ms,
+        strict=args.strict, threads=args.threads, variant=args.variant, precision=args.precision,
+        inference_precision=args.inference_precision, knobs=parse_knobs(args.knob), **extra,
     )
-    for name, value in parse_knobs(args.knob).items():
-        proc.set_knob(name, value)
-    proc.reset()  # knobs set before the first hop apply without a ramp
-    return proc, choice
+
+
+def factory_from_args(args: argparse.Namespace, bundle, **extra) -> ProcessorFactory:
+    """Open ``bundle`` as the runtime arguments say: the one way every command opens a model."""
+    return ProcessorFactory(bundle, options_from_args(args, **extra))
 
 
 def latency_summary(times_ms: np.ndarray) -> str:

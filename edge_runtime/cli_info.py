@@ -15,6 +15,7 @@ import argparse
 import json
 
 from .bundle import read_bundle, verify_golden
+from .cli_common import positive_float
 from .config import to_dict
 
 
@@ -22,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="a model bundle directory")
     p.add_argument("--verify", action="store_true", help="recompute golden data with the numpy reference")
     p.add_argument(
-        "--tolerance", type=float, default=1e-5, help="max abs error that --verify accepts (default: 1e-5)"
+        "--tolerance", type=positive_float, default=1e-5, help="max abs error that --verify accepts (default: 1e-5)"
     )
     p.add_argument("--json", action="store_true", help="print the manifest (and verify result) as JSON")
 
@@ -53,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"knob        {k.name}: {k.minimum:g}..{k.maximum:g} (default {k.default:g})")
         for key, value in sorted(m.metrics.items()):
             print(f"metric      {key} = {value:.6g}" if isinstance(value, float) else f"metric      {key} = {value}")
-        for name, info in sorted(m.exports.items()):
-            err = info.get("max_abs_error") if isinstance(info, dict) else None
-            print(f"ir          {name}" + (f" (max abs error vs reference {err:.2e})" if err is not None else ""))
+        for name, rec in sorted(m.exports.items()):
+            print(f"ir          {name}: hop {rec.hop_samples}, max abs error vs reference {rec.max_abs_error:.2e}, "
+                  f"ESR {rec.esr_vs_reference:.2e}")
         for key, value in sorted(m.provenance.items()):
             print(f"provenance  {key}: {value if not isinstance(value, (dict, list)) else json.dumps(value)}")
         if result is not None:

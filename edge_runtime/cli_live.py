@@ -20,7 +20,7 @@ import json
 import sys
 
 from .bundle import read_bundle
-from .cli_common import add_runtime_arguments, processor_from_args
+from .cli_common import add_runtime_arguments, factory_from_args, positive_float, positive_int
 from .errors import ConfigError
 
 
@@ -30,8 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-device", help="input device: index or part of its name")
     p.add_argument("--output-device", help="output device: index or part of its name")
     p.add_argument("--host-api", help="PortAudio host API, e.g. alsa, jack (default: PortAudio's)")
-    p.add_argument("--hops-per-block", type=int, default=1, help="audio block = this many hops (default 1)")
-    p.add_argument("--seconds", type=float, help="stop after this long (default: until q or Ctrl-C)")
+    p.add_argument("--hops-per-block", type=positive_int, default=1, help="audio block = this many hops (default 1)")
+    p.add_argument("--seconds", type=positive_float, help="stop after this long (default: until q or Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print the exit summary as JSON")
     add_runtime_arguments(p)
 
@@ -72,12 +72,13 @@ def run(args: argparse.Namespace) -> int:
     from .live import KeyControl, LiveEngine, run_live
 
     bundle = read_bundle(args.bundle)
-    proc, choice = processor_from_args(args, bundle, aligned=True)
+    factory = factory_from_args(args, bundle)
+    proc = factory.new(aligned=True)
     engine = LiveEngine(proc, proc.hop_samples * args.hops_per_block)
     control = KeyControl(engine)
     interactive = sys.stderr.isatty() and not args.json
     if interactive:
-        print(f"{bundle.path.name} on {choice.device if choice else 'numpy'}, {engine.block_frames} frames per "
+        print(f"{bundle.path.name} on {factory.describe()}, {engine.block_frames} frames per "
               f"block at {proc.sample_rate} Hz. {control.help()}", file=sys.stderr)
     with _cbreak() as keys:
         def tick():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .audio_io import read_mono, resample, write_audio
 from .bundle import read_bundle
-from .cli_common import add_runtime_arguments, latency_summary, processor_from_args
+from .cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int
 from .errors import InputError
 from .render import render
 
@@ -30,9 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("input", metavar="IN", help="dry (DI) audio file, WAV or FLAC")
     p.add_argument("output", metavar="OUT", help="file to write (replaced atomically)")
-    p.add_argument("--channel", type=int, help="input channel to use, 1-based (default: 1)")
+    p.add_argument("--channel", type=positive_int, help="input channel to use, 1-based (default: 1)")
     p.add_argument("--resample", action="store_true", help="resample when the file's rate differs from the model's")
-    p.add_argument("--block", type=int, default=4096, help="block size fed to the processor (default: 4096)")
+    p.add_argument("--block", type=positive_int, default=4096, help="block size fed to the processor (default: 4096)")
     add_runtime_arguments(p)
 
 
@@ -49,13 +49,14 @@ def run(args: argparse.Namespace) -> int:
                 "(or resample the file yourself)"
             )
         x = resample(x, info.sample_rate, sr)
-    proc, choice = processor_from_args(args, bundle)
+    factory = factory_from_args(args, bundle)
+    proc = factory.new()
     y, seconds = render(proc, x, block=args.block)
     if info.sample_rate != sr:
         y = resample(y, sr, info.sample_rate)[: info.frames]
     write_audio(args.output, y, info.sample_rate, info.subtype)
     audio_seconds = x.shape[0] / sr
-    where = f"{choice.device} ({choice.variant} IR)" if choice else "numpy reference"
+    where = factory.describe()
     print(f"wrote {args.output}: {info.frames / info.sample_rate:.2f} s {info.subtype} at {info.sample_rate} Hz "
           f"via {where}; {audio_seconds / seconds:.1f}x real time; {latency_summary(proc.hop_times_ms())}; "
           f"late hops {proc.stats.late_hops}")

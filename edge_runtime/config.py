@@ -69,6 +69,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        if len(args) == 2 and dataclasses.is_dataclass(args[1]):
+            return {k: from_dict(args[1], v, f"{where}[{k!r}]") for k, v in value.items()}
         return dict(value)
     if origin is typing.Literal:
         if value not in args:

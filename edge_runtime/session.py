@@ -1,26 +1,103 @@
-"""Open a streaming processor for a bundle: backend, device, IR variant and hop, checked."""
+"""Open a model: the one code path from a bundle to streaming processors.
+
+Every front end (``edgeamp.load``, render, live, bench, eval, serve, the demo, the training
+pipeline's checks) describes what it wants in one :class:`RuntimeOptions` and gets a
+:class:`ProcessorFactory`, which decides backend, device, IR variant and hop once, compiles
+once, and hands out processors with their own state.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
+from dataclasses import dataclass, field
 
-from .bundle import Bundle, read_bundle
+from .bundle import Bundle, ExportRecord, read_bundle
 from .devices import DeviceChoice, choose_device
 from .engines import NumpyEngine, OpenVINOEngine, compile_ir
 from .errors import BundleError, ConfigError
-from .model import Streaming
+from .model import Streaming, hop_from_ms
 from .processor import Processor
 
 log = logging.getLogger(__name__)
 
+BACKENDS = ("openvino", "numpy")
+VARIANT_NAMES = ("stateful", "explicit_state", "window")
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 
-def find_ir(bundle: Bundle, variant: str, hop_samples: int, precision: str) -> dict:
-    """The manifest export entry for (variant, hop, precision), falling back to f32 weights."""
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run a bundle. Every field has a default that does the right thing on this machine.
+
+    ``backend``: ``openvino`` or ``numpy`` (the float64 reference: exact, slow).
+    ``device``: ``auto`` (NPU > Myriad > GPU > CPU) or an OpenVINO device string.
+    ``mode``: ``stateful`` or ``window`` semantics (default: the bundle's own).
+    ``hop_samples`` / ``hop_ms``: the hop (at most one; default: the bundle's); an IR exported at
+    that hop must exist. ``strict``: a missing device is an error instead of a CPU fallback.
+    ``threads``: CPU inference threads. ``variant``: force an IR variant. ``precision``: IR
+    weights (``f32``/``f16``; default what the device wants). ``inference_precision``: the CPU
+    plugin's execution precision. ``num_streams``: requests that may run at once (a service sets
+    its worker count). ``knobs``: knob values (own units) every new processor starts with.
+    """
+
+    backend: str = "openvino"
+    device: str = "auto"
+    mode: str | None = None
+    hop_samples: int | None = None
+    hop_ms: float | None = None
+    strict: bool = False
+    threads: int | None = None
+    variant: str | None = None
+    precision: str | None = None
+    inference_precision: str = "f32"
+    num_streams: int = 1
+    knobs: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; choose {' or '.join(BACKENDS)}")
+        if self.mode is not None and self.mode not in ("stateful", "window"):
+            raise ConfigError(f"mode must be 'stateful' or 'window', got {self.mode!r}")
+        if self.variant is not None and self.variant not in VARIANT_NAMES:
+            raise ConfigError(f"unknown IR variant {self.variant!r}; choose {', '.join(VARIANT_NAMES)}")
+        if self.precision is not None and self.precision not in ("f32", "f16"):
+            raise ConfigError(f"precision must be f32 or f16, got {self.precision!r}")
+        if self.inference_precision not in INFERENCE_PRECISIONS:
+            raise ConfigError(f"inference_precision must be one of {INFERENCE_PRECISIONS}, "
+                              f"got {self.inference_precision!r}")
+        if self.hop_samples is not None and self.hop_ms is not None:
+            raise ConfigError("give hop_samples or hop_ms, not both")
+        if self.hop_samples is not None and (isinstance(self.hop_samples, bool) or int(self.hop_samples) < 1):
+            raise ConfigError(f"hop_samples must be a positive number of samples, got {self.hop_samples!r}")
+        if self.hop_ms is not None and not (math.isfinite(self.hop_ms) and self.hop_ms > 0):
+            raise ConfigError(f"hop_ms must be a positive number of milliseconds, got {self.hop_ms!r}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ConfigError(f"threads must be at least 1, got {self.threads!r}")
+        if int(self.num_streams) < 1:
+            raise ConfigError(f"num_streams must be at least 1, got {self.num_streams!r}")
+
+    def replace(self, **changes) -> RuntimeOptions:
+        return dataclasses.replace(self, **changes)
+
+    def hop_for(self, sample_rate: int) -> int | None:
+        """The hop in samples at ``sample_rate`` (None: the bundle's own)."""
+        if self.hop_samples is not None:
+            return int(self.hop_samples)
+        if self.hop_ms is not None:
+            return hop_from_ms(self.hop_ms, sample_rate)
+        return None
+
+
+def find_ir(bundle: Bundle, variant: str, hop_samples: int, precision: str) -> ExportRecord:
+    """The export record for (variant, hop, precision), falling back to the other weight precision."""
+    exports = bundle.manifest.exports
     for prec in dict.fromkeys((precision, "f32", "f16")):
-        entry = bundle.manifest.exports.get(f"{variant}-{prec}")
-        if entry and entry["hop_samples"] == hop_samples:
-            return entry
-    have = sorted(f"{k} (hop {e['hop_samples']})" for k, e in bundle.manifest.exports.items()) or ["none"]
+        for record in exports.values():
+            if (record.variant, record.hop_samples, record.precision) == (variant, hop_samples, prec):
+                return record
+    have = sorted(f"{k} (hop {e.hop_samples})" for k, e in exports.items()) or ["none"]
     raise BundleError(
         f"{bundle.path}: no {variant} IR with a hop of {hop_samples} samples (have: {', '.join(have)}); run "
         f"`edgeamp export {bundle.path} --variants {variant} --hop-samples {hop_samples}`"
@@ -32,72 +109,89 @@ class ProcessorFactory:
     and (for OpenVINO) the compiled model. :meth:`new` gives a fresh :class:`Processor` with its
     own state (its own InferRequest), cheaply: a service opens one per stream.
 
-    ``mode``: ``stateful`` or ``window`` (default: the bundle's own streaming mode).
-    ``hop_samples``: default the bundle's hop. ``precision``: IR weights (``f32``/``f16``; default:
-    what the device wants). ``num_streams``: OpenVINO CPU streams, i.e. how many requests
-    may run at the same time (a service sets it to its worker count). ``inference_precision``:
-    the CPU plugin's execution precision (``bf16`` only where the CPU has it natively).
+    ``options``: a :class:`RuntimeOptions` (default: all defaults); keyword ``overrides`` replace
+    its fields. ``available``: the device list to choose from (tests inject it).
     """
 
     def __init__(
         self,
         bundle: Bundle | str,
+        options: RuntimeOptions | None = None,
         *,
-        backend: str = "openvino",
-        device: str = "auto",
-        mode: str | None = None,
-        hop_samples: int | None = None,
-        strict: bool = False,
-        threads: int | None = None,
         available: list[str] | None = None,
-        precision: str | None = None,
-        variant: str | None = None,
-        num_streams: int = 1,
-        inference_precision: str = "f32",
+        **overrides,
     ) -> None:
+        options = options or RuntimeOptions()
+        if overrides:
+            unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(RuntimeOptions)})
+            if unknown:
+                raise ConfigError(f"unknown runtime option(s) {unknown}")
+            options = options.replace(**overrides)
         if not isinstance(bundle, Bundle):
             bundle = read_bundle(bundle)
         self.bundle = bundle
+        self.options = options
         m = bundle.manifest
-        mode = mode or m.streaming.mode
-        if mode not in ("stateful", "window"):
-            raise ConfigError(f"mode must be 'stateful' or 'window', got {mode!r}")
+        mode = options.mode or m.streaming.mode
         if mode == "window" and m.streaming.mode != "window":
             raise ConfigError("window mode needs a window-mode bundle (this one is stateful and has no window length)")
         self.mode = mode
-        self.backend = backend
-        self.hop_samples = hop_samples or m.streaming.hop_samples
+        self.backend = options.backend
+        self.hop_samples = options.hop_for(m.sample_rate) or m.streaming.hop_samples
+        self.initial_knobs = self._checked_knobs(options.knobs)
         self.choice: DeviceChoice | None = None
+        self.entry: ExportRecord | None = None
         self.compiled = None
-        if backend == "numpy":
+        if self.backend == "numpy":
             return
-        if backend != "openvino":
-            raise ConfigError(f"unknown backend {backend!r}; choose openvino or numpy")
-        choice = choose_device(device, mode=mode, available=available, strict=strict)
+        choice = choose_device(options.device, mode=mode, available=available, strict=options.strict)
+        variant = options.variant
         if variant:
-            if variant not in ("stateful", "explicit_state", "window"):
-                raise ConfigError(f"unknown IR variant {variant!r}; choose stateful, explicit_state or window")
             if (variant == "window") != (mode == "window"):
                 raise ConfigError(f"the {variant} IR does not have {mode} semantics; pass --mode to match")
             choice = DeviceChoice(choice.device, variant, choice.precision, choice.reason + f", variant {variant}")
-        self.entry = find_ir(bundle, choice.variant, self.hop_samples, precision or choice.precision)
+        self.entry = find_ir(bundle, choice.variant, self.hop_samples, options.precision or choice.precision)
         from . import ov_compat
 
         config = {}
         if choice.device.upper().startswith("CPU"):
-            config = ov_compat.cpu_config(threads, inference_precision)
-            config["NUM_STREAMS"] = str(int(num_streams))
-        self.xml_path = bundle.path / self.entry["xml"]
+            config = ov_compat.cpu_config(options.threads, options.inference_precision)
+            config["NUM_STREAMS"] = str(int(options.num_streams))
+        self.xml_path = bundle.checked_ir(self.entry)
         self.compiled = compile_ir(self.xml_path, choice.device, config)
         self.choice = choice
-        log.debug("device %s, IR %s (%s)", choice.device, self.entry["xml"], choice.reason)
+        log.debug("device %s, IR %s (%s)", choice.device, self.entry.xml, choice.reason)
+
+    def _checked_knobs(self, knobs: dict[str, float]) -> dict[str, float]:
+        by_name = {k.name: k for k in self.bundle.manifest.architecture.knobs}
+        out = {}
+        for name, value in knobs.items():
+            if name not in by_name:
+                raise ConfigError(f"unknown knob {name!r}; this model has: {', '.join(by_name) or 'no knobs'}")
+            by_name[name].normalise(float(value))  # range check, names the range
+            out[name] = float(value)
+        return out
 
     @property
     def device(self) -> str:
         return self.choice.device if self.choice else "numpy"
 
+    @property
+    def variant(self) -> str:
+        return self.choice.variant if self.choice else "numpy"
+
+    @property
+    def precision(self) -> str:
+        return self.entry.precision if self.entry else "f64"
+
+    def describe(self) -> str:
+        """``CPU (stateful IR, f32)`` or ``numpy reference``: where the model runs."""
+        if not self.choice:
+            return "numpy reference"
+        return f"{self.choice.device} ({self.choice.variant} IR, {self.entry.precision})"
+
     def new(self, *, aligned: bool = False) -> Processor:
-        """A new processor with zero state and default knobs."""
+        """A new processor with zero state and the options' knob values (applied without a ramp)."""
         m = self.bundle.manifest
         if self.backend == "numpy":
             window = m.streaming.window_samples if self.mode == "window" else 0
@@ -106,18 +200,24 @@ class ProcessorFactory:
                                  input_gain=m.input_gain, output_gain=m.output_gain)
         else:
             engine = OpenVINOEngine(self.xml_path, self.choice.variant, m.architecture, self.hop_samples,
-                                    device=self.choice.device, window_samples=self.entry["window_samples"],
+                                    device=self.choice.device, window_samples=self.entry.window_samples,
                                     compiled=self.compiled)
-        return Processor(engine, m.architecture, m.sample_rate, aligned=aligned)
+        proc = Processor(engine, m.architecture, m.sample_rate, aligned=aligned)
+        if self.initial_knobs:
+            for name, value in self.initial_knobs.items():
+                proc.set_knob(name, value)
+            proc.reset()  # knobs set before the first hop apply without a ramp
+        return proc
 
 
 def open_processor(
     bundle: Bundle | str,
+    options: RuntimeOptions | None = None,
     *,
     aligned: bool = False,
-    **options,
+    **overrides,
 ) -> tuple[Processor, DeviceChoice | None]:
-    """A ready processor and the device choice (None for the numpy backend); ``options`` as
-    for :class:`ProcessorFactory`."""
-    factory = ProcessorFactory(bundle, **options)
+    """A ready processor and the device choice (None for the numpy backend): a one-stream
+    shortcut for ``ProcessorFactory(bundle, options, **overrides).new(aligned=aligned)``."""
+    factory = ProcessorFactory(bundle, options, **overrides)
     return factory.new(aligned=aligned), factory.choice

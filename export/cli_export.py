@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 
 from edgeamp.edge_runtime.bundle import read_manifest
+from edgeamp.edge_runtime.cli_common import positive_float, positive_int
 from edgeamp.edge_runtime.model import hop_from_ms
 
 from .variants import PRECISIONS, VARIANTS, f32_limit
@@ -30,13 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}")
     hop = p.add_mutually_exclusive_group()
-    hop.add_argument("--hop-ms", type=float, help="hop of the stateful variants in ms (default: the bundle's hop)")
-    hop.add_argument("--hop-samples", type=int, help="hop in samples instead of ms")
+    hop.add_argument("--hop-ms", type=positive_float,
+                     help="hop of the stateful variants in ms (default: the bundle's hop)")
+    hop.add_argument("--hop-samples", type=positive_int, help="hop in samples instead of ms")
     p.add_argument("--precision", choices=[*PRECISIONS, "both"], default="both",
                    help="weights precision (default: both)")
-    p.add_argument("--verify-seconds", type=float, default=10.0,
+    p.add_argument("--verify-seconds", type=positive_float, default=10.0,
                    help="seconds of test signal streamed per stateful variant (default: 10)")
-    p.add_argument("--window-verify-seconds", type=float, default=2.0,
+    p.add_argument("--window-verify-seconds", type=positive_float, default=2.0,
                    help="seconds for the window variant, which costs a full window per hop (default: 2)")
     p.add_argument("--verify", action="store_true", help="only re-verify the IR already in the bundle")
 
@@ -61,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
     bundle = export_bundle(args.bundle, variants=variants, precisions=precisions, hop_samples=hop,
                            verify_seconds=args.verify_seconds, window_verify_seconds=args.window_verify_seconds)
     for _key, e in sorted(bundle.manifest.exports.items()):
-        print(f"{e['xml']:28s} hop {e['hop_samples']:5d}  max abs error {e['max_abs_error']:.3e}  "
-              f"ESR vs reference {e['esr_vs_reference']:.3e}  ops: {', '.join(e['ops'])}")
+        print(f"{e.xml:28s} hop {e.hop_samples:5d}  max abs error {e.max_abs_error:.3e}  "
+              f"ESR vs reference {e.esr_vs_reference:.3e}  ops: {', '.join(e.ops)}")
     return 0

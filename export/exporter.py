@@ -20,9 +20,18 @@ import numpy as np
 import openvino as ov
 
 from edgeamp.edge_runtime import ov_compat, reference
-from edgeamp.edge_runtime.bundle import IR_DIR, Bundle, golden_signal, read_bundle, write_bundle
+from edgeamp.edge_runtime.bundle import (
+    IR_DIR,
+    Bundle,
+    ExportRecord,
+    golden_signal,
+    ir_hashes,
+    read_bundle,
+    write_bundle,
+)
 from edgeamp.edge_runtime.engines import OpenVINOEngine
 from edgeamp.edge_runtime.errors import ConfigError, EdgeampError
+from edgeamp.edge_runtime.metrics import esr
 from edgeamp.edge_runtime.progress import progress
 
 from . import variants as _v
@@ -39,8 +48,10 @@ class ExportError(EdgeampError):
     """An export failed (verification or an unexportable bundle)."""
 
 
-def ir_key(variant: str, precision: str) -> str:
-    return f"{variant}-{precision}"
+def ir_key(variant: str, precision: str, hop_samples: int | None = None) -> str:
+    """``stateful-f32`` at the bundle's own hop, ``stateful-f32-hop240`` at another: IRs of several
+    hops live side by side (the key is also the file name)."""
+    return f"{variant}-{precision}" + (f"-hop{hop_samples}" if hop_samples is not None else "")
 
 
 def default_variants(bundle: Bundle) -> tuple[str, ...]:
@@ -82,12 +93,10 @@ def stream_ir(engine: OpenVINOEngine, audio: np.ndarray, knobs: np.ndarray, desc
 
 
 def compare(y: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    err = y.astype(np.float64) - ref
-    energy = float(np.sum(ref**2))
     return {
-        "max_abs_error": float(np.max(np.abs(err))),
+        "max_abs_error": float(np.max(np.abs(y.astype(np.float64) - ref))),
         "reference_peak": float(np.max(np.abs(ref))),
-        "esr_vs_reference": float(np.sum(err**2) / energy) if energy > 0 else float(np.sum(err**2)),
+        "esr_vs_reference": esr(ref, y),
     }
 
 
@@ -151,27 +160,27 @@ def export_bundle(
             if forbidden:  # cannot happen with build_graph; checked because the VPU depends on it
                 raise ExportError(f"{variant}: graph contains {sorted(forbidden)}")
             for precision in precisions:
-                key = ir_key(variant, precision)
+                key = ir_key(variant, precision, None if hop == m.streaming.hop_samples else hop)
                 xml = ir_dir / f"{key}.xml"
                 ov.save_model(model, str(xml), compress_to_fp16=(precision == "f16"))
                 engine = OpenVINOEngine(xml, variant, m.architecture, hop,
                                         window_samples=m.streaming.window_samples)
                 y = stream_ir(engine, audio, knobs, desc=f"verify {key}")
                 result = compare(y, ref)
-                entry = {
-                    "xml": f"{IR_DIR}/{key}.xml",
-                    "variant": variant,
-                    "precision": precision,
-                    "hop_samples": hop,
-                    "window_samples": m.streaming.window_samples if variant == "window" else 0,
-                    "ops": ops,
-                    "verify_seconds": round(audio.shape[0] / m.sample_rate, 3),
-                    "openvino_version": ov_compat.version(),
+                bf16 = _bf16_cost(xml, variant, m, hop, audio, knobs, ref, capabilities) if precision == "f32" else {}
+                exports[key] = ExportRecord(
+                    xml=f"{IR_DIR}/{key}.xml",
+                    variant=variant,
+                    precision=precision,
+                    hop_samples=hop,
+                    window_samples=m.streaming.window_samples if variant == "window" else 0,
+                    ops=tuple(ops),
+                    verify_seconds=round(audio.shape[0] / m.sample_rate, 3),
+                    openvino_version=ov_compat.version(),
+                    bf16_execution=bf16,
+                    sha256=ir_hashes(xml),
                     **result,
-                }
-                if precision == "f32":
-                    entry["bf16_execution"] = _bf16_cost(xml, variant, m, hop, audio, knobs, ref, capabilities)
-                exports[key] = entry
+                )
                 log.info("%s: max abs error %.2e, ESR vs reference %.2e", key, result["max_abs_error"],
                          result["esr_vs_reference"])
                 limit = _v.f32_limit(result["reference_peak"], F32_TOLERANCE)
@@ -204,12 +213,12 @@ def verify_exports(path: Path | str, seconds: float = 10.0, window_seconds: floa
     results = {}
     refs: dict[tuple, np.ndarray] = {}
     for key, entry in sorted(m.exports.items()):
-        variant, hop = entry["variant"], entry["hop_samples"]
+        variant, hop = entry.variant, entry.hop_samples
         audio, knobs = verification_signal(bundle, window_seconds if variant == "window" else seconds, hop)
         sem = ("window" if variant == "window" else "stateful", hop, audio.shape[0])
         if sem not in refs:
             refs[sem] = reference_output(bundle, variant, audio, knobs, hop)
-        engine = OpenVINOEngine(bundle.path / entry["xml"], variant, m.architecture, hop,
+        engine = OpenVINOEngine(bundle.checked_ir(entry), variant, m.architecture, hop,
                                 window_samples=m.streaming.window_samples)
         results[key] = compare(stream_ir(engine, audio, knobs, desc=f"verify {key}"), refs[sem])
     return results

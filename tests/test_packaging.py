@@ -29,7 +29,8 @@ def test_wheel_installs_only_the_edgeamp_namespace(wheel):
     assert top == {"edgeamp", next(t for t in top if t.endswith(".dist-info"))}, top
     for stage in ("edge_runtime", "export", "train"):
         assert f"edgeamp/{stage}/__init__.py" in names
-    assert not any(n.startswith(("train/", "export/", "edge_runtime/", "tests/", "benchmarks/")) for n in names)
+    assert "edgeamp/__init__.py" in names  # the public API (api/ in the source tree)
+    assert not any(n.startswith(("train/", "export/", "edge_runtime/", "api/", "tests/", "benchmarks/")) for n in names)
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Requires-Python: >=3.10" in meta
     base = [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
@@ -43,7 +44,8 @@ class Block:
         if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'):
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
-import edgeamp.edge_runtime as er, edgeamp.export as ex
+import edgeamp, edgeamp.edge_runtime as er, edgeamp.export as ex
+assert callable(edgeamp.load) and edgeamp.__version__
 for pkg in (er, ex):
     for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):
         if not m.name.endswith('__main__'):

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeamp.edge_runtime.cli_common import positive_float
+
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    p.add_argument("--minutes", type=float, default=2.5, help="training budget in minutes (default 2.5)")
-    p.add_argument("--seconds", type=float, default=120.0, help="length of the demo performance (default 120)")
+    p.add_argument("--minutes", type=positive_float, default=2.5, help="training budget in minutes (default 2.5)")
+    p.add_argument("--seconds", type=positive_float, default=120.0, help="length of the demo performance (default 120)")
     p.add_argument("--preset", default="stateful", help="model preset (default: stateful)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeamp.edge_runtime.audio_io import write_audio
     from edgeamp.edge_runtime.cli_common import latency_summary
     from edgeamp.edge_runtime.metrics import all_metrics, esr_verdict
-    from edgeamp.edge_runtime.session import open_processor
+    from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
 
     from .demo_data import write_demo_data
     from .pipeline import PairSpec, train_to_bundle
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
           f"{p['best_validation_esr']:.4f}")
     e = bundle.manifest.exports["stateful-f32"]
     print(f"[3/5] exported {len(bundle.manifest.exports)} IR variants; stateful-f32 vs numpy reference: "
-          f"max abs error {e['max_abs_error']:.2e}")
+          f"max abs error {e.max_abs_error:.2e}")
 
     print("[4/5] streaming the held-out clip through OpenVINO (stateful IR, CPU, 10 ms hops)")
     from .data import load_pair
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     pair = load_pair(demo.di, next(iter(demo.targets.values())))
     _, held_out = split_tail(make_segment(pair.x, pair.y, (), {}, "demo"), config.val_fraction)  # as training did
     x, y = held_out.x[:, 0], held_out.y
-    proc, choice = open_processor(bundle, device="CPU", aligned=True)
+    factory = ProcessorFactory(bundle, RuntimeOptions(device="CPU"))
+    proc = factory.new(aligned=True)
     hop = proc.hop_samples
     n = x.shape[0] // hop * hop
     x, y = x[:n], y[:n]
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     rtf = n / bundle.manifest.sample_rate / seconds
     p50, p99 = np.percentile(times, [50, 99])
     summary = {**metrics, "real_time_factor": rtf, "hop_ms_p50": float(p50), "hop_ms_p99": float(p99),
-               "late_hops": proc.stats.late_hops, "hops": proc.stats.hops, "device": choice.device,
+               "late_hops": proc.stats.late_hops, "hops": proc.stats.hops, "device": factory.device,
                "held_out_seconds": n / bundle.manifest.sample_rate}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("[5/5] results")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edgeamp.edge_runtime.audio_io import write_audio
 from edgeamp.edge_runtime.bundle import read_bundle
-from edgeamp.edge_runtime.cli_common import add_runtime_arguments, latency_summary, processor_from_args
+from edgeamp.edge_runtime.cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int
 from edgeamp.edge_runtime.errors import InputError
 from edgeamp.edge_runtime.metrics import all_metrics, esr_verdict
 from edgeamp.edge_runtime.render import render
@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, help="dry DI file")
     p.add_argument("--target", required=True, help="the amp's output for it")
     p.add_argument("--out-dir", default="eval", help="where the PNG, model output and metrics go (default: eval/)")
-    p.add_argument("--channel", type=int, help="channel of multi-channel files, 1-based")
+    p.add_argument("--channel", type=positive_int, help="channel of multi-channel files, 1-based")
     p.add_argument("--no-align", action="store_true", help="do not compensate the measured latency")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
     add_runtime_arguments(p)
@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     sr = bundle.manifest.sample_rate
     if pair.report.sample_rate != sr:
         raise InputError(f"{args.input} is {pair.report.sample_rate} Hz, the model runs at {sr} Hz")
-    proc, choice = processor_from_args(args, bundle)
+    factory = factory_from_args(args, bundle)
+    proc = factory.new()
     y_hat, seconds = render(proc, pair.x)
     metrics = all_metrics(pair.y, y_hat)
     out = Path(args.out_dir)
@@ -63,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  MSE               {metrics['mse']:.3e}")
     print(f"  DC error          {metrics['dc_error']:.3e}")
     print(f"  STFT distance     {metrics['stft_distance']:.4f}")
-    where = f"{choice.device} {choice.variant}" if choice else "numpy"
-    print(f"  runtime           {where}, {doc['real_time_factor']:.1f}x real time, "
+    print(f"  runtime           {factory.describe()}, {doc['real_time_factor']:.1f}x real time, "
           f"{latency_summary(proc.hop_times_ms())}")
     print(f"  wrote {out / (stem + '.png')}, {out / (stem + '_model.wav')}")
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeamp.edge_runtime.errors import ConfigError, EdgeampError
+from edgeamp.edge_runtime.metrics import PRE_EMPHASIS, esr
 from edgeamp.edge_runtime.model import Architecture, ModelWeights
 from edgeamp.edge_runtime.progress import enabled as progress_enabled
 
@@ -192,13 +193,12 @@ def fit(
         return fn(*args) if dist is None else dist.run(fn, args=args)
 
     # w: per-sequence loss weights (batch, 1), see Sampler (knob settings balanced)
-    def esr_pre(y, y_hat, w):
-        e = (y[:, 1:] - 0.85 * y[:, :-1]) - (y_hat[:, 1:] - 0.85 * y_hat[:, :-1])
-        t = y[:, 1:] - 0.85 * y[:, :-1]
-        return tf.reduce_sum(w * e**2) / (tf.reduce_sum(w * t**2) + 1e-10)
-
+    # the training losses: metrics.esr / metrics.pre_emphasis as TF ops (weighted per sequence)
     def esr_plain(y, y_hat, w):
         return tf.reduce_sum(w * (y - y_hat) ** 2) / (tf.reduce_sum(w * y**2) + 1e-10)
+
+    def esr_pre(y, y_hat, w):
+        return esr_plain(y[:, 1:] - PRE_EMPHASIS * y[:, :-1], y_hat[:, 1:] - PRE_EMPHASIS * y_hat[:, :-1], w)
 
     def esr_loss(y, y_hat, w):
         if config.loss == "esr":
@@ -283,7 +283,7 @@ def fit(
                 y_hat, _ = run_states(xb, states)
                 preds.append(y_hat.numpy()[:, -vy.shape[1] :])
         y_hat = np.concatenate(preds)
-        return float(np.sum((vy - y_hat) ** 2) / (np.sum(vy**2) + 1e-12))
+        return esr(vy, y_hat)
 
     ckpt = Checkpoints(checkpoint_dir)
     history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_esr": [], "seconds": []}

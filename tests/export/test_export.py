@@ -32,29 +32,29 @@ def exported(tmp_path_factory):
 @pytest.mark.parametrize("key", ["stateful-f32", "explicit_state-f32", "window-f32"])
 def test_f32_variants_match_reference(exported, key):
     e = exported.manifest.exports[key]
-    assert e["max_abs_error"] <= 1e-5
-    assert e["esr_vs_reference"] < 1e-9
-    assert e["verify_seconds"] >= 0.3
+    assert e.max_abs_error <= 1e-5
+    assert e.esr_vs_reference < 1e-9
+    assert e.verify_seconds >= 0.3
 
 
 @pytest.mark.parametrize("key", ["stateful-f16", "explicit_state-f16", "window-f16"])
 def test_f16_error_is_reported(exported, key):
     e = exported.manifest.exports[key]
-    assert 0 < e["max_abs_error"] < 0.05  # FP16 weights cost something, and it is measured
-    assert (exported.path / e["xml"]).is_file()
-    assert (exported.path / e["xml"]).with_suffix(".bin").stat().st_size < (
-        (exported.path / exported.manifest.exports[key.replace("f16", "f32")]["xml"]).with_suffix(".bin").stat().st_size
+    assert 0 < e.max_abs_error < 0.05  # FP16 weights cost something, and it is measured
+    assert (exported.path / e.xml).is_file()
+    assert (exported.path / e.xml).with_suffix(".bin").stat().st_size < (
+        (exported.path / exported.manifest.exports[key.replace("f16", "f32")].xml).with_suffix(".bin").stat().st_size
     )
 
 
 def test_no_loop_or_tensor_iterator_and_ops_recorded(exported):
     for key, e in exported.manifest.exports.items():
-        assert "LSTMSequence" in e["ops"], key
-        assert not {"Loop", "TensorIterator"} & set(e["ops"]), key
-        xml = (exported.path / e["xml"]).read_text()
+        assert "LSTMSequence" in e.ops, key
+        assert not {"Loop", "TensorIterator"} & set(e.ops), key
+        xml = (exported.path / e.xml).read_text()
         assert 'type="Loop"' not in xml and 'type="TensorIterator"' not in xml
-    assert "ReadValue" in exported.manifest.exports["stateful-f32"]["ops"]
-    assert "ReadValue" not in exported.manifest.exports["explicit_state-f32"]["ops"]
+    assert "ReadValue" in exported.manifest.exports["stateful-f32"].ops
+    assert "ReadValue" not in exported.manifest.exports["explicit_state-f32"].ops
 
 
 def test_reexport_is_idempotent(tmp_path):
@@ -126,9 +126,29 @@ def test_cli_export_and_verify(tmp_path, capsys):
     assert cli_main(["export", path, "--variants", "stateful", "--precision", "f32", "--hop-samples", "16",
                      "--verify-seconds", "0.2"]) == 0
     out = capsys.readouterr().out
-    assert "ir/stateful-f32.xml" in out and "hop    16" in out
+    assert "ir/stateful-f32-hop16.xml" in out and "hop    16" in out
     assert cli_main(["export", path, "--verify", "--verify-seconds", "0.2"]) == 0
     assert "stateful-f32" in capsys.readouterr().out
     assert cli_main(["export", path, "--hop-ms", "10.3"]) == 2
     assert "not a whole number" in capsys.readouterr().err
-    assert read_bundle(path).manifest.exports["stateful-f32"]["hop_samples"] == 16
+    assert read_bundle(path).manifest.exports["stateful-f32-hop16"].hop_samples == 16
+
+
+def test_irs_of_several_hops_live_side_by_side(tmp_path, capsys):
+    """Regression: `export --hop-ms 5` used to replace the bundle's own 10 ms IR (same file name)."""
+    from edgeamp.edge_runtime.session import ProcessorFactory
+
+    arch = Architecture((5,), head=True)
+    path = write_bundle(tmp_path / "amp.bundle", Bundle(Manifest(48000, arch, Streaming("stateful", 480)),
+                                                        random_weights(arch, seed=3)))
+    export_bundle(path, variants=("stateful",), precisions=("f32",), verify_seconds=0.2)
+    assert cli_main(["export", str(path), "--variants", "stateful", "--precision", "f32", "--hop-ms", "5",
+                     "--verify-seconds", "0.2"]) == 0
+    b = read_bundle(path)
+    assert {k: e.hop_samples for k, e in b.manifest.exports.items()} == {"stateful-f32": 480,
+                                                                          "stateful-f32-hop240": 240}
+    assert ProcessorFactory(b, device="CPU").hop_samples == 480  # the bundle's own hop still runs
+    assert ProcessorFactory(b, device="CPU", hop_ms=5).entry.xml == "ir/stateful-f32-hop240.xml"
+    assert cli_main(["export", str(path), "--verify", "--verify-seconds", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "stateful-f32 " in out and "stateful-f32-hop240" in out

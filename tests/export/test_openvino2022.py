@@ -81,13 +81,13 @@ b = read_bundle(bundle_path)
 d = np.load(data_path)
 results = {"openvino": ov_compat.version(), "python": sys.version.split()[0]}
 for key, e in sorted(b.manifest.exports.items()):
-    engine = OpenVINOEngine(b.path / e["xml"], e["variant"], b.architecture, e["hop_samples"],
-                            window_samples=e["window_samples"])
+    engine = OpenVINOEngine(b.path / e.xml, e.variant, b.architecture, e.hop_samples,
+                            window_samples=e.window_samples)
     audio, knobs = d["audio"], d["knobs"]
-    hop = e["hop_samples"]
+    hop = e.hop_samples
     y = np.concatenate([engine.run_hop(audio[i:i + hop], knobs[i:i + hop]).copy()
                         for i in range(0, len(audio), hop)])
-    results[key] = float(np.max(np.abs(y - d["ref_" + e["variant"]])))
+    results[key] = float(np.max(np.abs(y - d["ref_" + e.variant])))
 json.dump(results, open(out_path, "w"))
 """
 
@@ -136,7 +136,7 @@ def test_render_with_explicit_state_ir_on_openvino_2022_3(py310_env, tmp_path):
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "CPU (explicit_state IR)" in proc.stdout
+    assert "CPU (explicit_state IR, f32)" in proc.stdout
     y, rate = sf.read(tmp_path / "out.wav", dtype="float32")
     knobs = np.full((audio.shape[0], 1), arch.knobs[0].normalise(8.0), np.float32)
     ref = compute_output(bundle.manifest, bundle.weights, audio, knobs)

@@ -101,7 +101,7 @@ def test_conditioned_training_reports_each_setting(tmp_path, capsys):
     m = read_bundle(out).manifest
     assert m.architecture.knob_names == ("gain",)  # tone is 5 in every pair: left out
     assert [e["knobs"] for e in m.metrics["per_setting"]] == [{"gain": 2.0}, {"gain": 8.0}]
-    assert all(e["max_abs_error"] <= 1e-5 for k, e in m.exports.items() if k.endswith("f32"))
+    assert all(e.max_abs_error <= 1e-5 for k, e in m.exports.items() if k.endswith("f32"))
 
     assert main(["train", "--demo", "--data-dir", str(tmp_path), str(tmp_path / "x")]) == 2
     assert "choose one data source" in capsys.readouterr().err

@@ -1,0 +1,421 @@
+"""edgeamp as a Python library: :func:`load` gives an :class:`Amp` that processes numpy audio the
+way a pedalboard plugin does.
+
+::
+
+    import edgeamp
+    amp = edgeamp.load("amp.bundle")          # OpenVINO on the best device there is
+    y = amp(x, 48000)                         # x: (n,), (channels, n) or (n, channels); float32/64
+    amp.gain = 7                              # knobs of a conditioned model are attributes
+
+Two ways to call it, as in ``pedalboard.Plugin.process``:
+
+- ``amp(x, sr)`` (``reset=True``, the default): a whole signal. State starts from zero, the
+  output is aligned with the input sample for sample (the hop's buffering latency is
+  compensated by flushing), and the state is cleared again afterwards.
+- ``amp(chunk, sr, reset=False)``: a stream in chunks of any sizes. State carries on from the
+  previous call; every call returns as many samples as it got, delayed by
+  :attr:`Amp.latency_samples` (what a streaming caller sees). The chunks' outputs, joined, equal
+  one ``reset=False`` call on the joined input, and equal ``amp(x, sr)`` delayed by the latency.
+
+Each channel has its own model state (dual mono). A ``sample_rate`` other than the model's is
+resampled in and out with soxr (a streaming resampler, so chunked calls equal one call; its
+delay is part of :attr:`Amp.latency_samples` at that rate); the model's own rate is never
+resampled. NaN/Inf input is refused with :class:`~edgeamp.InputError` before anything is
+processed (nothing is lost: the state is untouched), unlike the live runtime, which zeroes and
+counts such samples because an audio callback must not raise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import ConfigError, InputError
+from .session import ProcessorFactory, RuntimeOptions
+
+RESAMPLE_QUALITY = "HQ"  # soxr: 20-bit; VHQ (28-bit) adds about 15 ms of streaming delay
+_RESAMPLE_PIECE = 256  # resampler input is fed in pieces of at most this many samples: bounds its delay
+
+
+@dataclass(frozen=True)
+class KnobState:
+    """A knob of a conditioned model: its range and default, and the value now set (knob units)."""
+
+    name: str
+    minimum: float
+    maximum: float
+    default: float
+    value: float
+
+
+def load(
+    path: str | Path | Bundle,
+    *,
+    device: str = "auto",
+    precision: str | None = None,
+    inference_precision: str = "f32",
+    threads: int | None = None,
+    backend: str = "openvino",
+    variant: str | None = None,
+    hop_ms: float | None = None,
+    strict: bool = False,
+    knobs: dict[str, float] | None = None,
+    resample_quality: str = RESAMPLE_QUALITY,
+) -> Amp:
+    """Open a model bundle (a directory written by ``edgeamp train``, ``import-legacy`` or
+    ``export``) as a callable :class:`Amp`. Needs only the base install (no TensorFlow).
+
+    ``device``: ``auto`` (NPU > Myriad VPU > GPU > CPU, falling back to CPU), or an OpenVINO
+    device such as ``CPU``, ``NPU``, ``AUTO:NPU,CPU``; ``strict=True`` makes a missing device an
+    error. ``precision``: IR weights, ``f32`` or ``f16`` (default: what the device wants).
+    ``inference_precision``: CPU execution precision (``f32``; ``bf16`` where the CPU has it).
+    ``backend="numpy"`` runs the float64 reference (exact, slow). ``variant`` / ``hop_ms``: a
+    specific exported IR. ``knobs``: starting knob values. ``resample_quality``: soxr quality for
+    audio at another rate than the model's.
+
+    Raises :class:`~edgeamp.BundleError` when ``path`` is not a bundle (the message says what is
+    missing) and :class:`~edgeamp.ConfigError` for a bad option or knob.
+    """
+    options = RuntimeOptions(backend=backend, device=device, precision=precision,
+                             inference_precision=inference_precision, threads=threads, variant=variant,
+                             hop_ms=hop_ms, strict=strict, knobs=dict(knobs or {}))
+    return Amp(ProcessorFactory(path, options), resample_quality=resample_quality)
+
+
+class _Resampled:
+    """One channel at a foreign rate: soxr in -> the model in whole hops -> soxr out.
+
+    :meth:`push` returns what the chain has ready (a variable number of samples): the aligned
+    output, without any delay added; the resamplers and the hop hold the rest back.
+    """
+
+    def __init__(self, proc, rate: float, model_rate: int, quality: str) -> None:
+        import soxr
+
+        self.proc = proc
+        self.hop = proc.hop_samples
+        self._in = soxr.ResampleStream(rate, model_rate, 1, dtype="float32", quality=quality)
+        self._out = soxr.ResampleStream(model_rate, rate, 1, dtype="float32", quality=quality)
+        self._pending = np.zeros(0, np.float32)  # model-rate input waiting for a whole hop
+
+    def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        pieces = []
+        for lo in range(0, max(x.shape[0], 1), _RESAMPLE_PIECE):
+            piece = x[lo : lo + _RESAMPLE_PIECE]
+            final = last and lo + _RESAMPLE_PIECE >= x.shape[0]
+            pieces.append(self._model(self._in.resample_chunk(piece, last=final), final))
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def _model(self, m: np.ndarray, last: bool) -> np.ndarray:
+        buf = np.concatenate([self._pending, m])
+        real = buf.shape[0]
+        hop = self.hop
+        whole = -(-real // hop) * hop if last else real // hop * hop
+        if whole > real:  # the tail of a flushed signal: pad to a whole hop, keep only real outputs
+            buf = np.concatenate([buf, np.zeros(whole - real, np.float32)])
+        y = np.empty(whole, np.float32)
+        for lo in range(0, whole, hop):
+            self.proc.process(buf[lo : lo + hop], y[lo : lo + hop])
+        self._pending = buf[whole:].copy()
+        keep = min(real, whole)
+        out = [self._out.resample_chunk(y[lo : min(lo + hop, keep)]) for lo in range(0, keep, hop)]
+        if last:
+            out.append(self._out.resample_chunk(np.zeros(0, np.float32), last=True))
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def resampled_latency(rate: float, model_rate: int, hop: int, quality: str = RESAMPLE_QUALITY) -> int:
+    """Samples (at ``rate``) that :class:`_Resampled` may hold back at most, plus a margin: the
+    delay a streaming caller at ``rate`` sees. Measured on the resamplers themselves (their
+    hold-back depends on the rates, the quality and the piece size, not on the signal)."""
+    import soxr
+
+    def held_back(a: float, b: float, piece: int) -> float:
+        s = soxr.ResampleStream(a, b, 1, dtype="float32", quality=quality)
+        zeros = np.zeros(piece, np.float32)
+        made, worst = 0, 0.0
+        for i in range(1, 64 + int(8 * max(a, b) / piece / 10)):
+            made += s.resample_chunk(zeros).shape[0]
+            worst = max(worst, i * piece * b / a - made)
+        return worst
+
+    ratio = rate / model_rate
+    total = held_back(rate, model_rate, _RESAMPLE_PIECE) * ratio + hop * ratio + held_back(model_rate, rate, hop)
+    return int(math.ceil(total)) + 8
+
+
+class Amp:
+    """A loaded model, callable like a pedalboard plugin: ``amp(audio, sample_rate, reset=True)``.
+
+    See the module docstring for the two calling modes. Attributes: ``sample_rate`` (the
+    model's), ``hop_samples``, ``latency_samples`` (what a streaming ``reset=False`` caller at
+    the most recently used rate sees; 0 means none), ``knobs`` (name -> :class:`KnobState`),
+    ``info`` (a dict), ``stats`` (hops run, late hops). Knobs are attributes too:
+    ``amp.gain = 7`` (range-checked; mid-stream changes ramp across one hop, as in the runtime).
+    Not thread-safe: one Amp per thread.
+    """
+
+    def __init__(self, factory: ProcessorFactory, *, resample_quality: str = RESAMPLE_QUALITY) -> None:
+        object.__setattr__(self, "_ready", False)
+        self.factory = factory
+        self.bundle = factory.bundle
+        self.sample_rate = factory.bundle.manifest.sample_rate
+        self.hop_samples = factory.hop_samples
+        self.resample_quality = resample_quality
+        self._knob_defs = {k.name: k for k in factory.bundle.manifest.architecture.knobs}
+        self._knob_values = {k.name: k.default for k in self._knob_defs.values()}
+        self._knob_values.update(factory.initial_knobs)
+        # one processor (own state, own InferRequest) per channel, made on demand: plain ones at the
+        # model's rate, hop-aligned ones behind the resamplers (which feed them whole hops)
+        self._plain: list = []
+        self._aligned: list = []
+        self._chains: list[_Resampled] = []
+        self._latencies: dict[float, int] = {}
+        self._stream: tuple[float, int] | None = None  # (rate, channels) of a reset=False stream in progress
+        self._fifo: np.ndarray | None = None  # (channels, k) output held back in a resampled stream
+        self._rate = float(self.sample_rate)
+        self._ready = True
+
+    # ---- knobs -------------------------------------------------------------------------
+    @property
+    def knobs(self) -> dict[str, KnobState]:
+        """The model's knobs: name -> :class:`KnobState` (range, default, current value)."""
+        return {n: KnobState(n, k.minimum, k.maximum, k.default, self._knob_values[n])
+                for n, k in self._knob_defs.items()}
+
+    def set_knob(self, name: str, value: float) -> None:
+        """Set a knob in its own units (the same as ``amp.<name> = value``)."""
+        if name not in self._knob_defs:
+            known = ", ".join(self._knob_defs) or "none: this model has no knobs"
+            raise ConfigError(f"unknown knob {name!r}; known knobs: {known}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise ConfigError(f"knob {name!r} takes a number, got {value!r}")
+        value = float(value)
+        self._knob_defs[name].normalise(value)  # raises with the range when out of it (NaN too)
+        self._knob_values[name] = value
+        for proc in self._plain + self._aligned:
+            proc.set_knob(name, value)
+
+    def __getattr__(self, name: str):
+        knobs = self.__dict__.get("_knob_values", {})
+        if name in knobs:
+            return knobs[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}"
+                             + (f" (knobs: {', '.join(knobs)})" if knobs else ""))
+
+    def __setattr__(self, name: str, value) -> None:
+        if self.__dict__.get("_ready") and name in self._knob_defs:
+            self.set_knob(name, value)
+        elif self.__dict__.get("_ready") and not name.startswith("_") and name not in self.__dict__:
+            known = ", ".join(self._knob_defs) or "none: this model has no knobs"
+            raise ConfigError(f"unknown knob {name!r}; known knobs: {known}")
+        else:
+            object.__setattr__(self, name, value)
+
+    # ---- description -------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return self.factory.device
+
+    @property
+    def latency_samples(self) -> int:
+        """Delay of ``reset=False`` output at the most recently used rate (the model's at first)."""
+        return self.latency_for(self._rate)
+
+    def latency_for(self, sample_rate: float) -> int:
+        """Delay, in samples at ``sample_rate``, that a ``reset=False`` stream at that rate sees."""
+        rate = float(sample_rate)
+        if rate == self.sample_rate:
+            return self.hop_samples - 1
+        if rate not in self._latencies:
+            self._latencies[rate] = resampled_latency(rate, self.sample_rate, self.hop_samples,
+                                                      self.resample_quality)
+        return self._latencies[rate]
+
+    @property
+    def info(self) -> dict:
+        """What runs: architecture, rate, device, IR variant and precision, latency, held-out metrics."""
+        m = self.bundle.manifest
+        a = m.architecture
+        return {
+            "bundle": str(self.bundle.path) if self.bundle.path else None,
+            "architecture": {"lstm_units": list(a.lstm_units), "head": a.head, "skip": a.skip,
+                             "parameters": a.parameter_count()},
+            "sample_rate": self.sample_rate,
+            "hop_samples": self.hop_samples,
+            "backend": self.factory.backend,
+            "device": self.factory.device,
+            "variant": self.factory.variant,
+            "precision": self.factory.precision,
+            "inference_precision": self.factory.options.inference_precision,
+            "latency_samples": self.latency_samples,
+            "knobs": {n: vars(k) for n, k in self.knobs.items()},
+            "metrics": {k: v for k, v in m.metrics.items() if not isinstance(v, (dict, list))},
+        }
+
+    def __repr__(self) -> str:
+        a = self.bundle.manifest.architecture
+        arch = "LSTM " + "-".join(map(str, a.lstm_units)) + (" + head" if a.head else "")
+        arch += " + skip" if a.skip else ""
+        name = self.bundle.path.name if self.bundle.path else "bundle"
+        parts = [f"{name!r}: {arch}", f"{self.sample_rate} Hz", self.factory.describe(),
+                 f"hop {self.hop_samples}", f"latency {self.latency_samples} samples"]
+        metrics = self.bundle.manifest.metrics
+        if isinstance(metrics.get("esr"), (int, float)):
+            parts.append(f"held-out ESR {metrics['esr']:.3g}")
+        if self._knob_defs:
+            parts.append("knobs " + ", ".join(f"{k.name}={k.value:g} ({k.minimum:g}..{k.maximum:g})"
+                                              for k in self.knobs.values()))
+        return f"<edgeamp.Amp {'; '.join(parts)}>"
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Hops run and late hops (compute longer than the hop), over all channels since load."""
+        procs = self._plain + self._aligned
+        return {"hops": sum(p.stats.hops for p in procs), "late_hops": sum(p.stats.late_hops for p in procs)}
+
+    # ---- processing --------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the stream: zero state in every channel (knob values are kept)."""
+        for proc in self._plain + self._aligned:
+            proc.reset()
+        self._chains = []
+        self._stream = None
+        self._fifo = None
+
+    def process(self, audio: np.ndarray, sample_rate: float, *, reset: bool = True) -> np.ndarray:
+        """Process ``audio`` at ``sample_rate`` Hz; returns float32 of the same shape (see :class:`Amp`).
+
+        ``audio``: float32 or float64, ``(n,)``, ``(channels, n)`` or, where unambiguous,
+        ``(n, channels)``. ``reset=True``: a whole signal, output aligned with the input.
+        ``reset=False``: the next chunk of a stream, output delayed by :attr:`latency_samples`.
+        """
+        rate = _check_rate(sample_rate)
+        data, layout = self._channels_first(audio, reset)
+        channels = data.shape[0]
+        if not reset and self._stream is not None and self._stream != (rate, channels):
+            raise InputError(
+                f"this stream is {self._stream[1]} channel(s) at {self._stream[0]:g} Hz, the chunk is {channels} at "
+                f"{rate:g} Hz: call amp.reset() (or pass reset=True) to start a new stream"
+            )
+        self._rate = rate
+        self._ensure(channels, aligned=rate != self.sample_rate)
+        if reset:
+            self.reset()
+            out = self._whole(data, rate)
+            self.reset()
+        else:
+            if self._stream is None:
+                self.reset()
+                self._stream = (rate, channels)
+            out = self._chunk(data, rate)
+        return out.T if layout == "channels_last" else (out[0] if layout == "mono" else out)
+
+    __call__ = process
+
+    def _ensure(self, channels: int, aligned: bool) -> None:
+        procs = self._aligned if aligned else self._plain
+        while len(procs) < channels:
+            proc = self.factory.new(aligned=aligned)
+            for name, value in self._knob_values.items():
+                proc.set_knob(name, value)
+            proc.reset()
+            procs.append(proc)
+
+    def _whole(self, data: np.ndarray, rate: float) -> np.ndarray:
+        """A whole signal from zero state, aligned: the hop's (and resamplers') delay is flushed out."""
+        c, n = data.shape
+        if rate == self.sample_rate:
+            lat = self.hop_samples - 1
+            out = np.empty((c, n + lat), np.float32)
+            for ch in range(c):
+                self._plain[ch].process(data[ch], out[ch, :n])
+                self._plain[ch].process(np.zeros(lat, np.float32), out[ch, n:])
+            return out[:, lat:]
+        out = np.empty((c, n), np.float32)
+        for ch in range(c):
+            chain = _Resampled(self._aligned[ch], rate, self.sample_rate, self.resample_quality)
+            out[ch] = _fit(chain.push(data[ch], last=True), n)
+        return out
+
+    def _chunk(self, data: np.ndarray, rate: float) -> np.ndarray:
+        c, n = data.shape
+        if rate == self.sample_rate:
+            out = np.empty((c, n), np.float32)
+            for ch in range(c):
+                self._plain[ch].process(data[ch], out[ch])
+            return out
+        if not self._chains:
+            self._chains = [_Resampled(self._aligned[ch], rate, self.sample_rate, self.resample_quality)
+                            for ch in range(c)]
+            self._fifo = np.zeros((c, self.latency_for(rate)), np.float32)
+        ready = [chain.push(data[ch]) for ch, chain in enumerate(self._chains)]
+        self._fifo = np.concatenate([self._fifo, np.stack(ready)], axis=1)
+        if self._fifo.shape[1] < n:  # the latency bound was too small: never seen, counted if it happens
+            raise InputError(f"internal: resampled stream ran dry ({self._fifo.shape[1]} < {n} samples); "
+                             "please report with the rates and chunk sizes")
+        out, self._fifo = self._fifo[:, :n].copy(), self._fifo[:, n:]
+        return out
+
+    def _channels_first(self, audio, reset: bool) -> tuple[np.ndarray, str]:
+        """``(channels, n)`` float32 and the layout to give back: mono, channels_first or channels_last."""
+        if not isinstance(audio, np.ndarray):
+            audio = np.asarray(audio)
+        if audio.dtype.kind in "iub":
+            raise InputError(
+                f"audio is {audio.dtype} (integer samples); edgeamp takes float audio in [-1, 1]: convert with "
+                + (f"x.astype(np.float32) / {float(np.iinfo(audio.dtype).max) + 1:g}" if audio.dtype.kind != "b"
+                   else "x.astype(np.float32)")
+            )
+        if audio.dtype not in (np.float32, np.float64):
+            raise InputError(f"audio must be float32 or float64, got {audio.dtype}: convert with x.astype(np.float32)")
+        if audio.ndim == 1:
+            data, layout = audio[None, :], "mono"
+        elif audio.ndim == 2:
+            a, b = audio.shape
+            streaming = None if reset or self._stream is None else self._stream[1]
+            if streaming is not None and (a == streaming) != (b == streaming):
+                layout = "channels_first" if a == streaming else "channels_last"
+            elif a < b:
+                layout = "channels_first"
+            elif a > b:
+                layout = "channels_last"
+            else:
+                raise InputError(
+                    f"audio of shape {audio.shape} is ambiguous: is it (channels, n) or (n, channels)? Pass "
+                    "(channels, n) with more samples than channels, or a 1-D array per channel"
+                )
+            data = audio if layout == "channels_first" else audio.T
+        else:
+            raise InputError(f"audio must be 1-D (n,) mono or 2-D (channels, n), got {audio.ndim}-D shape "
+                             f"{audio.shape}; for a batch of clips, call the amp once per clip")
+        if data.shape[1] == 0:
+            raise InputError(f"audio of shape {audio.shape} has no samples: nothing to process")
+        if not math.isfinite(float(np.sum(data, dtype=np.float64))):  # one pass; NaN/Inf make the sum so
+            bad = np.argwhere(~np.isfinite(data))
+            raise InputError(
+                f"audio holds {bad.shape[0]} NaN/Inf sample(s) (first: channel {bad[0][0]}, sample {bad[0][1]}); "
+                "nothing was processed. Clean it first, e.g. np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)"
+            )
+        return np.ascontiguousarray(data, dtype=np.float32), layout
+
+
+def _check_rate(sample_rate) -> float:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number)):
+        raise InputError(f"sample_rate must be a number of Hz, got {sample_rate!r}")
+    rate = float(sample_rate)
+    if not (math.isfinite(rate) and rate > 0):
+        raise InputError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
+    return rate
+
+
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` cut or zero-padded to ``n`` samples (a resampler's length is ``n`` within a sample)."""
+    if y.shape[0] >= n:
+        return y[:n]
+    return np.concatenate([y, np.zeros(n - y.shape[0], np.float32)])
