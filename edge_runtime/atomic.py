@@ -34,6 +34,29 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fh.fileno())
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, someone else's
+        return True
+    return True
+
+
+def clean_stale(target: Path) -> list[Path]:
+    """Remove what a writer of ``target`` killed mid-write left beside it (``.NAME.partial-PID-*``,
+    ``.NAME.old-PID-*`` of a process that no longer runs); a live writer's folders are left alone."""
+    removed = []
+    for kind in ("partial", "old"):
+        for p in target.parent.glob(f".{target.name}.{kind}-*"):
+            pid = p.name[len(f".{target.name}.{kind}-"):].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)) and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path | str) -> Iterator[Path]:
     """Yield a fresh temporary directory beside ``target``; on success it replaces ``target``.
@@ -44,8 +67,11 @@ def atomic_directory(target: Path | str) -> Iterator[Path]:
     first and put back if the second rename fails.
     """
     target = Path(target).absolute()
+    if target.is_symlink():  # rewrite what the link points to; the link itself stays a link
+        target = Path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    clean_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a bundle is an ordinary directory
@@ -56,7 +82,7 @@ def atomic_directory(target: Path | str) -> Iterator[Path]:
             if not target.is_dir():
                 raise FileExistsError(f"{target} exists and is not a directory")
             if not _renameat2_exchange(tmp, target):
-                aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+                aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
                 os.rmdir(aside)
                 os.rename(target, aside)
                 try:

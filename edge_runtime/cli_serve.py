@@ -11,9 +11,13 @@ HTTP endpoints:
   GET  /model  /streams            model info; connected streams with their counters
   POST /knobs   {"knobs": {"gain": 7}, "stream": "s1"}   (no "stream": all, and new streams too)
   POST /reset   {"stream": "s1"}     POST /bypass {"on": true}
-  POST /swap    {"bundle": "/path/new.bundle"}   hot swap: streams move over at their next frame
+  POST /swap    {"bundle": "new.bundle"}   hot swap from --models-dir: streams move over at their next frame
   GET  /metrics                      Prometheus: active streams, hops, per-hop compute histogram,
                                      late hops, bad frames, xruns, swaps
+
+Control requests (POST) need Content-Type: application/json. Requests from web pages are refused:
+an Origin header is accepted only from --allow-origin, and on loopback the Host header must name
+this machine. A client that takes no data for 5 s is cut off; a stream idle for 60 s is closed.
 
 The service listens on 127.0.0.1 by default. Binding to any other address needs a token
 (--token or EDGEAMP_TOKEN): clients send "Authorization: Bearer TOKEN" or ?token=TOKEN.
@@ -35,8 +39,7 @@ import logging
 import os
 import sys
 
-from .bundle import read_manifest
-from .cli_common import add_runtime_arguments, hop_from_args, parse_knobs
+from .cli_common import add_runtime_arguments, options_from_args, parse_knobs, port_number, positive_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +48,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE")
     g = p.add_argument_group("network")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    g.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    g.add_argument("--port", type=port_number, default=8765, help="TCP port (default 8765; 0 picks a free one)")
     g.add_argument("--token", default=os.environ.get("EDGEAMP_TOKEN"),
                    help="shared secret clients must send (default $EDGEAMP_TOKEN; required off loopback)")
+    g.add_argument("--models-dir", metavar="DIR",
+                   help="POST /swap loads bundles from this folder only (default: the folder holding BUNDLE)")
+    g.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a browser origin allowed to call the service, e.g. http://localhost:3000 (repeatable; "
+                        "default none: requests carrying an Origin header are refused)")
     g = p.add_argument_group("limits")
-    g.add_argument("--max-streams", type=int, default=32, help="concurrent streams (default 32)")
-    g.add_argument("--max-block", type=int, default=48000, help="largest frame in samples (default 48000)")
-    g.add_argument("--max-realtime", type=float, default=50.0,
+    g.add_argument("--max-streams", type=positive_int, default=32, help="concurrent streams (default 32)")
+    g.add_argument("--max-block", type=positive_int, default=48000, help="largest frame in samples (default 48000)")
+    g.add_argument("--max-realtime", type=positive_float, default=50.0,
                    help="throttle a stream sending faster than this many times real time (default 50)")
-    g.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    g.add_argument("--send-timeout", type=positive_float, default=5.0, metavar="SECONDS",
+                   help="cut off a client that takes no data for this long (default 5)")
+    g.add_argument("--idle-timeout", type=positive_float, default=60.0, metavar="SECONDS",
+                   help="close a stream that sends nothing for this long (default 60)")
+    g.add_argument("--drain-timeout", type=positive_float, default=5.0, metavar="SECONDS",
+                   help="on SIGTERM, how long streams get to take their close before they are cut off (default 5)")
+    g.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
                    help="hops computed at the same time (default: CPU count); one inference thread each")
     g = p.add_argument_group("local audio (optional)")
     g.add_argument("--audio-device", help="also run a duplex sound-card stream: device index or part of its name")
@@ -65,20 +79,17 @@ def run(args: argparse.Namespace) -> int:
     from .service import Limits, Service, check_exposure
 
     check_exposure(args.host, args.token)
-    options = {
-        "backend": args.backend, "device": args.device, "mode": args.mode, "strict": args.strict,
-        "threads": args.threads or args.workers, "variant": args.variant, "precision": args.precision,
-    }
-    if args.hop_samples or args.hop_ms:
-        options["hop_samples"] = hop_from_args(args, read_manifest(args.bundle).sample_rate)
+    options = options_from_args(args).replace(knobs={})
+    options = options.replace(threads=args.threads or 1)  # one inference thread per worker, as --workers says
     audio = None
     if args.audio_device is not None or args.audio_host_api:
         audio = {"input_device": args.audio_device, "output_device": args.audio_device,
                  "host_api": args.audio_host_api}
-    limits = Limits(max_streams=args.max_streams, max_block=args.max_block, max_realtime=args.max_realtime)
+    limits = Limits(max_streams=args.max_streams, max_block=args.max_block, max_realtime=args.max_realtime,
+                    send_seconds=args.send_timeout, idle_seconds=args.idle_timeout, drain_seconds=args.drain_timeout)
     service = Service(args.bundle, options=options, limits=limits, token=args.token, workers=args.workers,
-                      audio=audio)
-    knobs = parse_knobs(args.knob)
+                      audio=audio, models_dir=args.models_dir, allow_origins=tuple(args.allow_origin))
+    knobs = parse_knobs(args.knob)  # the service's default for new streams, set below
     if knobs:
         service.default_knobs.update(service.model.check_knobs(knobs))
 

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from .audio_io import read_mono, resample, write_audio
-from .cli_common import parse_knobs
+from .cli_common import parse_knobs, positive_int
 from .errors import DeviceError, InputError
 from .progress import progress_bar
 
@@ -32,11 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default="ws://127.0.0.1:8765/stream", help="the service's stream URL")
     p.add_argument("--token", default=os.environ.get("EDGEAMP_TOKEN"), help="service token (default $EDGEAMP_TOKEN)")
     p.add_argument("--format", choices=["float32", "int16"], default="float32", help="wire format (default float32)")
-    p.add_argument("--block-size", type=int, help="samples per frame (default: the model's hop)")
+    p.add_argument("--block-size", type=positive_int, help="samples per frame (default: the model's hop)")
     p.add_argument("--realtime", action="store_true", help="pace frames in real time instead of as fast as possible")
-    p.add_argument("--in-flight", type=int, default=8, help="frames outstanding when not real time (default 8)")
+    p.add_argument("--in-flight", type=positive_int, default=8,
+                   help="frames outstanding when not real time (default 8)")
     p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE", help="knob for this stream")
-    p.add_argument("--channel", type=int, help="input channel to use, 1-based (default: 1)")
+    p.add_argument("--channel", type=positive_int, help="input channel to use, 1-based (default: 1)")
     p.add_argument("--resample", action="store_true", help="resample when the file's rate differs from the model's")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 

@@ -32,7 +32,6 @@ that cannot set headers).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hmac
 import ipaddress
 import itertools
@@ -49,7 +48,7 @@ import numpy as np
 from .bundle import read_bundle
 from .errors import ConfigError, EdgeampError, InputError
 from .processor import Processor
-from .session import ProcessorFactory
+from .session import ProcessorFactory, RuntimeOptions
 from .wire import FORMATS, decode_into, encode
 
 log = logging.getLogger(__name__)
@@ -67,6 +66,16 @@ class Limits:
     max_block: int = 48000  # samples per frame
     max_realtime: float = 50.0  # a stream is throttled beyond this many times real time
     handshake_seconds: float = 10.0
+    idle_seconds: float = 60.0  # an accepted stream that sends nothing for this long is closed
+    send_seconds: float = 5.0  # a client that takes no data for this long is cut off (it does not read)
+    drain_seconds: float = 5.0  # SIGTERM: streams get this long to take their close, then are cut off
+
+
+# frames are computed in slices of at most this many hops, each its own job on the worker pool, so
+# that a stream sending a second of audio per frame cannot hold a real-time stream's hop back
+# longer than one slice (the pool's queue is first in, first out)
+SLICE_HOPS = 4
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 def is_loopback(host: str) -> bool:
@@ -84,6 +93,58 @@ def check_exposure(host: str, token: str | None) -> None:
             f"--host {host} exposes the service beyond this machine: give a token (--token or EDGEAMP_TOKEN) "
             "that clients must send"
         )
+
+
+class PriorityPool:
+    """Worker threads that take real-time work first: jobs of priority 0 (streams at about real
+    time) always run before jobs of priority 1 (streams sending in bulk, faster than real time);
+    within a priority, first come first served. With frames cut into slices, a real-time hop
+    waits at most for the slices already running."""
+
+    REALTIME, BULK = 0, 1
+
+    def __init__(self, workers: int, name: str = "edgeamp-hop") -> None:
+        import queue
+
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def _work(self) -> None:
+        while True:
+            _, _, job = self._queue.get()
+            if job is None:
+                return
+            fn, args, fut, loop = job
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting coroutine
+                loop.call_soon_threadsafe(_settle, fut, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, fut, result, None)
+
+    def run(self, priority: int, fn, *args) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((priority, next(self._seq), (fn, args, fut, loop)))
+        return fut
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put((2, next(self._seq), None))
+        for t in self._threads:
+            t.join()
+
+
+def _settle(fut: asyncio.Future, result, exc) -> None:
+    if fut.cancelled():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
 
 
 class Metrics:
@@ -132,9 +193,9 @@ class Model:
 
     _versions = itertools.count(1)
 
-    def __init__(self, path: Path | str, options: dict) -> None:
+    def __init__(self, path: Path | str, options: RuntimeOptions) -> None:
         bundle = read_bundle(path)
-        self.factory = ProcessorFactory(bundle, **options)
+        self.factory = ProcessorFactory(bundle, options)
         self.bundle = bundle
         self.version = next(self._versions)
         self.sample_rate = bundle.manifest.sample_rate
@@ -165,7 +226,9 @@ class Model:
             if name not in by_name:
                 raise InputError(f"unknown knob {name!r}; this model has: {', '.join(by_name) or 'no knobs'}")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InputError(f"knob {name!r} takes a number, got {value!r}")
+                raise InputError(f"knob {name!r} takes a number, got {str(value)[:40]!r}")
+            if isinstance(value, int) and abs(value) > 1e15:
+                raise InputError(f"knob {name!r}: {str(value)[:20]}... is far outside its range")
             try:
                 by_name[name].normalise(float(value))
             except ConfigError as exc:
@@ -188,6 +251,8 @@ class Handshake:
             msg = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"handshake is not JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise InputError("handshake is nested too deeply") from exc
         if not isinstance(msg, dict):
             raise InputError("handshake must be a JSON object")
         unknown = set(msg) - HANDSHAKE_KEYS
@@ -200,7 +265,7 @@ class Handshake:
             raise InputError(f"sample rate {rate} Hz does not match the model's {model.sample_rate} Hz; resample "
                              "on the client (edgeamp stream --resample does)")
         fmt = msg.get("format", "float32")
-        if fmt not in FORMATS:
+        if not isinstance(fmt, str) or fmt not in FORMATS:
             raise InputError(f"format {fmt!r} not supported; choose float32 or int16 (little-endian)")
         block = msg.get("block_size", model.factory.hop_samples)
         if not isinstance(block, int) or isinstance(block, bool) or not 1 <= block <= limits.max_block:
@@ -220,7 +285,9 @@ class Stream:
         self.hs = hs
         self.dtype = FORMATS[hs.format]
         self.frame_bytes = hs.block_size * self.dtype.itemsize
-        self.lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # the processor: held for compute, never across network I/O
+        self.send_lock = asyncio.Lock()  # the socket: a close (drain) waits for the frame being sent
+        self.transport = None  # set by the service: cut off when the client stops reading
         self.frames = 0
         self.bad_frames = 0
         self.nonfinite_frames = 0
@@ -248,18 +315,33 @@ class Stream:
         self.proc.bypass = bypass
         return dropped
 
-    def process(self, data: bytes) -> int:
-        """Decode, run and encode one frame in place (worker thread); returns non-finite sample count."""
+    def load(self, data: bytes) -> int:
+        """Decode one frame into the input buffer; returns its count of non-finite samples (the
+        processor zeroes them). A frame of the wrong size raises InputError."""
         if len(data) != self.frame_bytes:
             raise InputError(f"frame of {len(data)} bytes; this stream takes {self.frame_bytes} "
                              f"({self.hs.block_size} {self.hs.format} samples)")
         decode_into(data, self.hs.format, self._x)
-        bad = 0
-        if not np.isfinite(np.add.reduce(self._x)):  # only float32 frames can hold NaN/Inf
-            bad = int(np.count_nonzero(~np.isfinite(self._x)))
-        self.proc.process(self._x, self._y)
         self.samples_in += self._x.shape[0]
-        return bad
+        if not np.isfinite(np.add.reduce(self._x)):  # only float32 frames can hold NaN/Inf
+            return int(np.count_nonzero(~np.isfinite(self._x)))
+        return 0
+
+    def bulk(self) -> bool:
+        """Sending faster than twice real time (with half a second of slack): its compute queues
+        behind real-time streams'."""
+        elapsed = time.monotonic() - self.started
+        return self.samples_in > (elapsed + 0.5) * 2 * self.model.sample_rate
+
+    def slices(self) -> list[tuple[int, int]]:
+        """The frame's compute jobs: ranges of at most SLICE_HOPS hops (whole hops where aligned)."""
+        step = SLICE_HOPS * self.proc.hop_samples
+        n = self.hs.block_size
+        return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+
+    def run(self, lo: int, hi: int) -> None:
+        """Compute samples ``lo:hi`` of the loaded frame (worker thread)."""
+        self.proc.process(self._x[lo:hi], self._y[lo:hi])
 
     def encoded(self) -> bytes:
         return encode(self._y, self.hs.format)
@@ -343,19 +425,23 @@ class LocalAudio:
 
 
 class Service:
-    def __init__(self, bundle: Path | str, *, options: dict | None = None, limits: Limits = Limits(),
-                 token: str | None = None, workers: int = 2, audio: dict | None = None) -> None:
-        self.options = dict(options or {})
-        self.options.setdefault("num_streams", workers)
+    def __init__(self, bundle: Path | str, *, options: RuntimeOptions | None = None, limits: Limits = Limits(),
+                 token: str | None = None, workers: int = 2, audio: dict | None = None,
+                 models_dir: Path | str | None = None, allow_origins: tuple[str, ...] = ()) -> None:
+        self.options = (options or RuntimeOptions()).replace(num_streams=workers)
         self.limits = limits
         self.token = token
+        # /swap loads bundles from here only (default: the folder holding the served bundle)
+        self.models_dir = Path(models_dir or Path(bundle).resolve().parent).resolve()
+        self.allow_origins = {o.rstrip("/").lower() for o in allow_origins}
+        self.host = "127.0.0.1"
         self.workers = workers
         self.metrics = Metrics()
         self.model = Model(bundle, self.options)
         self.default_knobs: dict[str, float] = {}
         self.streams: dict[str, Stream] = {}
         self._ids = itertools.count(1)
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgeamp-hop")
+        self.pool = PriorityPool(workers)
         self.draining = False
         self._sockets: dict[str, object] = {}
         self._handshaking = 0
@@ -366,7 +452,7 @@ class Service:
     def app(self):
         from aiohttp import web
 
-        app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024)
+        app = web.Application(middlewares=[self._same_origin, self._auth], client_max_size=64 * 1024)
         app.add_routes([
             web.get("/healthz", self._health),
             web.get("/readyz", self._ready),
@@ -390,6 +476,31 @@ class Service:
         return self._json({"error": reason}, status)
 
     @property
+    def _same_origin(self):
+        """Cross-site requests are refused: a web page the user opens must not reach a service on
+        their machine. A browser sends ``Origin`` (refused unless in --allow-origin); a DNS-rebinding
+        page reaches a loopback service under another ``Host`` (refused); a form or ``text/plain``
+        POST cannot carry ``application/json`` without a CORS preflight, so control requests need it."""
+        from aiohttp import web
+
+        @web.middleware
+        async def same_origin(request, handler):
+            origin = request.headers.get("Origin")
+            if origin is not None and origin.rstrip("/").lower() not in self.allow_origins:
+                self.metrics.refused.labels("origin").inc()
+                return self._error(403, f"cross-origin request from {origin[:100]!r} refused; a browser page "
+                                        "may reach this service only from an origin given with --allow-origin")
+            if is_loopback(self.host) and (request.url.host or "").lower() not in LOOPBACK_NAMES:
+                self.metrics.refused.labels("host").inc()
+                return self._error(403, "this service listens on loopback: the Host header must name this "
+                                        "machine (localhost, 127.0.0.1 or ::1)")
+            if request.method == "POST" and request.content_type != "application/json":
+                return self._error(415, "control requests take a JSON body: send Content-Type: application/json")
+            return await handler(request)
+
+        return same_origin
+
+    @property
     def _auth(self):
         from aiohttp import web
 
@@ -398,7 +509,7 @@ class Service:
             if self.token and request.path not in ("/healthz", "/readyz"):
                 header = request.headers.get("Authorization", "")
                 given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
-                if not hmac.compare_digest(given.encode(), self.token.encode()):
+                if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.token.encode()):
                     self.metrics.refused.labels("auth").inc()
                     return self._error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN' "
                                             "(or ?token= on the WebSocket URL)")
@@ -441,8 +552,10 @@ class Service:
             return {}
         try:
             body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             raise InputError(f"request body is not JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise InputError("request body is nested too deeply") from exc
         if not isinstance(body, dict):
             raise InputError("request body must be a JSON object")
         return body
@@ -450,6 +563,8 @@ class Service:
     def _targets(self, body: dict) -> list:
         """The streams a control request applies to: one (``"stream": ID``, ``"local"``) or all."""
         sid = body.get("stream")
+        if sid is not None and not isinstance(sid, str):
+            raise InputError(f"stream must be a stream id (a string, see GET /streams), got {type(sid).__name__}")
         if sid is None:
             return [*self.streams.values(), *([self.local] if self.local else [])]
         if sid == "local" and self.local is not None:
@@ -515,9 +630,10 @@ class Service:
     async def _swap(self, request):
         try:
             body = await self._body(request)
-            path = body.get("bundle")
-            if not isinstance(path, str):
-                raise InputError('swap needs {"bundle": "/path/to/model.bundle"}')
+            name = body.get("bundle")
+            if not isinstance(name, str) or not name:
+                raise InputError('swap needs {"bundle": "NAME"}: a bundle inside the models directory')
+            path = self._model_path(name)
         except InputError as exc:
             return self._error(400, str(exc))
         loop = asyncio.get_running_loop()
@@ -536,6 +652,16 @@ class Service:
         log.info("hot swap: %s (v%d) -> %s (v%d)", old.bundle.path, old.version, new.bundle.path, new.version)
         return self._json({"swapped": True, "from_version": old.version, "model": new.info()})
 
+    def _model_path(self, name: str) -> Path:
+        """A bundle inside ``models_dir`` (a name, or a path that resolves inside it). Anything else is
+        refused with the same words whether or not it exists: /swap is no way to probe the disk."""
+        candidate = Path(name) if Path(name).is_absolute() else self.models_dir / name
+        resolved = candidate.resolve()
+        if self.models_dir not in resolved.parents:
+            raise InputError(f"/swap loads bundles from the models directory only ({self.models_dir.name}/, "
+                             "set with --models-dir): give a bundle name inside it")
+        return resolved
+
     # ---- WebSocket streams ----------------------------------------------------------------
     async def _refuse(self, ws, code: int, reason: str, metric: str) -> None:
         self.metrics.refused.labels(metric).inc()
@@ -551,7 +677,8 @@ class Service:
         if len(self.streams) + self._handshaking >= self.limits.max_streams:
             self.metrics.refused.labels("max_streams").inc()
             return self._error(503, f"stream limit reached ({self.limits.max_streams}); try later")
-        ws = web.WebSocketResponse(max_msg_size=self.limits.max_block * 4 + 4096)
+        ws = web.WebSocketResponse(max_msg_size=self.limits.max_block * 4 + 4096,
+                                   receive_timeout=self.limits.idle_seconds, timeout=self.limits.drain_seconds)
         await ws.prepare(request)
         self._handshaking += 1
         try:
@@ -574,6 +701,7 @@ class Service:
             return ws
         sid = f"s{next(self._ids)}"
         stream = Stream(sid, hs, model, request.remote or "?")
+        stream.transport = request.transport
         for name, value in self.default_knobs.items():
             if name not in hs.knobs:
                 try:
@@ -588,9 +716,11 @@ class Service:
         self.metrics.active.inc()
         log.info("stream %s from %s: %s, %d-sample frames", sid, stream.peer, hs.format, hs.block_size)
         try:
-            await ws.send_json({"type": "ready", "stream": sid, "latency_samples": stream.proc.latency_samples,
-                                "hop_samples": stream.proc.hop_samples, "block_size": hs.block_size,
-                                "format": hs.format, "knobs": stream.proc.knob_values(), "model": model.info()})
+            await self._send(ws, stream, {"type": "ready", "stream": sid,
+                                          "latency_samples": stream.proc.latency_samples,
+                                          "hop_samples": stream.proc.hop_samples, "block_size": hs.block_size,
+                                          "format": hs.format, "knobs": stream.proc.knob_values(),
+                                          "model": model.info()})
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
                     await self._frame(ws, stream, msg.data)
@@ -600,6 +730,9 @@ class Service:
                     break
         except ConnectionResetError:  # the client went away mid-frame: its stream ends, nothing else
             log.info("stream %s: client disconnected", sid)
+        except asyncio.TimeoutError:  # receive_timeout: nothing from the client for idle_seconds
+            self.metrics.refused.labels("idle").inc()
+            await self._close(ws, stream, POLICY, f"idle for {self.limits.idle_seconds:g} s")
         else:
             if ws.exception() is not None:  # e.g. a frame over the size limit (aiohttp closed with 1009)
                 self.metrics.bad_frames.labels("protocol").inc()
@@ -619,37 +752,81 @@ class Service:
             self.metrics.throttled.inc(ahead)
             await asyncio.sleep(ahead)
 
+    async def _send(self, ws, stream: Stream, message) -> bool:
+        """Send bytes or a JSON-able dict within ``send_seconds``; a client that takes nothing for
+        that long does not read: its connection is cut (counted), and nothing else waits for it."""
+        async with stream.send_lock:
+            if stream.closing and isinstance(message, bytes) and ws.closed:
+                return False
+            try:
+                coro = ws.send_bytes(message) if isinstance(message, bytes) else ws.send_json(message)
+                await asyncio.wait_for(coro, self.limits.send_seconds)
+                return True
+            except asyncio.TimeoutError:
+                self.metrics.bad_frames.labels("not_reading").inc()
+                log.info("stream %s: the client took nothing for %g s; cutting it off", stream.id,
+                         self.limits.send_seconds)
+            except (ConnectionResetError, RuntimeError):  # gone already (aiohttp: RuntimeError on a closing socket)
+                pass
+            stream.closing = True
+            if stream.transport is not None:
+                stream.transport.abort()
+            return False
+
     async def _frame(self, ws, stream: Stream, data: bytes) -> None:
         t0 = time.perf_counter()
         await self._throttle(stream, len(data) // stream.dtype.itemsize)
-        async with stream.lock:
+        note = error = None
+        async with stream.lock:  # compute only: control requests wait at most for this frame's compute
             if stream.model is not self.model:
-                await self._rebind(ws, stream)
-            loop = asyncio.get_running_loop()
+                note = self._rebind(stream)
             try:
-                bad = await loop.run_in_executor(self.pool, stream.process, data)
+                bad = stream.load(data)
             except InputError as exc:
                 stream.bad_frames += 1
                 stream.closing = True
                 self.metrics.bad_frames.labels("size").inc()
-                await ws.send_json({"type": "error", "reason": str(exc), "frame": stream.frames})
-                await ws.close(code=BAD_PAYLOAD, message=str(exc)[:120].encode())
+                error = {"type": "error", "reason": str(exc), "frame": stream.frames}
+            else:
+                priority = PriorityPool.BULK if stream.bulk() else PriorityPool.REALTIME
+                for lo, hi in stream.slices():  # each slice its own job: other streams' hops interleave
+                    await self.pool.run(priority, stream.run, lo, hi)
+                out = stream.encoded()
+                frame = stream.frames
+                stream.frames += 1
+                stream.hops_seen = self.metrics.observe_hops(stream.proc, stream.hops_seen, "network")
+        if note is not None and not await self._send(ws, stream, note):
+            return
+        if error is not None:
+            if await self._send(ws, stream, error):
+                await self._close(ws, stream, BAD_PAYLOAD, error["reason"])
+            return
+        if bad:
+            stream.nonfinite_frames += 1
+            self.metrics.bad_frames.labels("nonfinite").inc()
+            if not await self._send(ws, stream, {"type": "warning", "frame": frame,
+                                                 "reason": f"{bad} NaN/Inf sample(s) replaced by 0"}):
                 return
-            if bad:
-                stream.nonfinite_frames += 1
-                self.metrics.bad_frames.labels("nonfinite").inc()
-                await ws.send_json({"type": "warning", "frame": stream.frames,
-                                    "reason": f"{bad} NaN/Inf sample(s) replaced by 0"})
-            await ws.send_bytes(stream.encoded())
-            stream.frames += 1
-            stream.hops_seen = self.metrics.observe_hops(stream.proc, stream.hops_seen, "network")
-        self.metrics.block_seconds.observe(time.perf_counter() - t0)
+        if await self._send(ws, stream, out):
+            self.metrics.block_seconds.observe(time.perf_counter() - t0)
 
-    async def _rebind(self, ws, stream: Stream) -> None:
+    async def _close(self, ws, stream: Stream, code: int, reason: str) -> None:
+        """Close within ``drain_seconds`` (after the frame being sent); cut the connection otherwise."""
+        async def close():
+            async with stream.send_lock:
+                await ws.close(code=code, message=reason[:120].encode())
+        stream.closing = True
+        try:
+            await asyncio.wait_for(close(), self.limits.drain_seconds)
+        except (asyncio.TimeoutError, ConnectionResetError, RuntimeError):
+            if stream.transport is not None:
+                stream.transport.abort()
+
+    def _rebind(self, stream: Stream) -> dict:
         old = stream.proc
         dropped = stream.bind(self.model, old.knob_values())
-        await ws.send_json({"type": "swapped", "model_version": self.model.version, "frame": stream.frames,
-                            "latency_samples": stream.proc.latency_samples, "dropped_knobs": dropped})
+        return {"type": "swapped", "model_version": self.model.version, "frame": stream.frames,
+                "latency_samples": stream.proc.latency_samples, "dropped_knobs": dropped}
 
     async def _message(self, ws, stream: Stream, text: str) -> None:
         try:
@@ -670,36 +847,36 @@ class Service:
                     raise InputError('bypass needs "on": true or false')
                 stream.proc.bypass = msg["on"]
             elif kind == "stats":
-                await ws.send_json({"type": "stats", **stream.info()})
+                await self._send(ws, stream, {"type": "stats", **stream.info()})
                 return
             else:
-                raise InputError(f"unknown message type {kind!r}; use knobs, reset, bypass or stats")
-            await ws.send_json({"type": "ok", "for": kind})
-        except (json.JSONDecodeError, InputError) as exc:
+                raise InputError(f"unknown message type {str(kind)[:40]!r}; use knobs, reset, bypass or stats")
+            await self._send(ws, stream, {"type": "ok", "for": kind})
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and InputError are ValueErrors
             self.metrics.bad_frames.labels("control").inc()
-            await ws.send_json({"type": "error", "reason": f"control message refused: {exc}"})
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:300]
+            await self._send(ws, stream, {"type": "error", "reason": f"control message refused: {reason}"})
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def drain(self) -> None:
-        """Stop taking streams, let each finish its current frame, close it with 1001."""
+        """Stop taking streams, let each finish the frame it is sending, close it with 1001; a client
+        that does not take its close within ``drain_seconds`` is cut off. Bounded whatever clients do."""
         self.draining = True
-        for sid, ws in list(self._sockets.items()):
-            stream = self.streams.get(sid)
-            if stream is None:
-                continue
-            async with stream.lock:
-                stream.closing = True
-                await ws.close(code=GOING_AWAY, message=b"server shutting down")
+        closes = [self._close(ws, self.streams[sid], GOING_AWAY, "server shutting down")
+                  for sid, ws in list(self._sockets.items()) if sid in self.streams]
+        await asyncio.gather(*closes)
 
     async def run(self, host: str, port: int, *, on_ready=None) -> None:
         from aiohttp import web
 
         check_exposure(host, self.token)
+        self.host = host
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None,
+                               shutdown_timeout=self.limits.drain_seconds)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:
@@ -719,4 +896,4 @@ class Service:
             self.local.stop.set()
             self.local.thread.join(5)
         await runner.cleanup()
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown()

@@ -17,6 +17,7 @@ import logging
 import sys
 
 from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
+from edgeamp.edge_runtime.cli_common import positive_int
 from edgeamp.edge_runtime.errors import LegacyImportError
 from edgeamp.edge_runtime.hashing import sha256_file
 from edgeamp.edge_runtime.model import Streaming
@@ -27,12 +28,14 @@ log = logging.getLogger(__name__)
 ORIGINAL = {"sample_rate": 48000, "window_samples": 5280, "hop_samples": 480}
 
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL.h5", help="Keras-2 model.save() or save_weights() file")
     p.add_argument("out", metavar="OUT_BUNDLE", help="bundle directory to write (replaced atomically)")
-    p.add_argument("--sample-rate", type=int, help="sample rate the model was trained at, in Hz")
-    p.add_argument("--window-samples", type=int, help="input window per hop, in samples (original: 5280)")
-    p.add_argument("--hop-samples", type=int, help="output samples kept per window, in samples (original: 480)")
+    p.add_argument("--sample-rate", type=positive_int, help="sample rate the model was trained at, in Hz")
+    p.add_argument("--window-samples", type=positive_int, help="input window per hop, in samples (original: 5280)")
+    p.add_argument("--hop-samples", type=positive_int,
+                   help="output samples kept per window, in samples (original: 480)")
     p.add_argument("--original", action="store_true",
                    help="use the original experiment's values for whatever is not given: 48000 Hz, 5280, 480")
 

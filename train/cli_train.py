@@ -2,8 +2,8 @@
 
 Pairs are checked (rates, lengths, silence, clipping, NaN, unrelated files), the amp's
 latency is found by whitened correlation and compensated, leading digital silence in the
-target is trimmed, polarity is reported (the model learns it). The last --val-fraction of
-each pair is held out unless --val-input/--val-target are given. The result is a bundle
+target is trimmed, polarity is reported (the model learns it). The last 15 % of each pair
+is held out unless --val-input/--val-target (or --val-pattern) are given. The result is a bundle
 (weights, manifest with held-out metrics and provenance, plots), exported to OpenVINO IR.
 
 presets:
@@ -29,6 +29,7 @@ import logging
 import re
 import tempfile
 
+from edgeamp.edge_runtime.cli_common import positive_float, positive_int
 from edgeamp.edge_runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", metavar="OUT_BUNDLE", help="bundle directory to write")
     src = p.add_argument_group("data")
     src.add_argument("--demo", action="store_true", help="built-in demo data (synthesised guitar + teacher amp)")
-    src.add_argument("--demo-seconds", type=float, default=120.0, help="length of the demo performance (default 120)")
+    src.add_argument("--demo-seconds", type=positive_float, default=120.0,
+                     help="length of the demo performance (default 120)")
     src.add_argument("--input", action="append", default=[], help="dry DI file (repeat with --target for more pairs)")
     src.add_argument("--target", action="append", default=[], help="amp output for the --input at the same position")
     src.add_argument("--data-dir", help="folder (searched recursively) of pairs NAME_input.wav + NAME.wav; knob "
@@ -55,17 +57,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="pairs whose input path matches are held out for validation, e.g. 'file_5'")
     src.add_argument("--val-input", action="append", default=[], help="held-out DI file(s)")
     src.add_argument("--val-target", action="append", default=[], help="held-out amp file(s)")
-    src.add_argument("--channel", type=int, help="channel of multi-channel files, 1-based (default 1)")
+    src.add_argument("--channel", type=positive_int, help="channel of multi-channel files, 1-based (default 1)")
     src.add_argument("--resample", action="store_true", help="resample targets whose rate differs from the input's")
     src.add_argument("--no-align", action="store_true", help="keep the measured latency instead of compensating it")
     t = p.add_argument_group("training")
     t.add_argument("--preset", default="stateful", choices=sorted(PRESETS), help="model preset (default: stateful)")
-    t.add_argument("--steps", type=int, help="stop after this many steps")
-    t.add_argument("--minutes", type=float, help="stop after this many minutes (default 3 if no --steps)")
+    t.add_argument("--steps", type=positive_int, help="stop after this many steps")
+    t.add_argument("--minutes", type=positive_float, help="stop after this many minutes (default 3 if no --steps)")
     t.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data: same model)")
     t.add_argument("--resume", action="store_true", help="continue from OUT_BUNDLE.checkpoint")
-    t.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    t.add_argument("--learning-rate", type=float, help="override the preset's learning rate")
+    t.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
+    t.add_argument("--learning-rate", type=positive_float, help="override the preset's learning rate")
     t.add_argument("--xla", action="store_true", help="jit-compile the train step (measured slower on CPU)")
     t.add_argument("--loss", choices=["esr_pre", "esr", "esr+esr_pre"],
                    help="stateful recipe loss (default esr_pre: ESR after pre-emphasis), plus the DC term")
@@ -76,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--strategy", choices=["mirrored", "multi_worker"],
                    help="tf.distribute data parallelism: mirrored = all GPUs of this machine (or --cpu-replicas "
                         "logical CPUs); multi_worker = several machines, each with TF_CONFIG set (see README)")
-    t.add_argument("--cpu-replicas", type=int,
+    t.add_argument("--cpu-replicas", type=positive_int,
                    help="split the CPU into N logical devices for --strategy mirrored (testing without GPUs)")
 
 

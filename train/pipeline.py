@@ -16,14 +16,22 @@ from pathlib import Path
 import numpy as np
 
 from edgeamp.edge_runtime import version as edgeamp_version
-from edgeamp.edge_runtime.bundle import Bundle, Manifest, make_golden, read_bundle, write_bundle
+from edgeamp.edge_runtime.bundle import (
+    IR_DIR,
+    Bundle,
+    Manifest,
+    check_bundle_target,
+    make_golden,
+    read_bundle,
+    write_bundle,
+)
 from edgeamp.edge_runtime.config import to_dict
 from edgeamp.edge_runtime.errors import InputError
 from edgeamp.edge_runtime.hashing import sha256_file
 from edgeamp.edge_runtime.metrics import all_metrics
 from edgeamp.edge_runtime.model import Knob
 from edgeamp.edge_runtime.render import render
-from edgeamp.edge_runtime.session import open_processor
+from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
 
 from .data import load_pair
 from .dataset import Segment, make_segment, split_tail
@@ -129,6 +137,7 @@ def train_to_bundle(
     worker = _worker_index()
     if worker:  # multi-worker: only worker 0 writes the real bundle
         out = out.with_name(f"{out.name}.worker{worker}")
+    check_bundle_target(out)  # a file or a foreign folder at OUT is refused now, not after training
     t_start = time.time()
     segments, rate, reports = load_segments(specs, knobs, options)
     if val_specs:
@@ -174,40 +183,52 @@ def train_to_bundle(
                         provenance=provenance)
     golden_audio = val_segs[0].x[: int(GOLDEN_SECONDS * rate), 0]
     bundle = Bundle(manifest, result.weights, make_golden(manifest, result.weights, golden_audio))
-    with tempfile.TemporaryDirectory() as tmp:
-        from .plots import training_curves
+    # Everything is staged in a sibling folder and swapped in at the very end: a bundle already at
+    # `out` stays as it was until the new one is complete, exported and verified (Ctrl-C included).
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.absolute().parent))
+    try:
+        staged = _stage(bundle, staging / out.name, result, config, val_segs, rate, export)
+        write_bundle(out, staged, folders={sub: staged.path / sub for sub in (IR_DIR, "plots")
+                                           if (staged.path / sub).is_dir()})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return read_bundle(out)
 
+
+def _stage(bundle: Bundle, path: Path, result, config: TrainConfig, val_segs, rate: int, export: bool) -> Bundle:
+    """Write, export and score the new bundle at ``path`` (a staging folder); returns it."""
+    from .plots import comparison, training_curves
+
+    with tempfile.TemporaryDirectory() as tmp:
         plots = Path(tmp) / "plots"
         plots.mkdir()
         training_curves(result.history, plots / "training.png", f"{config.name}: {result.steps} steps")
         (plots / "training_curves.json").write_text(json.dumps(result.history))
-        write_bundle(out, bundle, keep_ir=False, folders={"plots": plots})
+        write_bundle(path, bundle, keep_ir=False, folders={"plots": plots})
     if not export:
-        return read_bundle(out)
+        return read_bundle(path)
     from edgeamp.export.exporter import export_bundle
 
-    bundle = export_bundle(out)  # default verification: 10 s per stateful variant, 2 s for the window one
-    proc, choice = open_processor(bundle, device="CPU")
+    bundle = export_bundle(path)  # default verification: 10 s per stateful variant, 2 s for the window one
+    proc = ProcessorFactory(bundle, RuntimeOptions(device="CPU")).new()
     metrics, y, y_hat = evaluate_processor(proc, val_segs)
-    log.info("held-out (%s, %.1f s): ESR %.4f, pre-emphasised %.4f", choice.device if choice else "numpy",
-             y.shape[0] / rate, metrics["esr"], metrics["esr_pre_emphasis"])
+    log.info("held-out (CPU, %.1f s): ESR %.4f, pre-emphasised %.4f", y.shape[0] / rate, metrics["esr"],
+             metrics["esr_pre_emphasis"])
     metrics["held_out_seconds"] = round(y.shape[0] / rate, 2)
-    if arch.knobs:
+    if bundle.architecture.knobs:
         metrics["per_setting"] = per_setting_metrics(proc, val_segs)
         for entry in metrics["per_setting"]:
             log.info("held-out at %s: ESR %.4f, pre-emphasised %.4f", entry["knobs"], entry["esr"],
                      entry["esr_pre_emphasis"])
     # what FP16 weights (the Myriad/NPU IR) cost against the target audio, not only against the reference
-    proc16, _ = open_processor(bundle, device="CPU", precision="f16")
+    proc16 = ProcessorFactory(bundle, RuntimeOptions(device="CPU", precision="f16")).new()
     metrics16, _, _ = evaluate_processor(proc16, val_segs)
     metrics["esr_f16_weights"] = metrics16["esr"]
     metrics["esr_pre_emphasis_f16_weights"] = metrics16["esr_pre_emphasis"]
-    from .plots import comparison
-
     with tempfile.TemporaryDirectory() as tmp:
         plots = Path(tmp) / "plots"
-        shutil.copytree(out / "plots", plots)
+        shutil.copytree(path / "plots", plots)
         comparison(y, y_hat, rate, plots / "held_out.png", f"{config.name} held-out")
         final = dataclasses.replace(bundle, manifest=dataclasses.replace(bundle.manifest, metrics=metrics))
-        write_bundle(out, final, folders={"plots": plots})
-    return read_bundle(out)
+        write_bundle(path, final, folders={"plots": plots})
+    return read_bundle(path)

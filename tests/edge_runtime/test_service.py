@@ -42,7 +42,7 @@ class Server:
         self.url = f"ws://127.0.0.1:{self.port}/stream"
         self.token: str | None = None
 
-    def http(self, method: str, path: str, body: dict | None = None, token: str | None = None):
+    def http(self, method: str, path: str, body: dict | None = None, token: str | None = None, timeout: float = 30):
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"}
         if token or self.token:
@@ -50,7 +50,7 @@ class Server:
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
                                      headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
                 raw = r.read()
                 return r.status, (json.loads(raw) if r.headers.get_content_type() == "application/json" else raw)
         except urllib.error.HTTPError as exc:
@@ -254,7 +254,7 @@ def test_http_control_knobs_reset_bypass_and_errors(server):
 def test_hot_swap_mid_stream(exported_bundles, other_bundle):
     """A stream keeps running across a swap: frames before it come from model A, frames after
     it from model B starting from zero state, and nothing is dropped."""
-    s = Server(exported_bundles["stateful"], "--workers", "1")
+    s = Server(exported_bundles["stateful"], "--workers", "1", "--models-dir", str(other_bundle.parent))
     try:
         x = _signal(0.4, seed=5)
         block, swap_at = 480, 20
@@ -266,7 +266,7 @@ def test_hot_swap_mid_stream(exported_bundles, other_bundle):
                 for i in range(x.shape[0] // block):
                     if i == swap_at:
                         status, body = await asyncio.get_running_loop().run_in_executor(
-                            None, s.http, "POST", "/swap", {"bundle": str(other_bundle)})
+                            None, s.http, "POST", "/swap", {"bundle": other_bundle.name})
                         assert status == 200 and body["model"]["version"] == 2, body
                     await ws.send_bytes(x[i * block : (i + 1) * block].tobytes())
                     while True:
@@ -284,8 +284,8 @@ def test_hot_swap_mid_stream(exported_bundles, other_bundle):
                           "dropped_knobs": []}]
         np.testing.assert_array_equal(y[:k], _offline(exported_bundles["stateful"], x)[:k])
         np.testing.assert_array_equal(y[k:], _offline(other_bundle, x[k:]))
-        bad = s.http("POST", "/swap", {"bundle": "/nonexistent.bundle"})
-        assert bad[0] == 400 and "cannot load /nonexistent.bundle" in bad[1]["error"]
+        bad = s.http("POST", "/swap", {"bundle": "missing.bundle"})  # inside the models dir: says why
+        assert bad[0] == 400 and "cannot load" in bad[1]["error"] and "no bundle at" in bad[1]["error"]
         assert s.metric("edgeamp_model_swaps_total") == 1
     finally:
         assert s.stop() == 0
@@ -384,11 +384,12 @@ def test_realtime_client_measures_round_trips(server, tmp_path, exported_bundles
 def test_local_audio_device_through_the_same_model(jack_server, exported_bundles, other_bundle):
     """--audio-device runs a real duplex PortAudio stream (JACK dummy driver, real-time pace) next
     to the network streams; HTTP control and hot swap reach it too."""
-    s = Server(exported_bundles["stateful"], "--audio-host-api", "jack", env=jack_server)
+    s = Server(exported_bundles["stateful"], "--audio-host-api", "jack", "--models-dir", str(other_bundle.parent),
+               env=jack_server)
     try:
         time.sleep(2.5)
         assert s.http("POST", "/knobs", {"knobs": {"gain": 3.0}, "stream": "local"})[1]["applied_to"] == ["local"]
-        assert s.http("POST", "/swap", {"bundle": str(other_bundle)})[0] == 200
+        assert s.http("POST", "/swap", {"bundle": str(other_bundle)})[0] == 200  # a path inside the models dir
         time.sleep(1.5)
         status, body = s.http("GET", "/streams")
         local = [x for x in body["streams"] if x["stream"] == "local"][0]
@@ -400,3 +401,208 @@ def test_local_audio_device_through_the_same_model(jack_server, exported_bundles
         assert s.http("GET", "/readyz")[0] == 200
     finally:
         assert s.stop() == 0
+
+
+# ---- regressions from outside testing (issue 16) ---------------------------------------------
+
+def _raw_ws_connect(port: int, rcvbuf: int = 4096):
+    """A bare-socket WebSocket client with a tiny receive buffer that never reads after the upgrade."""
+    import base64
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert b" 101 " in head.split(b"\r\n")[0], head
+    return sock
+
+
+def _ws_frame(payload: bytes, opcode: int) -> bytes:
+    """One masked client frame (RFC 6455)."""
+    import struct
+
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    mask = os.urandom(4)
+    data = np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)
+    return head + mask + data.tobytes()
+
+
+def test_a_client_that_never_reads_freezes_neither_control_nor_shutdown(exported_bundles):
+    """Regression: the stream lock was held across send_bytes, so /knobs and the SIGTERM drain waited
+    on a client that sends and never reads (SIGTERM took > 50 s)."""
+    s = Server(exported_bundles["stateful"], "--workers", "1", "--send-timeout", "2")
+    sock = None
+    try:
+        sock = _raw_ws_connect(s.port)
+        sock.sendall(_ws_frame(json.dumps({"sample_rate": SR, "block_size": 48000}).encode(), 0x1))
+        frame = _ws_frame(np.zeros(48000, np.float32).tobytes(), 0x2)
+        sock.settimeout(0.5)
+        sent = 0
+        for _ in range(60):  # ~11 MB: the server's send buffer fills, then it stops reading us
+            try:
+                sock.sendall(frame)
+                sent += 1
+            except (TimeoutError, OSError):
+                break
+        assert sent >= 5
+        status, body = s.http("POST", "/knobs", {"knobs": {"gain": 3}}, timeout=15)
+        assert status == 200, body
+        deadline = time.monotonic() + 20  # the stuck client is cut off after --send-timeout
+        while s.metric("edgeamp_bad_frames_total", 'reason="not_reading"') < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert s.metric("edgeamp_bad_frames_total", 'reason="not_reading"') >= 1
+    finally:
+        code = s.stop()  # SIGTERM: must come back within stop()'s 20 s, whatever the client does
+        if sock is not None:
+            sock.close()
+    assert code == 0
+
+
+def test_drain_is_bounded_even_while_a_client_blocks_its_close(exported_bundles):
+    s = Server(exported_bundles["stateful"], "--workers", "1", "--send-timeout", "60", "--drain-timeout", "1")
+    sock = _raw_ws_connect(s.port)
+    try:
+        sock.sendall(_ws_frame(json.dumps({"sample_rate": SR, "block_size": 48000}).encode(), 0x1))
+        frame = _ws_frame(np.zeros(48000, np.float32).tobytes(), 0x2)
+        sock.settimeout(0.5)
+        for _ in range(60):
+            try:
+                sock.sendall(frame)
+            except (TimeoutError, OSError):
+                break
+        t0 = time.monotonic()
+        assert s.stop() == 0
+        assert time.monotonic() - t0 < 15  # drain 1 s + shutdown; was > 50 s
+    finally:
+        sock.close()
+
+
+def test_cross_site_requests_are_refused(server, exported_bundles):
+    base = f"http://127.0.0.1:{server.port}"
+
+    def post(path, body: bytes, headers: dict):
+        req = urllib.request.Request(base + path, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    # a page's text/plain "simple request" (no CORS preflight): refused
+    status, body = post("/bypass", b'{"on": true}', {"Content-Type": "text/plain"})
+    assert status == 415 and "application/json" in body["error"]
+    # any Origin a browser attaches: refused unless allowed at start
+    status, body = post("/bypass", b'{"on": true}', {"Content-Type": "application/json",
+                                                     "Origin": "http://evil.example"})
+    assert status == 403 and "cross-origin" in body["error"]
+    # DNS rebinding: the page's own host name on our loopback port
+    status, body = post("/bypass", b'{"on": true}', {"Content-Type": "application/json",
+                                                     "Host": f"evil.example:{server.port}"})
+    assert status == 403 and "Host header" in body["error"]
+    assert all(not st["bypass"] for st in server.http("GET", "/streams")[1]["streams"])
+
+    async def cross_origin_ws():
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await session.ws_connect(server.url, headers={"Origin": "http://evil.example"})
+            return err.value.status
+
+    assert _run(cross_origin_ws()) == 403
+    # /swap only loads from the models directory, and says the same whether a path exists or not
+    outside = [str(exported_bundles["stateful"].parent.parent), "/nonexistent/x.bundle", "../../etc"]
+    answers = {server.http("POST", "/swap", {"bundle": p})[1]["error"] for p in outside}
+    assert len(answers) == 1 and "models directory" in answers.pop()
+    assert server.metric("edgeamp_refused_streams_total", 'reason="origin"') >= 2
+
+
+def test_allowed_origin_is_accepted(exported_bundles):
+    s = Server(exported_bundles["stateful"], "--allow-origin", "http://localhost:3000")
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{s.port}/bypass", data=b'{"on": false}', method="POST",
+                                     headers={"Content-Type": "application/json", "Origin": "http://localhost:3000"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+    finally:
+        assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def heavy_bundle(tmp_path_factory):
+    """The seed topology's size (64-64 + head): a 1 s frame costs a few hundred ms on this CPU."""
+    from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
+    from edgeamp.edge_runtime.model import Architecture, Streaming, random_weights
+    from edgeamp.export.exporter import export_bundle
+
+    arch = Architecture((64, 64), head=True)
+    path = write_bundle(tmp_path_factory.mktemp("heavy") / "heavy.bundle",
+                        Bundle(Manifest(SR, arch, Streaming("stateful", 480)), random_weights(arch, seed=4)))
+    export_bundle(path, variants=("stateful",), precisions=("f32",), verify_seconds=0.2)
+    return path
+
+
+def test_a_realtime_stream_is_served_before_bulk_work(heavy_bundle):
+    """Regression: a stream sending 1 s frames held the worker for a whole frame (and queued ahead of
+    everyone), pushing a real-time stream's round trip from 1 ms to 1.9 s. Frames are now computed
+    in slices and real-time streams' slices go first: a real-time frame sent while a bulk frame is
+    in compute comes back before that bulk frame does. (An order, not a timing: holds under load.)"""
+    s = Server(heavy_bundle, "--workers", "1")
+    try:
+        async def scenario():
+            events = []
+            async with aiohttp.ClientSession() as session:
+                bulk, _ = await open_stream(session, s.url, {"sample_rate": SR, "block_size": 48000})
+                rt, _ = await open_stream(session, s.url, {"sample_rate": SR, "block_size": 480})
+                x = _signal(1.0)
+                for _ in range(4):
+                    await bulk.send_bytes(x.tobytes())
+
+                async def read_bulk():
+                    for _ in range(4):
+                        msg = await bulk.receive()
+                        assert msg.type == aiohttp.WSMsgType.BINARY
+                        events.append("bulk")
+
+                reader = asyncio.create_task(read_bulk())
+                while not events:  # the first bulk frame is back: the second is in compute now
+                    await asyncio.sleep(0.001)
+                await rt.send_bytes(x[:480].tobytes())
+                msg = await rt.receive()
+                assert msg.type == aiohttp.WSMsgType.BINARY
+                events.append("rt")
+                await reader
+                await bulk.close()
+                await rt.close()
+            return events
+
+        events = _run(scenario())
+        assert events.index("rt") <= 1, events  # before the second bulk frame's reply
+    finally:
+        assert s.stop() == 0
+
+
+def test_malformed_control_input_gets_named_errors(server):
+    status, body = server.http("POST", "/knobs", {"knobs": {"gain": 10 ** 400}})
+    assert status == 400 and "far outside its range" in body["error"]
+    status, body = server.http("POST", "/reset", {"stream": ["s1"]})
+    assert status == 400 and "stream must be a stream id" in body["error"]
+    nested = ("[" * 100000) + ("]" * 100000)
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}/knobs", data=nested.encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=30)
+    assert err.value.code in (400, 413)
+    got, code = _run(_raw(server.url, json.dumps({"sample_rate": SR, "format": ["float32"]})))
+    assert code == 1003 and "format" in got[0]["reason"]

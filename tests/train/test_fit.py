@@ -127,7 +127,7 @@ def test_train_cli_end_to_end_writes_exported_bundle(tmp_path, capsys):
     assert len(data["input_sha256"]) == 64 and data["sample_rate"] == 48000
     assert m.provenance["steps"] == 30 and m.provenance["config"]["name"] == "small"
     assert (out / "plots" / "training.png").is_file() and (out / "plots" / "held_out.png").is_file()
-    assert m.exports["stateful-f32"]["max_abs_error"] <= 1e-5
+    assert m.exports["stateful-f32"].max_abs_error <= 1e-5
     assert verify_golden(b)["max_abs_error"] < 1e-5
 
     # the trained Keras model equals the numpy reference on the bundle's weights
@@ -220,3 +220,47 @@ def test_ctrl_c_keeps_the_best_model_and_writes_the_bundle(tmp_path):
     assert b.manifest.provenance["stopped_by"].startswith("interrupted")
     assert 0 < b.manifest.provenance["steps"] < 100000
     assert "stateful-f32" in b.manifest.exports and "esr" in b.manifest.metrics
+
+
+def test_ctrl_c_after_training_keeps_the_previous_bundle_whole(tmp_path, monkeypatch):
+    """Regression: Ctrl-C just after "trained N steps" replaced a good bundle with one without ir/.
+    The new bundle is staged beside OUT and swapped in only once exported and scored."""
+    import edgeamp.export.exporter as exporter
+    from edgeamp.edge_runtime.bundle import read_bundle
+    from edgeamp.train.pipeline import train_to_bundle
+    from edgeamp.train.presets import get_preset
+
+    out = tmp_path / "amp.bundle"
+    config = get_preset("small")
+    from edgeamp.train.demo_data import write_demo_data
+    from edgeamp.train.pipeline import PairSpec
+
+    demo = write_demo_data(tmp_path / "data", seconds=6)
+    specs = [PairSpec(str(demo.di), str(next(iter(demo.targets.values()))))]
+    good = train_to_bundle(config, specs, out, steps=3)
+    manifest_before = (out / "manifest.json").read_bytes()
+    assert (out / good.manifest.exports["stateful-f32"].xml).is_file()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exporter, "export_bundle", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_to_bundle(config, specs, out, steps=3, seed=1)
+    assert (out / "manifest.json").read_bytes() == manifest_before
+    again = read_bundle(out)
+    assert (out / again.manifest.exports["stateful-f32"].xml).is_file()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".amp.bundle")]  # no staging left
+
+
+def test_train_refuses_an_output_that_is_a_file_before_training(tmp_path, capsys):
+    from edgeamp.edge_runtime.cli import main
+
+    (tmp_path / "out.bundle").write_text("not a bundle")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "notes.txt").write_text("keep me")
+    assert main(["train", "--demo", "--demo-seconds", "4", "--steps", "1", str(tmp_path / "out.bundle")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert main(["train", "--demo", "--demo-seconds", "4", "--steps", "1", str(tmp_path / "home")]) == 2
+    assert "not an edgeamp bundle: refusing to replace it" in capsys.readouterr().err
+    assert (tmp_path / "home" / "notes.txt").read_text() == "keep me"
