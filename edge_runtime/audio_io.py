@@ -56,6 +56,18 @@ def resample(x: np.ndarray, rate_from: int, rate_to: int) -> np.ndarray:
     return soxr.resample(x, rate_from, rate_to, quality="VHQ").astype(np.float32)
 
 
+def check_output_path(path: Path | str) -> str:
+    """The soundfile format for an output path; a directory or an unknown extension is refused (call
+    this before long work, so that nothing is computed for a file that cannot be written)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory: give a file name for the output, e.g. {path / 'out.wav'}")
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: unknown audio file extension (use .wav or .flac)")
+    return fmt
+
+
 def write_audio(path: Path | str, x: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
     """Write mono audio atomically (temp file + rename). PCM subtypes clip; clipped samples are counted."""
     import soundfile as sf
@@ -68,13 +80,14 @@ def write_audio(path: Path | str, x: np.ndarray, sample_rate: int, subtype: str 
         if clipped:
             log.warning("%s: %d sample(s) beyond full scale clipped for %s", path.name, clipped, subtype)
         x = np.clip(x, -1.0, 1.0)
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(f"{path}: unknown audio file extension (use .wav or .flac)")
+    fmt = check_output_path(path)
     if subtype and not sf.check_format(fmt, subtype):
         subtype = None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; an output file follows the umask
     try:
         sf.write(tmp, x, sample_rate, subtype=subtype, format=fmt)
         os.replace(tmp, path)

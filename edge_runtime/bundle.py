@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import zipfile
 from dataclasses import dataclass, field
@@ -37,6 +38,17 @@ MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
 GOLDEN = "golden.npz"
 IR_DIR = "ir"
+
+
+def json_safe(obj):
+    """``obj`` with every NaN/Inf float replaced by None, so that it serialises as strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,8 @@ class ExportRecord:
     reference_peak: float = 0.0
     esr_vs_reference: float = 0.0
     bf16_execution: dict = field(default_factory=dict)
+    criterion: str = "round_off"  # what passed verification (export.exporter.judge)
+    reference_sensitivity: float = 0.0  # max abs move of the reference under an f32-sized input change
     sha256: dict[str, str] = field(default_factory=dict)  # "xml" and "bin": the files' SHA-256 at export
 
 
@@ -84,9 +98,14 @@ class Manifest:
     def __post_init__(self) -> None:
         if self.sample_rate < 1000:
             raise ConfigError(f"sample_rate {self.sample_rate} Hz is not an audio rate")
+        for name in ("input_gain", "output_gain"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value != 0):
+                raise ConfigError(f"{name} must be a finite, non-zero number, got {value!r}")
 
     def to_json(self) -> str:
-        return json.dumps(to_dict(self), indent=2, sort_keys=True) + "\n"
+        """Strict JSON: a non-finite figure (an ESR over silence is infinite) is written as null."""
+        return json.dumps(json_safe(to_dict(self)), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 @dataclass(frozen=True)
@@ -236,13 +255,40 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(fh, np.ascontiguousarray(arrays[name]), allow_pickle=False)
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+MAX_ARRAY_BYTES = 64 << 20  # no array of a bundle is near this; a header that claims more is refused
+
+
+def _load_npz(path: Path, expected: dict[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+    """Read an npz after checking every array's header (shape, dtype, size) before its data: a small
+    file that would inflate to hundreds of MB, or an array of the wrong shape, is refused unread."""
     if not path.is_file():
         raise BundleError(f"{path.parent}: missing {path.name}")
     try:
+        with zipfile.ZipFile(path) as zf:
+            names = {i.filename.removesuffix(".npy") for i in zf.infolist()}
+            if expected is not None and names != set(expected):
+                expected = None  # names differ: ModelWeights.from_arrays says which, sizes are still bounded
+            headers = {}
+            for info in zf.infolist():
+                name = info.filename.removesuffix(".npy")
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+                        np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(fh)
+                if dtype.hasobject:
+                    raise BundleError(f"{path}: array {name!r} holds Python objects; a bundle holds numbers only")
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if nbytes > MAX_ARRAY_BYTES:
+                    raise BundleError(f"{path}: array {name!r} claims shape {shape} ({nbytes / 2**20:.0f} MiB); "
+                                      "refused unread")
+                headers[name] = tuple(shape)
+            for name, shape in (expected or {}).items():
+                if headers[name] != shape:
+                    raise BundleError(f"weight {name!r} has shape {headers[name]}, the architecture needs {shape}")
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise BundleError(f"{path}: unreadable ({exc})") from exc
 
 
@@ -280,7 +326,8 @@ def read_bundle(path: Path | str) -> Bundle:
     """Load and check a bundle; every problem raises :class:`BundleError` naming the file."""
     path = Path(path)
     manifest = read_manifest(path)
-    weights = ModelWeights.from_arrays(manifest.architecture, _load_npz(path / WEIGHTS))
+    weights = ModelWeights.from_arrays(manifest.architecture,
+                                       _load_npz(path / WEIGHTS, manifest.architecture.expected_shapes()))
     g = _load_npz(path / GOLDEN)
     try:
         golden = Golden(g["input"], g["knobs"], g["output"])

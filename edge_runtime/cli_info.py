@@ -1,7 +1,8 @@
 """Show a bundle: model, streaming contract, knobs, metrics, exported IR variants.
 
---verify recomputes the stored golden output with the numpy reference and reports the
-difference (exit status 1 when it exceeds --tolerance).
+--verify recomputes the stored golden output with the numpy reference, checks every exported IR
+file against the SHA-256 recorded at export, and exits with status 1 on any failure (a
+difference over --tolerance, non-finite golden data, a missing or altered IR file).
 
 examples:
   edgeamp info out/amp.bundle
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .bundle import read_bundle, verify_golden
+from .bundle import BundleError, read_bundle, verify_golden
 from .cli_common import positive_float
 from .config import to_dict
 
@@ -31,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     bundle = read_bundle(args.bundle)
     m = bundle.manifest
-    result = verify_golden(bundle) if args.verify else None
+    result = verify_bundle(bundle) if args.verify else None
     if args.json:
         doc = to_dict(m)
         if result is not None:
@@ -60,9 +61,26 @@ def run(args: argparse.Namespace) -> int:
         for key, value in sorted(m.provenance.items()):
             print(f"provenance  {key}: {value if not isinstance(value, (dict, list)) else json.dumps(value)}")
         if result is not None:
-            ok = result["max_abs_error"] <= args.tolerance
+            ok = result["max_abs_error"] <= args.tolerance  # False for NaN too
             print(f"verify      {'OK' if ok else 'FAILED'}: max abs error {result['max_abs_error']:.3e}, "
                   f"ESR {result['esr']:.3e} over {result['samples']} golden samples (tolerance {args.tolerance:g})")
-    if result is not None and result["max_abs_error"] > args.tolerance:
+            for key, problem in sorted(result["ir"].items()):
+                print(f"verify      ir {key}: {problem}")
+    if result is not None and not (result["max_abs_error"] <= args.tolerance and result["ir_ok"]):
         return 1
     return 0
+
+
+def verify_bundle(bundle) -> dict:
+    """Golden data recomputed, and every IR checked against its recorded hashes."""
+    result = verify_golden(bundle)
+    result["ir"] = {}
+    result["ir_ok"] = True
+    for key, record in sorted(bundle.manifest.exports.items()):
+        try:
+            bundle.checked_ir(record)
+            result["ir"][key] = "OK" if record.sha256 else "no hashes recorded (exported by an older edgeamp)"
+        except BundleError as exc:
+            result["ir"][key] = f"FAILED: {exc}"
+            result["ir_ok"] = False
+    return result

@@ -17,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .audio_io import read_mono, resample, write_audio
+from .audio_io import check_output_path, read_mono, resample, write_audio
 from .bundle import read_bundle
 from .cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int
 from .errors import InputError
@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if Path(args.input).resolve() == Path(args.output).resolve():
         raise InputError("OUT must differ from IN: edgeamp never overwrites its input")
+    check_output_path(args.output)
     bundle = read_bundle(args.bundle)
     sr = bundle.manifest.sample_rate
     x, info = read_mono(args.input, None if args.channel is None else args.channel - 1)

@@ -133,6 +133,22 @@ class OpenVINOEngine:
             for state in self.request.query_state():
                 state.reset()
 
+    def set_state(self, state) -> None:
+        """Start the next hop from ``state`` (a reference State: per layer ``(h, c)``, each ``(1, U)``):
+        what verification uses to compare one hop at a time. Not for the window variant (no state)."""
+        if self.variant == "explicit_state":
+            for (state_in, _), value in zip(self._state_pairs, (v for hc in state for v in hc)):
+                state_in[:] = np.asarray(value, np.float32).reshape(state_in.shape)
+        elif self.variant == "stateful":
+            by_name = {v.get_name() if hasattr(v, "get_name") else v.name: v for v in self.request.query_state()}
+            ov = ov_compat.ov()
+            for layer, (h, c) in enumerate(state):
+                for kind, value in (("h", h), ("c", c)):
+                    var = by_name[f"{kind}{layer}"]
+                    var.state = ov.Tensor(np.ascontiguousarray(np.asarray(value, np.float32).reshape(1, 1, -1)))
+        else:
+            raise DeviceError("the window variant has no state to set")
+
     def run_hop(self, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:
         hop = self.hop_samples
         if self.variant == "window":

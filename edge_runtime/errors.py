@@ -25,3 +25,12 @@ class LegacyImportError(EdgeampError):
 
 class DeviceError(EdgeampError):
     """An inference device is missing or cannot run the requested graph."""
+
+
+def require(module: str, purpose: str, extra: str = "train") -> None:
+    """Raise an EdgeampError that says what to install when ``module`` is missing (the base, device
+    install has no TensorFlow, pedalboard or matplotlib)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise EdgeampError(f"{purpose} needs {module}, which this install lacks: pip install 'edgeamp[{extra}]'")

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import read_bundle
+from .bundle import json_safe, read_bundle
 from .errors import ConfigError, EdgeampError, InputError
 from .processor import Processor
 from .session import ProcessorFactory, RuntimeOptions
@@ -470,7 +470,7 @@ class Service:
     def _json(self, data, status: int = 200):
         from aiohttp import web
 
-        return web.json_response(data, status=status)
+        return web.json_response(json_safe(data), status=status)
 
     def _error(self, status: int, reason: str):
         return self._json({"error": reason}, status)
@@ -759,7 +759,7 @@ class Service:
             if stream.closing and isinstance(message, bytes) and ws.closed:
                 return False
             try:
-                coro = ws.send_bytes(message) if isinstance(message, bytes) else ws.send_json(message)
+                coro = ws.send_bytes(message) if isinstance(message, bytes) else ws.send_json(json_safe(message))
                 await asyncio.wait_for(coro, self.limits.send_seconds)
                 return True
             except asyncio.TimeoutError:

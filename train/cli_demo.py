@@ -34,6 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeamp.edge_runtime.errors import require
+
+    for module, purpose in (("pedalboard", "the demo teacher amp"), ("tensorflow", "training"),
+                            ("matplotlib", "the demo's plots")):
+        require(module, purpose)  # all checked before anything is written
     from edgeamp.edge_runtime.audio_io import write_audio
     from edgeamp.edge_runtime.cli_common import latency_summary
     from edgeamp.edge_runtime.metrics import all_metrics, esr_verdict

@@ -34,6 +34,9 @@ def parse_grid(text: str | None) -> list[tuple[float, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeamp.edge_runtime.errors import require
+
+    require("pedalboard", "the demo teacher amp")  # checked before anything is written
     from .demo_data import write_demo_data
 
     demo = write_demo_data(args.out_dir, args.seconds, args.seed, parse_grid(args.grid))

@@ -34,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from .data import load_pair
-    from .plots import comparison
 
     bundle = read_bundle(args.bundle)
     pair = load_pair(args.input, args.target, channel=args.channel, align=not args.no_align, min_seconds=0.1)
@@ -49,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.input).stem
-    comparison(pair.y, y_hat, sr, out / f"{stem}.png", f"{Path(args.bundle).name} on {stem}")
+    png = importlib.util.find_spec("matplotlib") is not None  # metrics need no plotting library
+    if png:
+        from .plots import comparison
+
+        comparison(pair.y, y_hat, sr, out / f"{stem}.png", f"{Path(args.bundle).name} on {stem}")
     write_audio(out / f"{stem}_model.wav", y_hat, sr, "FLOAT")
     doc = {**metrics, "latency_samples": pair.report.latency_samples, "polarity": pair.report.polarity,
            "seconds": pair.x.shape[0] / sr, "real_time_factor": pair.x.shape[0] / sr / seconds}
@@ -57,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    print(f"{args.input} ({doc['seconds']:.2f} s, latency {pair.report.latency_samples} samples compensated, "
+    how = "compensated" if pair.report.latency_compensated else "kept (the model learns it)"
+    print(f"{args.input} ({doc['seconds']:.2f} s, latency {pair.report.latency_samples} samples {how}, "
           f"polarity {'inverted' if pair.report.polarity < 0 else 'normal'})")
     print(f"  ESR               {metrics['esr']:.4f}  ({esr_verdict(metrics['esr'])})")
     print(f"  ESR pre-emphasis  {metrics['esr_pre_emphasis']:.4f}")
@@ -66,5 +72,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  STFT distance     {metrics['stft_distance']:.4f}")
     print(f"  runtime           {factory.describe()}, {doc['real_time_factor']:.1f}x real time, "
           f"{latency_summary(proc.hop_times_ms())}")
-    print(f"  wrote {out / (stem + '.png')}, {out / (stem + '_model.wav')}")
+    print(f"  wrote {out / (stem + '_model.wav')}, {out / (stem + '_metrics.json')}"
+          + (f", {out / (stem + '.png')}" if png else " (no PNG: pip install matplotlib)"))
     return 0

@@ -215,6 +215,9 @@ def _stage(bundle: Bundle, path: Path, result, config: TrainConfig, val_segs, ra
     log.info("held-out (CPU, %.1f s): ESR %.4f, pre-emphasised %.4f", y.shape[0] / rate, metrics["esr"],
              metrics["esr_pre_emphasis"])
     metrics["held_out_seconds"] = round(y.shape[0] / rate, 2)
+    if not np.isfinite(metrics["esr"]):
+        log.warning("the held-out target is digital silence: its ESR is undefined (stored as null); hold out a "
+                    "clip with signal (--val-input/--val-target or --val-pattern)")
     if bundle.architecture.knobs:
         metrics["per_setting"] = per_setting_metrics(proc, val_segs)
         for entry in metrics["per_setting"]:

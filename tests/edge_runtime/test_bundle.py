@@ -197,3 +197,108 @@ def test_rewrite_keeps_ir_folder(tmp_path):
     (path / "ir" / "x.xml").write_text("<net/>")
     write_bundle(path, replace_manifest(read_bundle(path), metrics={"esr": 0.5}))
     assert (path / "ir" / "x.xml").read_text() == "<net/>"
+
+
+# ---- regressions from outside testing (issue 16) ---------------------------------------------
+
+def test_info_verify_fails_on_nan_golden_data(tmp_path, capsys):
+    path = write_bundle(tmp_path / "a", make_bundle())
+    with np.load(path / "golden.npz") as g:
+        arrays = {k: g[k] for k in g.files}
+    arrays["output"][10] = np.nan
+    np.savez(path / "golden.npz", **arrays)
+    assert cli_main(["info", str(path), "--verify"]) == 1  # was: printed FAILED, exit 0
+    assert "FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("gain", [float("nan"), float("inf"), 0.0])
+def test_a_non_finite_gain_is_refused_at_load(tmp_path, gain):
+    path = write_bundle(tmp_path / "a", make_bundle())
+    doc = json.loads((path / "manifest.json").read_text())
+    doc["output_gain"] = gain
+    (path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="output_gain must be a finite, non-zero number"):
+        read_bundle(path)
+
+
+def test_ir_files_are_checked_against_export_hashes(tmp_path, exported_bundles, capsys):
+    import shutil
+
+    from edgeamp.edge_runtime.session import ProcessorFactory
+
+    path = tmp_path / "amp.bundle"
+    shutil.copytree(exported_bundles["stateful"], path)
+    assert cli_main(["info", str(path), "--verify"]) == 0
+    capsys.readouterr()
+    b = read_bundle(path)
+    bin_path = (path / b.manifest.exports["stateful-f32"].xml).with_suffix(".bin")
+    data = bytearray(bin_path.read_bytes())
+    data[100] ^= 0xFF  # one flipped byte in the weights
+    bin_path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="stateful-f32.bin does not match the hash recorded at export"):
+        ProcessorFactory(path, device="CPU")
+    assert cli_main(["info", str(path), "--verify"]) == 1
+    assert "ir stateful-f32: FAILED" in capsys.readouterr().out
+    # another bundle's IR copied in: refused the same way
+    shutil.copy(exported_bundles["window"] / "ir" / "window-f32.bin", bin_path)
+    with pytest.raises(BundleError, match="does not match the hash"):
+        ProcessorFactory(path, device="CPU")
+
+
+def test_ir_paths_must_stay_inside_the_bundle(tmp_path, exported_bundles):
+    import shutil
+
+    from edgeamp.edge_runtime.session import ProcessorFactory
+
+    path = tmp_path / "amp.bundle"
+    shutil.copytree(exported_bundles["stateful"], path)
+    doc = json.loads((path / "manifest.json").read_text())
+    doc["exports"]["stateful-f32"]["xml"] = "../../elsewhere/model.xml"
+    (path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="outside the bundle's ir/ folder"):
+        ProcessorFactory(path, device="CPU", variant="stateful", precision="f32")
+
+
+def test_rewriting_a_symlinked_bundle_keeps_the_link(tmp_path):
+    real = write_bundle(tmp_path / "real.bundle", make_bundle())
+    link = tmp_path / "current.bundle"
+    link.symlink_to(real)
+    changed = replace_manifest(read_bundle(link), metrics={"esr": 0.5})
+    write_bundle(link, changed)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert read_bundle(real).manifest.metrics == {"esr": 0.5}
+    assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+def test_a_killed_writer_leaves_nothing_the_next_write_keeps(tmp_path):
+    path = write_bundle(tmp_path / "a", make_bundle())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".a.partial-{dead.stdout.strip()}-xyz"
+    stale.mkdir()
+    (stale / "weights.npz").write_bytes(b"half")
+    live = tmp_path / f".a.partial-{os.getpid()}-live"  # a writer that still runs is left alone
+    live.mkdir()
+    write_bundle(path, read_bundle(path))
+    assert not stale.exists() and live.exists()
+
+
+def test_an_inflating_weights_file_is_refused_unread(tmp_path):
+    import zipfile
+
+    path = write_bundle(tmp_path / "a", make_bundle())
+    arrays = read_bundle(path).weights.to_arrays()
+    arrays["lstm0/kernel"] = np.zeros((20000, 8000), np.float32)  # 640 MB of zeros, compresses to little
+    with zipfile.ZipFile(path / "weights.npz", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, arr)
+    assert (path / "weights.npz").stat().st_size < 5_000_000
+    with pytest.raises(BundleError, match="refused unread"):
+        read_bundle(path)
+
+
+def test_non_finite_metrics_are_written_as_strict_json(tmp_path):
+    b = replace_manifest(make_bundle(), metrics={"esr": float("inf"), "mse": 0.1})
+    path = write_bundle(tmp_path / "a", b)
+    text = (path / "manifest.json").read_text()
+    assert "Infinity" not in text and json.loads(text)["metrics"]["esr"] is None

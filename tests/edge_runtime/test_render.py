@@ -68,3 +68,42 @@ def test_render_with_knob_and_numpy_backend(exported_bundles, tmp_path):
     knobs = np.full((x.shape[0], 1), bundle.architecture.knobs[0].normalise(9.0), np.float32)
     np.testing.assert_allclose(a, compute_output(bundle.manifest, bundle.weights, x, knobs), atol=1e-5)
     assert cli_main([*base, str(tmp_path / "c.wav"), "--knob", "gain"]) == 2
+
+
+# ---- regressions from outside testing (issue 16) ---------------------------------------------
+
+@pytest.mark.parametrize("argv, words", [
+    (["render", "B", "in.wav", "out.wav", "--block", "-1"], "--block: must be at least 1, got -1"),
+    (["render", "B", "in.wav", "out.wav", "--block", "0"], "--block: must be at least 1, got 0"),
+    (["render", "B", "in.wav", "out.wav", "--hop-ms", "nan"], "--hop-ms: must be a positive number"),
+    (["render", "B", "in.wav", "out.wav", "--threads", "0"], "--threads: must be at least 1"),
+    (["bench", "B", "--hops", "-5"], "--hops: must be at least 1"),
+    (["serve", "B", "--port", "70000"], "--port: a TCP port is 0..65535"),
+    (["serve", "B", "--max-realtime", "inf"], "--max-realtime: must be a positive number"),
+    (["export", "B", "--verify-seconds", "0"], "--verify-seconds: must be a positive number"),
+    (["train", "--demo", "OUT", "--minutes", "-1"], "--minutes: must be a positive number"),
+    (["live", "B", "--hops-per-block", "0"], "--hops-per-block: must be at least 1"),
+])
+def test_numeric_options_are_checked_at_parse_time(argv, words, capsys):
+    """Regression: --block -1 exited 0 and wrote uninitialised memory; --block 0 gave a traceback."""
+    with pytest.raises(SystemExit) as exc:
+        cli_main(argv)
+    assert exc.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_render_output_follows_the_umask_and_refuses_a_directory(exported_bundles, tmp_path, capsys):
+    import os
+
+    _write(tmp_path / "di.wav")
+    old = os.umask(0o022)
+    try:
+        assert cli_main(["render", str(exported_bundles["stateful"]), str(tmp_path / "di.wav"),
+                         str(tmp_path / "out.wav"), "--device", "CPU"]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.wav").stat().st_mode & 0o777 == 0o644  # was 0600 (mkstemp)
+    (tmp_path / "outdir").mkdir()
+    assert cli_main(["render", str(exported_bundles["stateful"]), str(tmp_path / "di.wav"),
+                     str(tmp_path / "outdir"), "--device", "CPU"]) == 2
+    assert "is a directory: give a file name" in capsys.readouterr().err

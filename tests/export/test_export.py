@@ -75,7 +75,8 @@ def test_f32_failure_writes_nothing(tmp_path, monkeypatch):
     path = _bundle(tmp_path, mode="stateful", arch=Architecture((4,), head=True))
     before = (tmp_path / "amp.bundle" / "manifest.json").read_bytes()
     monkeypatch.setattr(exporter, "F32_TOLERANCE", 0.0)
-    with pytest.raises(ExportError, match=r"exceeds 0 \(0 x max\(1, peak .*\)\); no IR was written"):
+    monkeypatch.setattr(exporter, "SENSITIVITY_SCALE", 0.0)
+    with pytest.raises(ExportError, match=r"max abs error .* \(limit 0\), ESR .*; no IR was written"):
         export_bundle(path, verify_seconds=0.1)
     assert (tmp_path / "amp.bundle" / "manifest.json").read_bytes() == before
     assert not (tmp_path / "amp.bundle" / "ir").exists()
@@ -152,3 +153,67 @@ def test_irs_of_several_hops_live_side_by_side(tmp_path, capsys):
     assert cli_main(["export", str(path), "--verify", "--verify-seconds", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "stateful-f32 " in out and "stateful-f32-hop240" in out
+
+
+# ---- verification tells round-off in a sensitive model from a wrong graph (issue 16) ----------
+
+def test_judge_round_off_sensitivity_and_wrong_graphs():
+    from edgeamp.export.exporter import judge
+
+    rng = np.random.default_rng(0)
+    ref = np.sin(np.linspace(0, 200, 48000)) * 0.4
+    drift = rng.standard_normal(ref.shape).cumsum() * 1e-7  # round-off amplified by a sensitive model
+    sensitive = ref + drift
+    assert judge(ref + 1e-7, ref, None, 1e-5)["criterion"] == "round_off"
+    r = judge(sensitive, ref, None, 1e-5)
+    assert not r["passed"] and r["max_abs_error"] > 1e-5
+    perturbed = ref + 0.8 * drift[::-1]  # the reference's own response to an f32-sized input change
+    r = judge(sensitive, ref, perturbed, 1e-5)
+    assert r["passed"] and r["criterion"] == "sensitivity", r
+    for wrong in (ref * 1.1, np.roll(ref, 5), ref + 0.01):  # a gain, a delay, a bias: wrong graphs
+        r = judge(wrong, ref, perturbed, 1e-5)
+        assert not r["passed"] and r["esr_vs_reference"] > r["esr_limit"], r
+
+
+def _seed_topology_bundle(tmp_path, scale: float):
+    arch = Architecture((64, 64, 1))
+    m = Manifest(48000, arch, Streaming("stateful", 480))
+    return write_bundle(tmp_path / f"seed-{scale:g}.bundle", Bundle(m, random_weights(arch, seed=5, scale=scale)))
+
+
+def test_a_sensitive_random_model_exports(tmp_path):
+    """Regression: the original topology with random weights (a Keras-2 .h5 imported for testing)
+    failed export on an AVX-512 CPU with max abs error 3.5e-4 at ESR 4.7e-10 against the reference."""
+    b = export_bundle(_seed_topology_bundle(tmp_path, 5.0), precisions=("f32",), verify_seconds=1.0)
+    for e in b.manifest.exports.values():
+        assert e.criterion in ("round_off", "sensitivity") and e.esr_vs_reference < 1e-9, e
+
+
+@pytest.mark.parametrize("scale", [1.0, 5.0])
+@pytest.mark.parametrize("damage", ["gate order", "bias"])
+def test_wrong_graphs_are_refused(tmp_path, monkeypatch, scale, damage):
+    import edgeamp.export.graphs as graphs
+    from edgeamp.export.exporter import ExportError
+
+    right = graphs.ov_lstm_weights
+
+    def wrong(kernel, recurrent_kernel, bias):
+        w, r, b = right(kernel, recurrent_kernel, bias)
+        units = r.shape[-1]
+        if damage == "gate order":  # forget and input gates swapped (OpenVINO wants f, i, c, o)
+            swap = np.r_[units : 2 * units, 0:units, 2 * units : 4 * units]
+            return w[:, swap], r[:, swap], b[:, swap]
+        return w, r, b + 0.05
+
+    monkeypatch.setattr(graphs, "ov_lstm_weights", wrong)
+    with pytest.raises(ExportError, match="no IR was written"):
+        export_bundle(_seed_topology_bundle(tmp_path, scale), variants=("stateful",), precisions=("f32",),
+                      verify_seconds=0.5)
+
+
+def test_a_chaotic_model_is_refused_with_the_reason(tmp_path):
+    from edgeamp.export.exporter import ExportError
+
+    with pytest.raises(ExportError, match="chaotic at f32 precision"):
+        export_bundle(_seed_topology_bundle(tmp_path, 8.0), variants=("stateful",), precisions=("f32",),
+                      verify_seconds=1.0)
