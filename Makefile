@@ -26,7 +26,7 @@ $(BIN)/.installed: pyproject.toml
 setup: system-deps $(BIN)/.installed
 
 demo: setup
-	$(BIN)/edgeamp demo --out demo-out
+	$(BIN)/edgeamp demo --out-dir demo-out
 
 lint: setup
 	$(BIN)/ruff check .

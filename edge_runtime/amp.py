@@ -36,10 +36,8 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import ConfigError, InputError
+from .resampling import RESAMPLE_QUALITY, ResampledChain, ResampledStream, fit_length, resampled_latency
 from .session import ProcessorFactory, RuntimeOptions
-
-RESAMPLE_QUALITY = "HQ"  # soxr: 20-bit; VHQ (28-bit) adds about 15 ms of streaming delay
-_RESAMPLE_PIECE = 256  # resampler input is fed in pieces of at most this many samples: bounds its delay
 
 
 @dataclass(frozen=True)
@@ -87,68 +85,6 @@ def load(
     return Amp(ProcessorFactory(path, options), resample_quality=resample_quality)
 
 
-class _Resampled:
-    """One channel at a foreign rate: soxr in -> the model in whole hops -> soxr out.
-
-    :meth:`push` returns what the chain has ready (a variable number of samples): the aligned
-    output, without any delay added; the resamplers and the hop hold the rest back.
-    """
-
-    def __init__(self, proc, rate: float, model_rate: int, quality: str) -> None:
-        import soxr
-
-        self.proc = proc
-        self.hop = proc.hop_samples
-        self._in = soxr.ResampleStream(rate, model_rate, 1, dtype="float32", quality=quality)
-        self._out = soxr.ResampleStream(model_rate, rate, 1, dtype="float32", quality=quality)
-        self._pending = np.zeros(0, np.float32)  # model-rate input waiting for a whole hop
-
-    def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
-        pieces = []
-        for lo in range(0, max(x.shape[0], 1), _RESAMPLE_PIECE):
-            piece = x[lo : lo + _RESAMPLE_PIECE]
-            final = last and lo + _RESAMPLE_PIECE >= x.shape[0]
-            pieces.append(self._model(self._in.resample_chunk(piece, last=final), final))
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-
-    def _model(self, m: np.ndarray, last: bool) -> np.ndarray:
-        buf = np.concatenate([self._pending, m])
-        real = buf.shape[0]
-        hop = self.hop
-        whole = -(-real // hop) * hop if last else real // hop * hop
-        if whole > real:  # the tail of a flushed signal: pad to a whole hop, keep only real outputs
-            buf = np.concatenate([buf, np.zeros(whole - real, np.float32)])
-        y = np.empty(whole, np.float32)
-        for lo in range(0, whole, hop):
-            self.proc.process(buf[lo : lo + hop], y[lo : lo + hop])
-        self._pending = buf[whole:].copy()
-        keep = min(real, whole)
-        out = [self._out.resample_chunk(y[lo : min(lo + hop, keep)]) for lo in range(0, keep, hop)]
-        if last:
-            out.append(self._out.resample_chunk(np.zeros(0, np.float32), last=True))
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
-def resampled_latency(rate: float, model_rate: int, hop: int, quality: str = RESAMPLE_QUALITY) -> int:
-    """Samples (at ``rate``) that :class:`_Resampled` may hold back at most, plus a margin: the
-    delay a streaming caller at ``rate`` sees. Measured on the resamplers themselves (their
-    hold-back depends on the rates, the quality and the piece size, not on the signal)."""
-    import soxr
-
-    def held_back(a: float, b: float, piece: int) -> float:
-        s = soxr.ResampleStream(a, b, 1, dtype="float32", quality=quality)
-        zeros = np.zeros(piece, np.float32)
-        made, worst = 0, 0.0
-        for i in range(1, 64 + int(8 * max(a, b) / piece / 10)):
-            made += s.resample_chunk(zeros).shape[0]
-            worst = max(worst, i * piece * b / a - made)
-        return worst
-
-    ratio = rate / model_rate
-    total = held_back(rate, model_rate, _RESAMPLE_PIECE) * ratio + hop * ratio + held_back(model_rate, rate, hop)
-    return int(math.ceil(total)) + 8
-
-
 class Amp:
     """A loaded model, callable like a pedalboard plugin: ``amp(audio, sample_rate, reset=True)``.
 
@@ -174,10 +110,9 @@ class Amp:
         # model's rate, hop-aligned ones behind the resamplers (which feed them whole hops)
         self._plain: list = []
         self._aligned: list = []
-        self._chains: list[_Resampled] = []
+        self._resampled: ResampledStream | None = None
         self._latencies: dict[float, int] = {}
         self._stream: tuple[float, int] | None = None  # (rate, channels) of a reset=False stream in progress
-        self._fifo: np.ndarray | None = None  # (channels, k) output held back in a resampled stream
         self._rate = float(self.sample_rate)
         self._ready = True
 
@@ -284,9 +219,8 @@ class Amp:
         """Forget the stream: zero state in every channel (knob values are kept)."""
         for proc in self._plain + self._aligned:
             proc.reset()
-        self._chains = []
+        self._resampled = None
         self._stream = None
-        self._fifo = None
 
     def process(self, audio: np.ndarray, sample_rate: float, *, reset: bool = True) -> np.ndarray:
         """Process ``audio`` at ``sample_rate`` Hz; returns float32 of the same shape (see :class:`Amp`).
@@ -339,8 +273,8 @@ class Amp:
             return out[:, lat:]
         out = np.empty((c, n), np.float32)
         for ch in range(c):
-            chain = _Resampled(self._aligned[ch], rate, self.sample_rate, self.resample_quality)
-            out[ch] = _fit(chain.push(data[ch], last=True), n)
+            chain = ResampledChain(self._aligned[ch], rate, self.sample_rate, self.resample_quality)
+            out[ch] = fit_length(chain.push(data[ch], last=True), n)
         return out
 
     def _chunk(self, data: np.ndarray, rate: float) -> np.ndarray:
@@ -350,17 +284,9 @@ class Amp:
             for ch in range(c):
                 self._plain[ch].process(data[ch], out[ch])
             return out
-        if not self._chains:
-            self._chains = [_Resampled(self._aligned[ch], rate, self.sample_rate, self.resample_quality)
-                            for ch in range(c)]
-            self._fifo = np.zeros((c, self.latency_for(rate)), np.float32)
-        ready = [chain.push(data[ch]) for ch, chain in enumerate(self._chains)]
-        self._fifo = np.concatenate([self._fifo, np.stack(ready)], axis=1)
-        if self._fifo.shape[1] < n:  # the latency bound was too small: never seen, counted if it happens
-            raise InputError(f"internal: resampled stream ran dry ({self._fifo.shape[1]} < {n} samples); "
-                             "please report with the rates and chunk sizes")
-        out, self._fifo = self._fifo[:, :n].copy(), self._fifo[:, n:]
-        return out
+        if self._resampled is None:
+            self._resampled = ResampledStream(self._aligned[:c], rate, self.sample_rate, self.resample_quality)
+        return self._resampled.process(data)
 
     def _channels_first(self, audio, reset: bool) -> tuple[np.ndarray, str]:
         """``(channels, n)`` float32 and the layout to give back: mono, channels_first or channels_last."""
@@ -412,10 +338,3 @@ def _check_rate(sample_rate) -> float:
     if not (math.isfinite(rate) and rate > 0):
         raise InputError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
     return rate
-
-
-def _fit(y: np.ndarray, n: int) -> np.ndarray:
-    """``y`` cut or zero-padded to ``n`` samples (a resampler's length is ``n`` within a sample)."""
-    if y.shape[0] >= n:
-        return y[:n]
-    return np.concatenate([y, np.zeros(n - y.shape[0], np.float32)])

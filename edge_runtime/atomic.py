@@ -46,9 +46,10 @@ def _alive(pid: int) -> bool:
 
 def clean_stale(target: Path) -> list[Path]:
     """Remove what a writer of ``target`` killed mid-write left beside it (``.NAME.partial-PID-*``,
-    ``.NAME.old-PID-*`` of a process that no longer runs); a live writer's folders are left alone."""
+    ``.NAME.old-PID-*``, training's ``.NAME.staging-PID-*`` of a process that no longer runs); a live
+    writer's folders are left alone."""
     removed = []
-    for kind in ("partial", "old"):
+    for kind in ("partial", "old", "staging"):
         for p in target.parent.glob(f".{target.name}.{kind}-*"):
             pid = p.name[len(f".{target.name}.{kind}-"):].split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)) and not p.is_symlink():

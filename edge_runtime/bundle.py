@@ -1,4 +1,4 @@
-"""The model bundle: the only hand-off between stages (a directory, see DESIGN.md).
+"""The model bundle: the only hand-off between stages (a directory, see docs/DESIGN.md).
 
 Layout::
 

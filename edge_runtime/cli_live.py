@@ -5,9 +5,15 @@ late callbacks. A status line shows DSP load, p99 callback time, xruns and knob 
 summary is printed on exit. Keys (on a terminal): b = bypass on/off, r = reset the model state,
 1-9 = select a knob, + / - = turn it by a twentieth of its range, q = quit (Ctrl-C works too).
 
+The model hears one interface input (--input-channel, default 1) and plays on the chosen outputs
+(default 1 and 2 where the interface has two: dual mono). An interface that does not run at the
+model's rate (or --device-rate) is resampled in and out with streaming soxr; the added delay is
+printed at start and in the summary (resampler_latency_ms).
+
 examples:
   edgeamp live amp.bundle                                  # default devices
-  edgeamp live amp.bundle --input-device 2 --output-device 2 --knob gain=7
+  edgeamp live amp.bundle --audio-device 2 --input-channel 2 --knob gain=7   # guitar on input 2
+  edgeamp live amp.bundle --output-channels 3,4 --device-rate 44100           # resampled to 44.1 kHz
   edgeamp live amp.bundle --host-api jack --seconds 10 --json   # headless, e.g. under JACK
   edgeamp live --list-devices
 """
@@ -27,13 +33,32 @@ from .errors import ConfigError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE", nargs="?")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    p.add_argument("--input-device", help="input device: index or part of its name")
-    p.add_argument("--output-device", help="output device: index or part of its name")
+    p.add_argument("--audio-device", help="input and output device: index or part of its name (as serve takes)")
+    p.add_argument("--input-device", help="input device: index or part of its name (default: --audio-device)")
+    p.add_argument("--output-device", help="output device: index or part of its name (default: --audio-device)")
+    p.add_argument("--input-channel", type=positive_int, default=1,
+                   help="the interface input that feeds the model, from 1 (default 1)")
+    p.add_argument("--output-channels", type=_channel_list, metavar="N[,N...]",
+                   help="interface outputs that play the model, from 1 (default: 1,2 where there are two: dual "
+                        "mono; others are silent)")
+    p.add_argument("--device-rate", type=positive_int, metavar="HZ",
+                   help="run the interface at this rate (default: the model's where the interface takes it, else "
+                        "the interface's own; another rate than the model's is resampled in and out)")
     p.add_argument("--host-api", help="PortAudio host API, e.g. alsa, jack (default: PortAudio's)")
     p.add_argument("--hops-per-block", type=positive_int, default=1, help="audio block = this many hops (default 1)")
     p.add_argument("--seconds", type=positive_float, help="stop after this long (default: until q or Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print the exit summary as JSON")
     add_runtime_arguments(p)
+
+
+def _channel_list(text: str) -> tuple[int, ...]:
+    try:
+        channels = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"channels are numbers from 1, e.g. 1,2; got {text!r}") from None
+    if not channels or min(channels) < 1:
+        raise argparse.ArgumentTypeError(f"channels are counted from 1, got {text!r}")
+    return tuple(c - 1 for c in channels)
 
 
 @contextlib.contextmanager
@@ -62,19 +87,34 @@ def _key() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.list_devices:
-        import sounddevice as sd
+    from .live import describe_devices
 
-        print(sd.query_devices())
+    if args.list_devices:
+        print(describe_devices())
         return 0
     if not args.bundle:
         raise ConfigError("give a BUNDLE (or --list-devices)")
-    from .live import KeyControl, LiveEngine, run_live
+    import sounddevice as sd
+
+    from .live import KeyControl, LiveEngine, open_settings, resolve_device, run_live
 
     bundle = read_bundle(args.bundle)
     factory = factory_from_args(args, bundle)
     proc = factory.new(aligned=True)
-    engine = LiveEngine(proc, proc.hop_samples * args.hops_per_block)
+    in_name = args.input_device or args.audio_device
+    out_name = args.output_device or args.audio_device
+    ind = resolve_device(sd, in_name, args.host_api, "input")
+    outd = resolve_device(sd, out_name, args.host_api, "output")
+    rate, outputs = open_settings(sd, ind, outd, proc.sample_rate, args.device_rate, args.input_channel - 1,
+                                  args.output_channels)
+    block = proc.hop_samples * args.hops_per_block
+    if rate != proc.sample_rate:
+        block = round(block * rate / proc.sample_rate)
+    engine = LiveEngine(proc, block, input_channel=args.input_channel - 1, output_channels=outputs,
+                        device_rate=rate)
+    if engine.resampled:
+        print(f"the interface runs at {rate:g} Hz, the model at {proc.sample_rate} Hz: resampling in and out adds "
+              f"{1000 * engine.latency_samples / rate:.1f} ms", file=sys.stderr)
     control = KeyControl(engine)
     interactive = sys.stderr.isatty() and not args.json
     if interactive:
@@ -93,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             return True
 
         try:
-            summary = run_live(engine, input_device=args.input_device, output_device=args.output_device,
+            summary = run_live(engine, input_device=in_name, output_device=out_name,
                                host_api=args.host_api, seconds=args.seconds, on_tick=tick)
         except KeyboardInterrupt:
             summary = engine.summary()

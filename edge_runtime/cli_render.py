@@ -32,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("output", metavar="OUT", help="file to write (replaced atomically)")
     p.add_argument("--channel", type=positive_int, help="input channel to use, 1-based (default: 1)")
     p.add_argument("--resample", action="store_true", help="resample when the file's rate differs from the model's")
-    p.add_argument("--block", type=positive_int, default=4096, help="block size fed to the processor (default: 4096)")
+    p.add_argument("--block-size", dest="block", type=positive_int, default=4096,
+                   help="samples per block fed to the processor (default: 4096)")
+    p.add_argument("--block", dest="block", type=positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     add_runtime_arguments(p)
 
 

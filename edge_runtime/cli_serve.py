@@ -63,6 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="throttle a stream sending faster than this many times real time (default 50)")
     g.add_argument("--send-timeout", type=positive_float, default=5.0, metavar="SECONDS",
                    help="cut off a client that takes no data for this long (default 5)")
+    g.add_argument("--handshake-timeout", type=positive_float, default=5.0, metavar="SECONDS",
+                   help="close a connection that sends no handshake within this long (default 5)")
     g.add_argument("--idle-timeout", type=positive_float, default=60.0, metavar="SECONDS",
                    help="close a stream that sends nothing for this long (default 60)")
     g.add_argument("--drain-timeout", type=positive_float, default=5.0, metavar="SECONDS",
@@ -86,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         audio = {"input_device": args.audio_device, "output_device": args.audio_device,
                  "host_api": args.audio_host_api}
     limits = Limits(max_streams=args.max_streams, max_block=args.max_block, max_realtime=args.max_realtime,
-                    send_seconds=args.send_timeout, idle_seconds=args.idle_timeout, drain_seconds=args.drain_timeout)
+                    send_seconds=args.send_timeout, idle_seconds=args.idle_timeout, drain_seconds=args.drain_timeout,
+                    handshake_seconds=args.handshake_timeout)
     service = Service(args.bundle, options=options, limits=limits, token=args.token, workers=args.workers,
                       audio=audio, models_dir=args.models_dir, allow_origins=tuple(args.allow_origin))
     knobs = parse_knobs(args.knob)  # the service's default for new streams, set below

@@ -30,16 +30,38 @@ class LiveStats:
 
 
 class LiveEngine:
-    """The audio callback around an aligned :class:`Processor` (block size == hop)."""
+    """The audio callback around an aligned :class:`Processor`.
 
-    def __init__(self, proc: Processor, block_frames: int, output_channels: int = 1, timing_window: int = 8192):
-        if block_frames % proc.hop_samples:
+    ``block_frames``: frames per callback at the device's rate. ``input_channel``: the device input
+    channel that feeds the model (0-based). ``output_channels``: the device output channels that get
+    the model's output (0-based; dual mono on (0, 1)), others get silence. ``device_rate``: the
+    interface's rate; where it differs from the model's, audio is resampled in and out (streaming
+    soxr) and :attr:`latency_samples` says the delay that adds, at the device's rate. At the model's
+    own rate the block must be whole hops and the callback allocates nothing.
+    """
+
+    def __init__(self, proc: Processor, block_frames: int, *, input_channel: int = 0,
+                 output_channels: tuple[int, ...] = (0,), device_rate: float | None = None,
+                 timing_window: int = 8192):
+        from .resampling import ResampledStream
+
+        self.device_rate = float(device_rate or proc.sample_rate)
+        self.resampled = self.device_rate != proc.sample_rate
+        if not self.resampled and block_frames % proc.hop_samples:
             raise InputError(f"block size {block_frames} must be a multiple of the hop ({proc.hop_samples})")
+        if self.resampled and not proc.aligned:
+            raise InputError("a resampled live stream needs an aligned processor (whole hops)")
+        if input_channel < 0 or not output_channels or min(output_channels) < 0:
+            raise InputError(f"channels are counted from 1: input {input_channel + 1}, outputs "
+                             f"{[c + 1 for c in output_channels]}")
         self.proc = proc
         self.block_frames = block_frames
-        self.output_channels = output_channels
+        self.input_channel = input_channel
+        self.output_channels = tuple(output_channels)
+        self._rs = ResampledStream([proc], self.device_rate, proc.sample_rate) if self.resampled else None
+        self.latency_samples = self._rs.latency_samples if self._rs else 0
         self.stats = LiveStats()
-        self.budget_ns = int(block_frames / proc.sample_rate * 1e9)
+        self.budget_ns = int(block_frames / self.device_rate * 1e9)
         self._in = np.zeros(block_frames, np.float32)
         self._out = np.zeros(block_frames, np.float32)
         self._times_ns = np.zeros(timing_window, np.int64)
@@ -50,12 +72,15 @@ class LiveEngine:
 
     def swap(self, proc: Processor) -> None:
         """Run the next callbacks on ``proc`` (hot swap); it must have the same sample rate."""
-        if proc.sample_rate != self.proc.sample_rate or self.block_frames % proc.hop_samples:
+        if proc.sample_rate != self.proc.sample_rate or (not self.resampled and self.block_frames % proc.hop_samples):
             raise InputError(f"cannot swap in a {proc.sample_rate} Hz model with hop {proc.hop_samples} "
                              f"into a {self.proc.sample_rate} Hz stream of {self.block_frames}-frame blocks")
+        from .resampling import ResampledStream
+
+        rs = ResampledStream([proc], self.device_rate, proc.sample_rate) if self.resampled else None
 
         def op(_current: Processor) -> None:
-            self.proc = proc
+            self.proc, self._rs = proc, rs
 
         self.pending.append(op)
 
@@ -81,9 +106,17 @@ class LiveEngine:
             outdata.fill(0)
             self.stats.xruns += 1
             return
-        np.copyto(self._in, indata[:, 0])
-        self.proc.process(self._in, self._out)
-        outdata[:] = self._out[:, None]
+        np.copyto(self._in, indata[:, self.input_channel])
+        if self._rs is None:
+            self.proc.process(self._in, self._out)
+        else:  # another rate than the model's: streaming soxr (allocates; the native path does not)
+            self._out[:] = self._rs.process(self._in[None])[0]
+        if len(self.output_channels) == outdata.shape[1]:
+            outdata[:] = self._out[:, None]
+        else:
+            outdata.fill(0)
+            for ch in self.output_channels:
+                outdata[:, ch] = self._out
         dt = time.perf_counter_ns() - t0
         self._times_ns[self.stats.callbacks % self._times_ns.shape[0]] = dt
         self.stats.callbacks += 1
@@ -119,6 +152,13 @@ class LiveEngine:
             "late_hops": self.proc.stats.late_hops,
             "hops": self.proc.stats.hops,
             "block_ms": self.budget_ns / 1e6,
+            "block_frames": self.block_frames,
+            "device_rate": self.device_rate,
+            "model_rate": self.proc.sample_rate,
+            "resampled": self.resampled,
+            "resampler_latency_ms": 1000.0 * self.latency_samples / self.device_rate,
+            "input_channel": self.input_channel + 1,
+            "output_channels": [c + 1 for c in self.output_channels],
             "callback_ms_p50": float(np.percentile(t, 50)) if t.size else None,
             "callback_ms_p99": float(np.percentile(t, 99)) if t.size else None,
             "callback_ms_max": float(t.max()) if t.size else None,
@@ -171,41 +211,103 @@ class KeyControl:
 
 
 def resolve_device(sd, spec: str | None, host_api: str | None, kind: str):
-    """A sounddevice device index from a name/number and an optional host API (e.g. 'jack')."""
+    """A sounddevice device index from a name/number and an optional host API (e.g. 'jack').
+    A missing device raises DeviceError naming what exists and what to run."""
     if host_api:
         apis = sd.query_hostapis()
         match = [i for i, a in enumerate(apis) if host_api.lower() in a["name"].lower()]
         if not match:
-            names = ", ".join(a["name"] for a in apis)
+            names = ", ".join(a["name"] for a in apis) or "none"
             raise DeviceError(f"no PortAudio host API matching {host_api!r} (have: {names})")
         api = apis[match[0]]
         if spec is None:
             index = api[f"default_{kind}_device"]
             if index < 0:
-                raise DeviceError(f"host API {api['name']} has no default {kind} device")
+                raise DeviceError(f"host API {api['name']} has no default {kind} device (is its server running? "
+                                  "see `edgeamp live --list-devices`)")
             return index
         for index in api["devices"]:
             if spec.lower() in sd.query_devices(index)["name"].lower():
                 return index
-        raise DeviceError(f"no {kind} device matching {spec!r} in host API {api['name']}")
+        raise DeviceError(f"no {kind} device matching {spec!r} in host API {api['name']} "
+                          "(see `edgeamp live --list-devices`)")
+    devices = sd.query_devices()
     if spec is None:
-        return None
-    return int(spec) if spec.isdigit() else spec
+        try:
+            return sd.query_devices(kind=kind)["index"]
+        except (sd.PortAudioError, ValueError, KeyError) as exc:
+            raise DeviceError(
+                f"no default audio {kind} device: PortAudio sees {len(devices)} device(s). Run "
+                f"`edgeamp live --list-devices` and pass --{kind}-device (or --host-api jack for JACK)") from exc
+    if spec.isdigit():
+        if int(spec) >= len(devices):
+            raise DeviceError(f"no audio device {spec}: PortAudio sees {len(devices)} "
+                              "(see `edgeamp live --list-devices`)")
+        return int(spec)
+    names = [d["name"] for d in devices]
+    for i, name in enumerate(names):
+        if spec.lower() in name.lower() and devices[i][f"max_{kind}_channels"] > 0:
+            return i
+    raise DeviceError(f"no {kind} device matching {spec!r} (see `edgeamp live --list-devices`)")
+
+
+def describe_devices() -> str:
+    """What `edgeamp live --list-devices` prints: every device with its channels and default rate."""
+    import sounddevice as sd
+
+    apis = sd.query_hostapis()
+    devices = sd.query_devices()
+    if not len(devices):
+        return ("PortAudio sees no audio devices. Is the interface connected and not held by another program? "
+                "For JACK, start jackd first and use --host-api jack. Host APIs: "
+                + (", ".join(a["name"] for a in apis) or "none"))
+    lines = ["index  in  out  rate    host API / name"]
+    for i, d in enumerate(devices):
+        lines.append(f"{i:5d}  {d['max_input_channels']:2d}  {d['max_output_channels']:3d}  "
+                     f"{int(d['default_samplerate']):6d}  {apis[d['hostapi']]['name']}: {d['name']}")
+    return "\n".join(lines)
+
+
+def open_settings(sd, ind, outd, model_rate: int, device_rate: float | None, input_channel: int,
+                  output_channels: tuple[int, ...] | None) -> tuple[float, tuple[int, ...]]:
+    """The rate to open the devices at (the model's where they take it, else the output device's
+    default: resampled) and the output channels (dual mono on the first two where there are two)."""
+    info_in, info_out = sd.query_devices(ind), sd.query_devices(outd)
+    if input_channel >= info_in["max_input_channels"]:
+        raise DeviceError(f"input channel {input_channel + 1} asked for; {info_in['name']} has "
+                          f"{info_in['max_input_channels']}")
+    if output_channels is None:
+        output_channels = (0, 1) if info_out["max_output_channels"] >= 2 else (0,)
+    if max(output_channels) >= info_out["max_output_channels"]:
+        raise DeviceError(f"output channel {max(output_channels) + 1} asked for; {info_out['name']} has "
+                          f"{info_out['max_output_channels']}")
+    if device_rate is None:
+        try:
+            sd.check_input_settings(ind, channels=input_channel + 1, dtype="float32", samplerate=model_rate)
+            sd.check_output_settings(outd, channels=max(output_channels) + 1, dtype="float32",
+                                     samplerate=model_rate)
+            device_rate = model_rate
+        except sd.PortAudioError:
+            device_rate = float(info_out["default_samplerate"])
+    return float(device_rate), tuple(output_channels)
 
 
 def run_live(engine: LiveEngine, *, input_device=None, output_device=None, host_api: str | None = None,
              seconds: float | None = None, on_tick=None, tick_seconds: float = 0.5) -> dict:
-    """Open the duplex stream and run until ``seconds`` pass or ``on_tick`` returns False."""
+    """Open the duplex stream and run until ``seconds`` pass or ``on_tick`` returns False. The devices
+    are resolved by the caller's names (or defaults); the engine says rate and channels."""
     import sounddevice as sd
 
-    sr = engine.proc.sample_rate
     ind = resolve_device(sd, input_device, host_api, "input")
     outd = resolve_device(sd, output_device, host_api, "output")
+    rate = engine.device_rate
+    channels = (engine.input_channel + 1, max(engine.output_channels) + 1)
     try:
-        stream = sd.Stream(samplerate=sr, blocksize=engine.block_frames, device=(ind, outd), channels=(1, 1),
+        stream = sd.Stream(samplerate=rate, blocksize=engine.block_frames, device=(ind, outd), channels=channels,
                            dtype="float32", latency="low", callback=engine.callback)
     except sd.PortAudioError as exc:
-        raise DeviceError(f"cannot open a {sr} Hz duplex stream on {ind!r}/{outd!r}: {exc}") from exc
+        raise DeviceError(f"cannot open a {rate:g} Hz duplex stream ({channels[0]} in, {channels[1]} out) on "
+                          f"devices {ind!r}/{outd!r}: {exc}; see `edgeamp live --list-devices`") from exc
     t_start = time.monotonic()
     with stream:
         while True:
@@ -218,6 +320,6 @@ def run_live(engine: LiveEngine, *, input_device=None, output_device=None, host_
         latency = stream.latency
     summary = engine.summary()
     summary["wall_seconds"] = wall
-    summary["expected_callbacks"] = wall * sr / engine.block_frames
+    summary["expected_callbacks"] = wall * rate / engine.block_frames
     summary["stream_latency_ms"] = [1000 * v for v in latency] if isinstance(latency, tuple) else 1000 * latency
     return summary

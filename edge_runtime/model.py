@@ -200,7 +200,7 @@ StreamingMode = Literal["window", "stateful"]
 
 @dataclass(frozen=True)
 class Streaming:
-    """How the model runs on a stream (see DESIGN.md, streaming contract).
+    """How the model runs on a stream (see docs/DESIGN.md, streaming contract).
 
     ``window``: every hop runs the last ``window_samples`` inputs from zero state and keeps
     the last ``hop_samples`` outputs (the original experiment). ``stateful``: LSTM state is

@@ -1,6 +1,6 @@
 """Streaming processor: any block size in, the same length out, hops of ``hop_samples`` inside.
 
-Contract (DESIGN.md): mono float32 1-D blocks of any length; state kept between calls and
+Contract (docs/DESIGN.md): mono float32 1-D blocks of any length; state kept between calls and
 cleared only by :meth:`Processor.reset`; the output equals the offline result delayed by
 :attr:`Processor.latency_samples` for every block size. With ``aligned=True`` the caller
 promises blocks that are whole multiples of the hop (a live callback with ``blocksize=hop``)

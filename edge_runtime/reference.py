@@ -4,7 +4,7 @@ Kept small and obvious on purpose. Arrays are ``(batch, time, channels)``; chann
 the audio, channels 1.. are the normalised knob values. The state of a stack is a tuple
 with one ``(h, c)`` pair per layer, each ``(batch, units)``.
 
-Two streaming semantics (DESIGN.md):
+Two streaming semantics (docs/DESIGN.md):
 
 - :func:`run_stateful`: one pass over the sequence, state carried in and out;
 - :func:`run_window`: the original experiment: output hop ``k`` is the last ``hop``

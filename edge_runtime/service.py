@@ -65,7 +65,7 @@ class Limits:
     max_streams: int = 32
     max_block: int = 48000  # samples per frame
     max_realtime: float = 50.0  # a stream is throttled beyond this many times real time
-    handshake_seconds: float = 10.0
+    handshake_seconds: float = 5.0  # a connection that never sends its handshake frees its slot then
     idle_seconds: float = 60.0  # an accepted stream that sends nothing for this long is closed
     send_seconds: float = 5.0  # a client that takes no data for this long is cut off (it does not read)
     drain_seconds: float = 5.0  # SIGTERM: streams get this long to take their close, then are cut off

@@ -11,6 +11,7 @@ no IR is written.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import replace
@@ -181,6 +182,16 @@ def verify_ir(bundle: Bundle, variant: str, xml: Path, audio: np.ndarray, knobs:
     return result
 
 
+def clean_stale_exports() -> None:
+    """Remove staging folders that an export killed mid-way left in the temp directory."""
+    from edgeamp.edge_runtime.atomic import _alive
+
+    for p in Path(tempfile.gettempdir()).glob("edgeamp-export-*"):
+        pid = p.name.split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def cpu_capabilities() -> list[str]:
     try:
         return [str(c) for c in ov_compat.core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
@@ -220,7 +231,8 @@ def export_bundle(
 
     exports = dict(m.exports)
     capabilities = cpu_capabilities()
-    with tempfile.TemporaryDirectory(prefix="edgeamp-export-") as staging:
+    clean_stale_exports()
+    with tempfile.TemporaryDirectory(prefix=f"edgeamp-export-{os.getpid()}-") as staging:
         ir_dir = Path(staging) / IR_DIR
         if bundle.path and (bundle.path / IR_DIR).is_dir():
             shutil.copytree(bundle.path / IR_DIR, ir_dir)

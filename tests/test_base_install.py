@@ -34,7 +34,7 @@ def _edgeamp(*args, cwd=None):
                           timeout=300)
 
 
-@pytest.mark.parametrize("command", [["demo-data", "data"], ["demo", "--out", "demo-out"]])
+@pytest.mark.parametrize("command", [["demo-data", "data"], ["demo", "--out-dir", "demo-out"]])
 def test_demo_commands_say_what_to_install_and_write_nothing(tmp_path, command):
     r = _edgeamp(*command, cwd=tmp_path)
     assert r.returncode == 2, r.stderr[-2000:]

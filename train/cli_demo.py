@@ -26,9 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
+    p.add_argument("--out-dir", dest="out", default="demo-out", help="output folder (default: demo-out)")
+    p.add_argument("--out", dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # older spelling
     p.add_argument("--minutes", type=positive_float, default=2.5, help="training budget in minutes (default 2.5)")
-    p.add_argument("--seconds", type=positive_float, default=120.0, help="length of the demo performance (default 120)")
+    p.add_argument("--demo-seconds", dest="seconds", type=positive_float, default=120.0,
+                   help="length of the demo performance (default 120)")
+    p.add_argument("--seconds", dest="seconds", type=positive_float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--preset", default="stateful", help="model preset (default: stateful)")
     p.add_argument("--seed", type=int, default=0)
 

@@ -18,7 +18,9 @@ from edgeamp.edge_runtime.errors import ConfigError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR")
-    p.add_argument("--seconds", type=positive_float, default=120.0, help="length of the performance (default 120)")
+    p.add_argument("--demo-seconds", dest="seconds", type=positive_float, default=120.0,
+                   help="length of the performance (default 120)")
+    p.add_argument("--seconds", dest="seconds", type=positive_float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=2024, help="performance seed (default 2024)")
     p.add_argument("--grid", help="knob grid GAINS x TONES, e.g. 0,5,10x2,5,8 (default: 5x5)")
 

@@ -42,6 +42,7 @@ class PairReport:
     polarity: int = 1
     correlation_score: float = 0.0
     leading_silence_samples: int = 0
+    input_offset: int = 0  # samples of the input file cut from the front (leading silence, latency)
     resampled_from: int | None = None
     channel: int = 1
     warnings: list[str] = field(default_factory=list)
@@ -170,5 +171,6 @@ def load_pair(
     log.info("%s: latency %d samples (%s), polarity %s%s", Path(target_path).name, lag, how,
              "inverted" if polarity < 0 else "normal",
              " (the model learns it; data not flipped)" if polarity < 0 else "")
+    report.input_offset = lead + (-lag if report.latency_compensated and lag < 0 else 0)
     report.seconds = x.shape[0] / sr
     return Pair(np.ascontiguousarray(x), np.ascontiguousarray(y), report)

@@ -33,6 +33,7 @@ from edgeamp.edge_runtime.model import Knob
 from edgeamp.edge_runtime.render import render
 from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
 
+from . import nam_inputs
 from .data import load_pair
 from .dataset import Segment, make_segment, split_tail
 from .fit import fit
@@ -80,6 +81,26 @@ def load_segments(specs: list[PairSpec], knobs: tuple[Knob, ...], options: DataO
         segments.append(make_segment(pair.x, pair.y, knobs, dict(spec.knobs), Path(spec.input).name))
         reports.append(pair.report)
     return segments, rate, reports
+
+
+def split_held_out(segments: list[Segment], reports: list, fraction: float) -> tuple[list, list]:
+    """Training and held-out parts of each pair: NAM's own split for NAM's standard inputs (whose v3
+    plays its validation clip at the start too: a plain tail split would score on trained audio),
+    else the last ``fraction``."""
+    train, held_out = [], []
+    for seg, report in zip(segments, reports):
+        layout = nam_inputs.detect(report.input_path)
+        if layout is None:
+            a, b = split_tail(seg, fraction)
+        else:
+            (t0, t1), (v0, v1) = layout.ranges(seg.y.shape[0], report.input_offset)
+            log.info("%s is NAM's standard input v%s (by %s): held out as NAM does, samples %d-%d; trained on "
+                     "%d-%d", Path(report.input_path).name, layout.version, layout.how, v0, v1, t0, t1)
+            a = Segment(seg.x[t0:t1], seg.y[t0:t1], seg.name + "[train]")
+            b = Segment(seg.x[v0:v1], seg.y[v0:v1], seg.name + "[held-out]")
+        train.append(a)
+        held_out.append(b)
+    return train, held_out
 
 
 def segment_knobs(knobs, seg: Segment) -> dict[str, float]:
@@ -147,8 +168,7 @@ def train_to_bundle(
             raise InputError(f"validation audio is {vrate} Hz, training audio {rate} Hz")
         reports += vreports
     else:
-        pairs = [split_tail(s, config.val_fraction) for s in segments]
-        train_segs, val_segs = [p[0] for p in pairs], [p[1] for p in pairs]
+        train_segs, val_segs = split_held_out(segments, reports, config.val_fraction)
     arch = config.architecture(knobs)
     streaming = config.streaming(rate)
     checkpoint_dir = out.with_name(out.name + ".checkpoint")
@@ -185,7 +205,7 @@ def train_to_bundle(
     bundle = Bundle(manifest, result.weights, make_golden(manifest, result.weights, golden_audio))
     # Everything is staged in a sibling folder and swapped in at the very end: a bundle already at
     # `out` stays as it was until the new one is complete, exported and verified (Ctrl-C included).
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.absolute().parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-{os.getpid()}-", dir=out.absolute().parent))
     try:
         staged = _stage(bundle, staging / out.name, result, config, val_segs, rate, export)
         write_bundle(out, staged, folders={sub: staged.path / sub for sub in (IR_DIR, "plots")

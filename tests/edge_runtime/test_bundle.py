@@ -302,3 +302,15 @@ def test_non_finite_metrics_are_written_as_strict_json(tmp_path):
     path = write_bundle(tmp_path / "a", b)
     text = (path / "manifest.json").read_text()
     assert "Infinity" not in text and json.loads(text)["metrics"]["esr"] is None
+
+
+def test_an_export_record_without_hop_is_a_named_error(tmp_path, exported_bundles):
+    import shutil
+
+    path = tmp_path / "amp.bundle"
+    shutil.copytree(exported_bundles["stateful"], path)
+    doc = json.loads((path / "manifest.json").read_text())
+    del doc["exports"]["stateful-f32"]["hop_samples"]
+    (path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"exports\['stateful-f32'\]: missing required key 'hop_samples'"):
+        read_bundle(path)

@@ -100,6 +100,7 @@ def test_real_stream_under_jack_dummy(jack_server, exported_bundles):
     expected = summary["wall_seconds"] * 48000 / 480
     assert 0.5 * expected <= summary["callbacks"] <= 1.1 * expected, summary
     assert summary["hops"] == summary["callbacks"] and summary["block_ms"] == 10.0, summary
+    assert summary["output_channels"] == [1, 2] and not summary["resampled"], summary  # dual mono by default
     for key in ("xruns", "late_callbacks", "input_overflows", "output_underflows"):
         assert isinstance(summary[key], int) and 0 <= summary[key] <= summary["callbacks"], (key, summary)
 
@@ -132,3 +133,54 @@ def test_a_refused_control_never_raises_into_the_audio_callback(exported_bundles
     engine.callback(np.zeros((480, 1), np.float32), out, 480, None, Status())
     assert engine.stats.refused_controls == 1 and engine.summary()["refused_controls"] == 1
     assert engine.stats.callbacks == 1
+
+
+# ---- channels and rates (issue 16: live was mono at the model's rate only) ---------------------
+
+def test_input_channel_and_dual_mono_outputs(exported_bundles):
+    proc, _ = open_processor(exported_bundles["stateful"], device="CPU", aligned=True)
+    ref, _ = open_processor(exported_bundles["stateful"], device="CPU", aligned=True)
+    engine = LiveEngine(proc, 480, input_channel=1, output_channels=(1, 3))
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        indata = rng.uniform(-0.5, 0.5, (480, 2)).astype(np.float32)
+        out = np.full((480, 4), 9.0, np.float32)
+        engine.callback(indata, out, 480, None, Status())
+        expected = ref.process(indata[:, 1].copy())
+        np.testing.assert_array_equal(out[:, 1], expected)
+        np.testing.assert_array_equal(out[:, 3], expected)
+        assert not out[:, [0, 2]].any()  # the other outputs are silent
+    assert engine.summary()["input_channel"] == 2 and engine.summary()["output_channels"] == [2, 4]
+    with pytest.raises(InputError, match="counted from 1"):
+        LiveEngine(proc, 480, output_channels=())
+
+
+def test_an_interface_at_another_rate_is_resampled(exported_bundles):
+    """44.1 kHz callbacks of 441 frames through a 48 kHz model: the same stream as edgeamp.Amp gives
+    at 44.1 kHz (one resampling implementation), delayed by the reported latency."""
+    import edgeamp
+
+    proc, _ = open_processor(exported_bundles["stateful"], device="CPU", aligned=True)
+    engine = LiveEngine(proc, 441, device_rate=44100)
+    assert engine.resampled and engine.latency_samples > 0
+    x = (0.3 * np.sin(np.arange(44100) * 0.03)).astype(np.float32)
+    got = []
+    for lo in range(0, x.shape[0], 441):
+        out = np.zeros((441, 1), np.float32)
+        engine.callback(x[lo : lo + 441, None], out, 441, None, Status())
+        got.append(out[:, 0].copy())
+    got = np.concatenate(got)
+    amp = edgeamp.load(exported_bundles["stateful"], device="CPU")
+    np.testing.assert_allclose(got, amp(x, 44100, reset=False), atol=1e-6)
+    assert amp.latency_samples == engine.latency_samples
+    assert engine.summary()["resampled"] and engine.summary()["resampler_latency_ms"] > 0
+
+
+def test_live_device_errors_say_what_to_run(exported_bundles, capsys):
+    from edgeamp.edge_runtime.cli import main
+
+    assert main(["live", str(exported_bundles["stateful"]), "--input-device", "no-such-interface-xyz"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-interface-xyz" in err and "edgeamp live --list-devices" in err
+    assert main(["live", "--list-devices"]) == 0
+    assert capsys.readouterr().out.strip()  # a table, or a sentence saying PortAudio sees none

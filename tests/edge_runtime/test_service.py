@@ -606,3 +606,26 @@ def test_malformed_control_input_gets_named_errors(server):
     assert err.value.code in (400, 413)
     got, code = _run(_raw(server.url, json.dumps({"sample_rate": SR, "format": ["float32"]})))
     assert code == 1003 and "format" in got[0]["reason"]
+
+
+def test_odd_authorization_and_idle_streams(exported_bundles):
+    s = Server(exported_bundles["stateful"], "--token", "secret", "--idle-timeout", "1")
+    s.token = "secret"
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{s.port}/model",
+                                     headers={"Authorization": "Bearer \xff\xfe"})  # not UTF-8 on the wire
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=30)
+        assert err.value.code == 401  # was a 500
+
+        async def idle():
+            async with aiohttp.ClientSession() as session:
+                ws, _ = await open_stream(session, s.url + "?token=secret", {"sample_rate": SR})
+                msg = await ws.receive(timeout=20)  # the server closes the idle stream
+                return msg.type, ws.close_code
+
+        kind, code = _run(idle())
+        assert kind in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING) and code == 1008
+        assert s.metric("edgeamp_refused_streams_total", 'reason="idle"') == 1
+    finally:
+        assert s.stop() == 0
