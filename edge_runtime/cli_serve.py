@@ -39,9 +39,18 @@ import logging
 import os
 import sys
 
-from .cli_common import add_runtime_arguments, options_from_args, parse_knobs, port_number, positive_float, positive_int
+from .cli_common import (
+    add_runtime_arguments,
+    non_negative_float,
+    options_from_args,
+    parse_knobs,
+    port_number,
+    positive_float,
+    positive_int,
+)
 
 log = logging.getLogger(__name__)
+BATCH_WAIT_MS = 0.0  # measured (docs/DESIGN.md, "Batching"): 0 (dispatch when the lane is free) beats 0.5 and 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,6 +80,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="on SIGTERM, how long streams get to take their close before they are cut off (default 5)")
     g.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
                    help="hops computed at the same time (default: CPU count); one inference thread each")
+    g = p.add_argument_group("batching")
+    g.add_argument("--no-batch", action="store_true",
+                   help="one inference per stream per hop (default: streams share batched inferences where the "
+                        "bundle has a batched IR)")
+    g.add_argument("--batch-wait-ms", type=non_negative_float, default=BATCH_WAIT_MS, metavar="MS",
+                   help=f"longest a ready hop waits for other streams' (default {BATCH_WAIT_MS:g})")
+    g.add_argument("--max-batch", type=positive_int, default=32, help="most hops in one inference (default 32)")
+    g.add_argument("--batch-lanes", type=positive_int, default=1,
+                   help="batched inferences that may run at once, one thread each (default 1: measured best "
+                        "on 2 cores, where the second core serves the network side)")
     g = p.add_argument_group("local audio (optional)")
     g.add_argument("--audio-device", help="also run a duplex sound-card stream: device index or part of its name")
     g.add_argument("--audio-host-api", help="PortAudio host API for --audio-device, e.g. alsa, jack")
@@ -90,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_streams=args.max_streams, max_block=args.max_block, max_realtime=args.max_realtime,
                     send_seconds=args.send_timeout, idle_seconds=args.idle_timeout, drain_seconds=args.drain_timeout,
                     handshake_seconds=args.handshake_timeout)
+    batch = None if args.no_batch or args.backend != "openvino" else {
+        "max_batch": args.max_batch, "wait_ms": args.batch_wait_ms, "lanes": args.batch_lanes}
     service = Service(args.bundle, options=options, limits=limits, token=args.token, workers=args.workers,
-                      audio=audio, models_dir=args.models_dir, allow_origins=tuple(args.allow_origin))
+                      audio=audio, models_dir=args.models_dir, allow_origins=tuple(args.allow_origin), batch=batch)
     knobs = parse_knobs(args.knob)  # the service's default for new streams, set below
     if knobs:
         service.default_knobs.update(service.model.check_knobs(knobs))
@@ -100,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
         m = service.model
         print(f"edgeamp serve: listening on http://{args.host}:{port} (streams: ws://{args.host}:{port}/stream); "
               f"{m.bundle.path.name} at {m.sample_rate} Hz on {m.factory.device}, hop {m.factory.hop_samples}, "
-              f"{args.workers} worker(s)", flush=True)
+              f"{args.workers} worker(s)"
+              + (f", batched (up to {args.max_batch} hops, wait {args.batch_wait_ms:g} ms)" if m.batched else ""),
+              flush=True)
 
     asyncio.run(service.run(args.host, args.port, on_ready=ready))
     print(f"edgeamp serve: stopped cleanly after {service.accepted} stream(s)", file=sys.stderr)

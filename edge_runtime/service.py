@@ -171,6 +171,15 @@ class Metrics:
         self.swaps = Counter("edgeamp_model_swaps", "Hot swaps of the bundle", registry=r)
         self.throttled = Counter("edgeamp_throttled_seconds", "Time streams were held back by the rate limit",
                                  registry=r)
+        self.batch_size = Histogram("edgeamp_batch_size", "Hops per batched inference", registry=r,
+                                    buckets=(1, 2, 4, 8, 12, 16, 24, 32, 64))
+        self.batch_wait = Histogram("edgeamp_batch_wait_seconds", "How long the first hop of a batch waited for "
+                                    "the others", buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01),
+                                    registry=r)
+
+    def observe_batch(self, size: int, waited_s: float) -> None:
+        self.batch_size.observe(size)
+        self.batch_wait.observe(waited_s)
 
     def observe_hops(self, proc: Processor, hops_seen: int, source: str) -> int:
         times = proc.hop_times_since(hops_seen)
@@ -193,13 +202,26 @@ class Model:
 
     _versions = itertools.count(1)
 
-    def __init__(self, path: Path | str, options: RuntimeOptions) -> None:
+    def __init__(self, path: Path | str, options: RuntimeOptions, batch: dict | None = None) -> None:
         bundle = read_bundle(path)
         self.factory = ProcessorFactory(bundle, options)
         self.bundle = bundle
         self.version = next(self._versions)
         self.sample_rate = bundle.manifest.sample_rate
         self.arch = bundle.manifest.architecture
+        self.batched = None  # a BatchedEngine serving every stream of this model, when batching
+        if batch is not None:
+            try:
+                self.batched = self.factory.batched_engine(**batch)
+            except EdgeampError as exc:
+                log.warning("%s: streams run unbatched (%s)", bundle.path.name, exc)
+
+    def new_processor(self, aligned: bool) -> tuple[Processor, object]:
+        """A processor for one stream and its batch slot (None when unbatched)."""
+        if self.batched is None:
+            return self.factory.new(aligned=aligned), None
+        slot = self.batched.slot()
+        return self.factory.new(aligned=aligned, engine=slot), slot
 
     def info(self) -> dict:
         m = self.bundle.manifest
@@ -214,6 +236,8 @@ class Model:
             "knobs": [{"name": k.name, "minimum": k.minimum, "maximum": k.maximum, "default": k.default}
                       for k in self.arch.knobs],
             "metrics": m.metrics,
+            "batching": (f"batched: up to {self.batched.max_batch} hops per inference, {len(self.batched._lanes)} "
+                         f"lane(s), wait {1000 * self.batched.wait_s:g} ms" if self.batched else "unbatched"),
         }
 
     def check_knobs(self, knobs) -> dict[str, float]:
@@ -302,7 +326,9 @@ class Stream:
     def bind(self, model: Model, knobs: dict[str, float]) -> list[str]:
         """Open a processor on ``model``; knobs it lacks or cannot take are dropped (returned)."""
         aligned = self.hs.block_size % model.factory.hop_samples == 0
-        proc = model.factory.new(aligned=aligned)
+        proc, slot = model.new_processor(aligned)
+        self.release()
+        self.slot = slot
         dropped = []
         for name, value in knobs.items():
             try:
@@ -314,6 +340,12 @@ class Stream:
         self.model, self.proc, self.hops_seen = model, proc, 0
         self.proc.bypass = bypass
         return dropped
+
+    def release(self) -> None:
+        """Give the stream's batch row back (when it ends or moves to another model)."""
+        if getattr(self, "slot", None) is not None:
+            self.slot.close()
+            self.slot = None
 
     def load(self, data: bytes) -> int:
         """Decode one frame into the input buffer; returns its count of non-finite samples (the
@@ -427,7 +459,8 @@ class LocalAudio:
 class Service:
     def __init__(self, bundle: Path | str, *, options: RuntimeOptions | None = None, limits: Limits = Limits(),
                  token: str | None = None, workers: int = 2, audio: dict | None = None,
-                 models_dir: Path | str | None = None, allow_origins: tuple[str, ...] = ()) -> None:
+                 models_dir: Path | str | None = None, allow_origins: tuple[str, ...] = (),
+                 batch: dict | None = None) -> None:
         self.options = (options or RuntimeOptions()).replace(num_streams=workers)
         self.limits = limits
         self.token = token
@@ -436,12 +469,15 @@ class Service:
         self.allow_origins = {o.rstrip("/").lower() for o in allow_origins}
         self.host = "127.0.0.1"
         self.workers = workers
+        # batching: one BatchedEngine per model, `workers` inference lanes; each stream's frame waits
+        # on its tick in a thread of its own, so the pool has a thread per stream
         self.metrics = Metrics()
-        self.model = Model(bundle, self.options)
+        self.batch = None if batch is None else {"lanes": 1, **batch, "on_tick": self.metrics.observe_batch}
+        self.model = Model(bundle, self.options, self.batch)
         self.default_knobs: dict[str, float] = {}
         self.streams: dict[str, Stream] = {}
         self._ids = itertools.count(1)
-        self.pool = PriorityPool(workers)
+        self.pool = PriorityPool(workers if self.model.batched is None else max(workers, limits.max_streams))
         self.draining = False
         self._sockets: dict[str, object] = {}
         self._handshaking = 0
@@ -638,7 +674,7 @@ class Service:
             return self._error(400, str(exc))
         loop = asyncio.get_running_loop()
         try:  # load and compile off the event loop; streams keep running on the old model meanwhile
-            new = await loop.run_in_executor(None, Model, path, self.options)
+            new = await loop.run_in_executor(None, Model, path, self.options, self.batch)
         except EdgeampError as exc:
             return self._error(400, f"cannot load {path}: {exc}")
         if new.sample_rate != self.model.sample_rate:
@@ -738,6 +774,8 @@ class Service:
                 self.metrics.bad_frames.labels("protocol").inc()
                 log.info("stream %s: %s", sid, ws.exception())
         finally:
+            stream.release()
+            self._retire(stream.model)
             self.streams.pop(sid, None)
             self._sockets.pop(sid, None)
             self.metrics.active.dec()
@@ -822,9 +860,16 @@ class Service:
             if stream.transport is not None:
                 stream.transport.abort()
 
+    def _retire(self, model: Model) -> None:
+        """Close a swapped-out model's batched engine once its last stream has left it."""
+        if model is not self.model and model.batched is not None and not model.batched._slots:
+            model.batched.close()
+            model.batched = None
+
     def _rebind(self, stream: Stream) -> dict:
-        old = stream.proc
+        old, old_model = stream.proc, stream.model
         dropped = stream.bind(self.model, old.knob_values())
+        self._retire(old_model)
         return {"type": "swapped", "model_version": self.model.version, "frame": stream.frames,
                 "latency_samples": stream.proc.latency_samples, "dropped_knobs": dropped}
 
@@ -897,3 +942,5 @@ class Service:
             self.local.thread.join(5)
         await runner.cleanup()
         self.pool.shutdown()
+        if self.model.batched is not None:
+            self.model.batched.close()

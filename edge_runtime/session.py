@@ -190,10 +190,34 @@ class ProcessorFactory:
             return "numpy reference"
         return f"{self.choice.device} ({self.choice.variant} IR, {self.entry.precision})"
 
-    def new(self, *, aligned: bool = False) -> Processor:
-        """A new processor with zero state and the options' knob values (applied without a ramp)."""
+    def batched_engine(self, *, max_batch: int = 32, wait_ms: float = 1.0, lanes: int = 1, on_tick=None):
+        """A :class:`~edgeamp.edge_runtime.batching.BatchedEngine` on this bundle's ``batched`` IR
+        (same device, hop and weight precision), for many streams at once; its slots go to
+        :meth:`new`. BundleError when the bundle has no batched IR at this hop."""
+        from .batching import BatchedEngine
+
+        if self.backend != "openvino" or self.mode != "stateful":
+            raise ConfigError("batching needs the OpenVINO backend and stateful streaming")
+        record = find_ir(self.bundle, "batched", self.hop_samples, self.options.precision or "f32")
+        from . import ov_compat
+
+        config = {}
+        if self.choice.device.upper().startswith("CPU"):
+            config = ov_compat.cpu_config(1, self.options.inference_precision)  # one thread per lane
+            config["NUM_STREAMS"] = str(int(lanes))
+        engine = BatchedEngine(self.bundle.checked_ir(record), self.bundle.manifest.architecture, self.hop_samples,
+                               device=self.choice.device, config=config, max_batch=max_batch, wait_ms=wait_ms,
+                               lanes=lanes, on_tick=on_tick)
+        engine.set_rate(self.bundle.manifest.sample_rate)
+        return engine
+
+    def new(self, *, aligned: bool = False, engine=None) -> Processor:
+        """A new processor with zero state and the options' knob values (applied without a ramp).
+        ``engine``: run it on this hop engine instead (a BatchSlot of :meth:`batched_engine`)."""
         m = self.bundle.manifest
-        if self.backend == "numpy":
+        if engine is not None:
+            pass
+        elif self.backend == "numpy":
             window = m.streaming.window_samples if self.mode == "window" else 0
             streaming = Streaming(self.mode, self.hop_samples, window)
             engine = NumpyEngine(m.architecture, self.bundle.weights, streaming,

@@ -57,8 +57,8 @@ def ir_key(variant: str, precision: str, hop_samples: int | None = None) -> str:
 
 def default_variants(bundle: Bundle) -> tuple[str, ...]:
     if bundle.manifest.streaming.mode == "window":
-        return ("stateful", "explicit_state", "window")
-    return ("stateful", "explicit_state")
+        return ("stateful", "explicit_state", "batched", "window")
+    return ("stateful", "explicit_state", "batched")
 
 
 def verification_signal(bundle: Bundle, seconds: float, hop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +84,19 @@ def reference_output(bundle: Bundle, variant: str, audio: np.ndarray, knobs: np.
     return y[0] * m.output_gain
 
 
-def stream_ir(engine: OpenVINOEngine, audio: np.ndarray, knobs: np.ndarray, desc: str = "") -> np.ndarray:
+def open_engine(bundle: Bundle, variant: str, xml: Path, hop: int, config: dict | None = None):
+    """An engine for one exported IR: an OpenVINOEngine, or for ``batched`` one stream (a slot) of a
+    BatchedEngine, which runs batch 1 through the batch-agnostic graph."""
+    m = bundle.manifest
+    if variant == "batched":
+        from edgeamp.edge_runtime.batching import BatchedEngine
+
+        return BatchedEngine(xml, m.architecture, hop, config=config, max_batch=1).slot()
+    return OpenVINOEngine(xml, variant, m.architecture, hop, window_samples=m.streaming.window_samples,
+                          config=config)
+
+
+def stream_ir(engine, audio: np.ndarray, knobs: np.ndarray, desc: str = "") -> np.ndarray:
     hop = engine.hop_samples
     out = np.empty_like(audio)
     engine.reset()
@@ -162,9 +174,7 @@ def verify_ir(bundle: Bundle, variant: str, xml: Path, audio: np.ndarray, knobs:
     """Stream ``audio`` through the IR at ``xml`` and judge it against ``ref`` (see :func:`judge`);
     for a model whose own stream is chaotic at f32 precision, judge it hop by hop instead."""
     tolerance = F32_TOLERANCE if tolerance is None else tolerance
-    m = bundle.manifest
-    engine = OpenVINOEngine(xml, variant, m.architecture, hop, window_samples=m.streaming.window_samples,
-                            config=config)
+    engine = open_engine(bundle, variant, xml, hop, config)
     y = stream_ir(engine, audio, knobs, desc=desc)
     result = judge(y, ref, None, tolerance)
     if result["passed"]:
@@ -172,7 +182,7 @@ def verify_ir(bundle: Bundle, variant: str, xml: Path, audio: np.ndarray, knobs:
     bumped = (audio.astype(np.float64) * (1 + PERTURBATION)).astype(np.float64)
     ref_perturbed = reference_output(bundle, variant, bumped, knobs, hop)
     result = judge(y, ref, ref_perturbed, tolerance)
-    if variant == "window" or result["reference_sensitivity_esr"] <= CHAOTIC_ESR:
+    if variant in ("window", "batched") or result["reference_sensitivity_esr"] <= CHAOTIC_ESR:
         return result
     # the reference's own stream is chaotic: compare one hop at a time from its state
     stream_figures = {k: result[k] for k in ("max_abs_error", "esr_vs_reference", "reference_sensitivity_esr")}
@@ -259,10 +269,11 @@ def export_bundle(
                 if precision == "f32":
                     result = verify_ir(bundle, variant, xml, audio, knobs, ref, hop, desc=f"verify {key}")
                 else:  # FP16 weights: the cost is measured and recorded, not judged
-                    engine = OpenVINOEngine(xml, variant, m.architecture, hop,
-                                            window_samples=m.streaming.window_samples)
+                    engine = open_engine(bundle, variant, xml, hop)
                     result = compare(stream_ir(engine, audio, knobs, desc=f"verify {key}"), ref)
-                bf16 = _bf16_cost(xml, variant, m, hop, audio, knobs, ref, capabilities) if precision == "f32" else {}
+                bf16 = {}
+                if precision == "f32":
+                    bf16 = _bf16_cost(xml, variant, bundle, hop, audio, knobs, ref, capabilities)
                 exports[key] = ExportRecord(
                     xml=f"{IR_DIR}/{key}.xml",
                     variant=variant,
@@ -303,12 +314,11 @@ def failure(result: dict) -> str:
     return text
 
 
-def _bf16_cost(xml, variant, m, hop, audio, knobs, ref, capabilities) -> dict:
+def _bf16_cost(xml, variant, bundle, hop, audio, knobs, ref, capabilities) -> dict:
     """What bf16 execution costs in ESR (only where the CPU runs bf16 natively)."""
     if "BF16" not in capabilities:
         return {"supported": False, "cpu_capabilities": capabilities}
-    engine = OpenVINOEngine(xml, variant, m.architecture, hop, config=ov_compat.cpu_config(precision="bf16"),
-                            window_samples=m.streaming.window_samples)
+    engine = open_engine(bundle, variant, xml, hop, config=ov_compat.cpu_config(precision="bf16"))
     return {"supported": True, **compare(stream_ir(engine, audio, knobs, desc="bf16"), ref)}
 
 
@@ -330,6 +340,6 @@ def verify_exports(path: Path | str, seconds: float = 10.0, window_seconds: floa
         if entry.precision == "f32":
             results[key] = verify_ir(bundle, variant, xml, audio, knobs, refs[sem], hop, desc=f"verify {key}")
         else:
-            engine = OpenVINOEngine(xml, variant, m.architecture, hop, window_samples=m.streaming.window_samples)
+            engine = open_engine(bundle, variant, xml, hop)
             results[key] = compare(stream_ir(engine, audio, knobs, desc=f"verify {key}"), refs[sem])
     return results

@@ -11,7 +11,10 @@ Variants (all batch 1, static shapes):
   variables ``h{l}``/``c{l}``), cleared by ``InferRequest.reset_state()``;
 - ``explicit_state``: input one hop plus ``h_in{l}``/``c_in{l}``; outputs ``h_out{l}``/``c_out{l}``.
   Only ops that OpenVINO 2022.3 reads: the Myriad VPU target;
-- ``window``: stateless; ``window_samples`` in, the last ``hop_samples`` out (original experiment).
+- ``window``: stateless; ``window_samples`` in, the last ``hop_samples`` out (original experiment);
+- ``batched``: ``explicit_state`` with a dynamic batch dimension: ``audio`` ``(B, hop)``,
+  ``knobs`` ``(B, hop, n_knobs)``, ``h_in{l}``/``c_in{l}`` ``(B, 1, U)``; one inference serves many
+  streams, each in its own row (edge_runtime.batching). Current OpenVINO only (not the Myriad).
 
 Inputs: ``audio`` ``(1, T)`` float32 and, when the model has knobs, ``knobs`` ``(1, T, n_knobs)``
 (normalised values, per sample so that a knob change can ramp across a hop). Output ``output``
@@ -64,7 +67,57 @@ def _const(a) -> ov.Node:
     return ops.constant(np.asarray(a, dtype=np.float32))
 
 
+def build_batched_graph(arch: Architecture, weights: ModelWeights, spec: GraphSpec) -> ov.Model:
+    """The ``batched`` variant: every shape op is batch-agnostic (unsqueeze/squeeze, a sequence-
+    length vector broadcast to the batch), so one compiled model runs any number of streams."""
+    hop = spec.hop_samples
+    audio = ops.parameter([-1, hop], np.float32, name="audio")
+    audio.output(0).get_tensor().set_names({"audio"})
+    params = [audio]
+    x = ops.unsqueeze(audio, _i64([2]))  # (B, T, 1)
+    if spec.input_gain != 1.0:
+        x = ops.multiply(x, _const(spec.input_gain))
+    x_audio = x
+    if arch.knobs:
+        knobs = ops.parameter([-1, hop, len(arch.knobs)], np.float32, name="knobs")
+        knobs.output(0).get_tensor().set_names({"knobs"})
+        params.append(knobs)
+        x = ops.concat([x, knobs], axis=2)
+    batch = ops.gather(ops.shape_of(audio, "i64"), _i64([0]), _i64(0))  # (1,): B
+    seq_len = ops.broadcast(ops.constant(np.array(hop, dtype=np.int32)), batch)
+    results = []
+    y = x
+    for layer_index, layer in enumerate(weights.lstm):
+        units = layer.units
+        w, r, b = ov_lstm_weights(layer.kernel, layer.recurrent_kernel, layer.bias)
+        h0 = ops.parameter([-1, 1, units], np.float32, name=f"h_in{layer_index}")
+        c0 = ops.parameter([-1, 1, units], np.float32, name=f"c_in{layer_index}")
+        for p in (h0, c0):
+            p.output(0).get_tensor().set_names({p.get_friendly_name()})
+        params += [h0, c0]
+        lstm = ops.lstm_sequence(y, h0, c0, seq_len, _const(w), _const(r), _const(b), units, "forward",
+                                 name=f"lstm{layer_index}")
+        y = ops.squeeze(lstm.output(0), _i64([1]))  # (B, 1, T, U) -> (B, T, U)
+        for port, kind in ((1, "h"), (2, "c")):
+            results.append(ops.result(lstm.output(port), name=f"{kind}_out{layer_index}"))
+            lstm.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
+    if arch.head:
+        y = ops.add(ops.matmul(y, _const(weights.head_kernel), False, False), _const(weights.head_bias))
+    if arch.skip:
+        y = ops.add(y, x_audio)
+    y = ops.squeeze(y, _i64([2]))  # (B, T)
+    if spec.output_gain != 1.0:
+        y = ops.multiply(y, _const(spec.output_gain))
+    out = ops.result(y, name="output")
+    y.output(0).get_tensor().set_names({"output"})
+    model = ov.Model([out, *results], params, "edgeamp_batched")
+    _stable_names(model)
+    return model
+
+
 def build_graph(arch: Architecture, weights: ModelWeights, spec: GraphSpec) -> ov.Model:
+    if spec.variant == "batched":
+        return build_batched_graph(arch, weights, spec)
     if spec.variant not in VARIANTS:
         raise ConfigError(f"unknown graph variant {spec.variant!r}; known: {list(VARIANTS)}")
     time = spec.window_samples if spec.variant == "window" else spec.hop_samples

@@ -1,6 +1,6 @@
 """Names shared by the exporter and its CLI (no OpenVINO import: the CLI must start on any runtime)."""
 
-VARIANTS = ("stateful", "explicit_state", "window")
+VARIANTS = ("stateful", "explicit_state", "window", "batched")
 PRECISIONS = ("f32", "f16")
 # max abs error of an f32 IR against the numpy reference, per unit of the reference's peak when
 # that exceeds full scale (float32 rounding grows with the signal: a loud model at peak 1.7 shows
