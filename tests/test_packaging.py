@@ -30,6 +30,7 @@ def test_wheel_installs_only_the_edgeamp_namespace(wheel):
     for stage in ("edge_runtime", "export", "train"):
         assert f"edgeamp/{stage}/__init__.py" in names
     assert "edgeamp/__init__.py" in names  # the public API (api/ in the source tree)
+    assert "edgeamp/edge_runtime/service/app.py" in names  # subpackages too
     assert not any(n.startswith(("train/", "export/", "edge_runtime/", "api/", "tests/", "benchmarks/")) for n in names)
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Requires-Python: >=3.10" in meta

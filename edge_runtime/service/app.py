@@ -1,0 +1,123 @@
+"""The service: state, the aiohttp application, and its lifecycle (start, SIGTERM drain)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import signal
+from pathlib import Path
+
+from ..bundle import json_safe
+from ..errors import ConfigError
+from ..session import RuntimeOptions
+from .control import ControlRoutes
+from .local_audio import LocalAudio
+from .metrics import Metrics
+from .model import Model
+from .pool import PriorityPool
+from .protocol import GOING_AWAY, Limits, check_exposure
+from .security import Security
+from .stream import Stream
+from .streams import StreamRoutes
+
+log = logging.getLogger(__name__)
+
+
+class Service(Security, ControlRoutes, StreamRoutes):
+    def __init__(self, bundle: Path | str, *, options: RuntimeOptions | None = None, limits: Limits | None = None,
+                 token: str | None = None, workers: int = 2, audio: dict | None = None,
+                 models_dir: Path | str | None = None, allow_origins: tuple[str, ...] = (),
+                 batch: dict | None = None) -> None:
+        self.options = (options or RuntimeOptions()).replace(num_streams=workers)
+        limits = self.limits = limits or Limits()
+        self.token = token
+        # /swap loads bundles from here only (default: the folder holding the served bundle)
+        self.models_dir = Path(models_dir or Path(bundle).resolve().parent).resolve()
+        self.allow_origins = {o.rstrip("/").lower() for o in allow_origins}
+        self.host = "127.0.0.1"
+        self.workers = workers
+        # batching: one BatchedEngine per model, `workers` inference lanes; each stream's frame waits
+        # on its tick in a thread of its own, so the pool has a thread per stream
+        self.metrics = Metrics()
+        self.batch = None if batch is None else {"lanes": 1, **batch, "on_tick": self.metrics.observe_batch}
+        self.model = Model(bundle, self.options, self.batch)
+        self.default_knobs: dict[str, float] = {}
+        self.streams: dict[str, Stream] = {}
+        self._ids = itertools.count(1)
+        self.pool = PriorityPool(workers if self.model.batched is None else max(workers, limits.max_streams))
+        self.draining = False
+        self._sockets: dict[str, object] = {}
+        self._handshaking = 0
+        self.accepted = 0  # streams accepted since start
+        self.local = LocalAudio(self.model, self.metrics, **audio) if audio is not None else None
+
+    # ---- application ---------------------------------------------------------------------
+    def app(self):
+        from aiohttp import web
+
+        app = web.Application(middlewares=[self._same_origin, self._auth], client_max_size=64 * 1024)
+        app.add_routes([
+            web.get("/healthz", self._health),
+            web.get("/readyz", self._ready),
+            web.get("/model", self._model_info),
+            web.get("/streams", self._streams),
+            web.post("/knobs", self._knobs),
+            web.post("/reset", self._reset),
+            web.post("/bypass", self._bypass),
+            web.post("/swap", self._swap),
+            web.get("/metrics", self._metrics),
+            web.get("/stream", self._stream),
+        ])
+        return app
+
+    def _json(self, data, status: int = 200):
+        from aiohttp import web
+
+        return web.json_response(json_safe(data), status=status)
+
+    def _error(self, status: int, reason: str):
+        return self._json({"error": reason}, status)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    async def drain(self) -> None:
+        """Stop taking streams, let each finish the frame it is sending, close it with 1001; a client
+        that does not take its close within ``drain_seconds`` is cut off. Bounded whatever clients do."""
+        self.draining = True
+        closes = [self._close(ws, self.streams[sid], GOING_AWAY, "server shutting down")
+                  for sid, ws in list(self._sockets.items()) if sid in self.streams]
+        await asyncio.gather(*closes)
+
+    async def run(self, host: str, port: int, *, on_ready=None) -> None:
+        from aiohttp import web
+
+        check_exposure(host, self.token)
+        self.host = host
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None,
+                               shutdown_timeout=self.limits.drain_seconds)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from exc
+        bound = runner.addresses[0][1]
+        if self.local is not None:
+            self.local.thread.start()
+        if on_ready is not None:
+            on_ready(bound)
+        await stop.wait()
+        log.info("shutting down: draining %d stream(s)", len(self.streams))
+        await self.drain()
+        if self.local is not None:
+            self.local.stop.set()
+            self.local.thread.join(5)
+        await runner.cleanup()
+        self.pool.shutdown()
+        if self.model.batched is not None:
+            self.model.batched.close()

@@ -1,0 +1,163 @@
+"""HTTP: health, model and stream info, metrics, and control (knobs, reset, bypass, hot swap)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from ..errors import EdgeampError, InputError
+from ..processor import Processor
+from .local_audio import LocalAudio
+from .model import Model
+
+log = logging.getLogger(__name__)
+
+
+class ControlRoutes:
+    """HTTP handlers of :class:`~.app.Service` (a mixin)."""
+
+    # ---- HTTP: health, info, metrics -------------------------------------------------------
+    async def _health(self, request):
+        return self._json({"status": "ok"})
+
+    async def _ready(self, request):
+        problems = []
+        if self.draining:
+            problems.append("draining (shutting down)")
+        if self.local is not None and self.local.error:
+            problems.append(self.local.error)
+        if problems:
+            return self._json({"ready": False, "reasons": problems}, 503)
+        return self._json({"ready": True, "model_version": self.model.version, "streams": len(self.streams)})
+
+    async def _model_info(self, request):
+        return self._json(self.model.info())
+
+    async def _streams(self, request):
+        streams = [s.info() for s in self.streams.values()]
+        if self.local is not None:
+            streams.append(self.local.info())
+        return self._json({"streams": streams})
+
+    async def _metrics(self, request):
+        from aiohttp import web
+
+        body, ctype = self.metrics.text()
+        return web.Response(body=body, headers={"Content-Type": ctype})
+
+    # ---- HTTP: control ----------------------------------------------------------------------
+    async def _body(self, request) -> dict:
+        if not request.can_read_body:
+            return {}
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            raise InputError(f"request body is not JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise InputError("request body is nested too deeply") from exc
+        if not isinstance(body, dict):
+            raise InputError("request body must be a JSON object")
+        return body
+
+    def _targets(self, body: dict) -> list:
+        """The streams a control request applies to: one (``"stream": ID``, ``"local"``) or all."""
+        sid = body.get("stream")
+        if sid is not None and not isinstance(sid, str):
+            raise InputError(f"stream must be a stream id (a string, see GET /streams), got {type(sid).__name__}")
+        if sid is None:
+            return [*self.streams.values(), *([self.local] if self.local else [])]
+        if sid == "local" and self.local is not None:
+            return [self.local]
+        if sid in self.streams:
+            return [self.streams[sid]]
+        raise InputError(f"no stream {sid!r}; GET /streams lists them")
+
+    async def _apply(self, targets: list, op) -> tuple[list[str], dict[str, str]]:
+        """Run ``op(processor)`` on each target between frames (network) or callbacks (local);
+        returns the ids done and, by id, why a target refused (a stream still on a swapped-out model)."""
+        done, refused = [], {}
+        for t in targets:
+            if isinstance(t, LocalAudio):
+                t.engine.pending.append(op)
+                done.append("local")
+                continue
+            async with t.lock:
+                try:
+                    op(t.proc)
+                except EdgeampError as exc:
+                    refused[t.id] = str(exc)
+                    continue
+            done.append(t.id)
+        return done, refused
+
+    async def _control(self, request, make_op):
+        try:
+            body = await self._body(request)
+            op, extra = make_op(body)
+            targets = self._targets(body)
+        except InputError as exc:
+            return self._error(400, str(exc))
+        done, refused = await self._apply(targets, op)
+        return self._json({"applied_to": done, **({"refused": refused} if refused else {}), **extra})
+
+    async def _knobs(self, request):
+        def make(body):
+            knobs = self.model.check_knobs(body.get("knobs"))
+            if body.get("stream") is None:
+                self.default_knobs.update(knobs)  # streams that connect later start here too
+
+            def op(proc):
+                for name, value in knobs.items():
+                    proc.set_knob(name, value)
+            return op, {"knobs": knobs}
+        return await self._control(request, make)
+
+    async def _reset(self, request):
+        return await self._control(request, lambda body: (Processor.reset, {}))
+
+    async def _bypass(self, request):
+        def make(body):
+            on = body.get("on")
+            if not isinstance(on, bool):
+                raise InputError('bypass needs {"on": true} or {"on": false}')
+
+            def op(proc):
+                proc.bypass = on
+            return op, {"bypass": on}
+        return await self._control(request, make)
+
+    async def _swap(self, request):
+        try:
+            body = await self._body(request)
+            name = body.get("bundle")
+            if not isinstance(name, str) or not name:
+                raise InputError('swap needs {"bundle": "NAME"}: a bundle inside the models directory')
+            path = self._model_path(name)
+        except InputError as exc:
+            return self._error(400, str(exc))
+        loop = asyncio.get_running_loop()
+        try:  # load and compile off the event loop; streams keep running on the old model meanwhile
+            new = await loop.run_in_executor(None, Model, path, self.options, self.batch)
+        except EdgeampError as exc:
+            return self._error(400, f"cannot load {path}: {exc}")
+        if new.sample_rate != self.model.sample_rate:
+            return self._error(409, f"{path} runs at {new.sample_rate} Hz; connected streams run at "
+                                    f"{self.model.sample_rate} Hz (restart the service to change rate)")
+        old = self.model
+        self.model = new
+        self.metrics.swaps.inc()
+        if self.local is not None:
+            self.local.swap(new)
+        log.info("hot swap: %s (v%d) -> %s (v%d)", old.bundle.path, old.version, new.bundle.path, new.version)
+        return self._json({"swapped": True, "from_version": old.version, "model": new.info()})
+
+    def _model_path(self, name: str) -> Path:
+        """A bundle inside ``models_dir`` (a name, or a path that resolves inside it). Anything else is
+        refused with the same words whether or not it exists: /swap is no way to probe the disk."""
+        candidate = Path(name) if Path(name).is_absolute() else self.models_dir / name
+        resolved = candidate.resolve()
+        if self.models_dir not in resolved.parents:
+            raise InputError(f"/swap loads bundles from the models directory only ({self.models_dir.name}/, "
+                             "set with --models-dir): give a bundle name inside it")
+        return resolved

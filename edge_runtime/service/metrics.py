@@ -1,0 +1,65 @@
+"""The service's Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..processor import Processor
+
+log = logging.getLogger(__name__)
+
+
+HOP_BUCKETS = (0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.05)
+BLOCK_BUCKETS = (0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25)
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        r = self.registry = CollectorRegistry()
+        self.active = Gauge("edgeamp_active_streams", "Connected network streams", registry=r)
+        self.streams = Counter("edgeamp_streams", "Network streams accepted", registry=r)
+        self.refused = Counter("edgeamp_refused_streams", "Streams refused, by reason", ["reason"], registry=r)
+        self.hops = Counter("edgeamp_hops", "Hops processed", ["source"], registry=r)
+        self.hop_seconds = Histogram("edgeamp_hop_compute_seconds", "Model compute time per hop",
+                                     buckets=HOP_BUCKETS, registry=r)
+        self.late_hops = Counter("edgeamp_late_hops", "Hops whose compute took longer than the hop",
+                                 ["source"], registry=r)
+        self.block_seconds = Histogram("edgeamp_block_seconds",
+                                       "Service time per network frame, from received to sent (queueing included)",
+                                       buckets=BLOCK_BUCKETS, registry=r)
+        self.bad_frames = Counter("edgeamp_bad_frames", "Frames or messages refused or repaired, by reason",
+                                  ["reason"], registry=r)
+        self.xruns = Counter("edgeamp_xruns", "Local audio over/underruns", registry=r)
+        self.swaps = Counter("edgeamp_model_swaps", "Hot swaps of the bundle", registry=r)
+        self.throttled = Counter("edgeamp_throttled_seconds", "Time streams were held back by the rate limit",
+                                 registry=r)
+        self.batch_size = Histogram("edgeamp_batch_size", "Hops per batched inference", registry=r,
+                                    buckets=(1, 2, 4, 8, 12, 16, 24, 32, 64))
+        self.batch_wait = Histogram("edgeamp_batch_wait_seconds", "How long the first hop of a batch waited for "
+                                    "the others", buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01),
+                                    registry=r)
+
+    def observe_batch(self, size: int, waited_s: float) -> None:
+        self.batch_size.observe(size)
+        self.batch_wait.observe(waited_s)
+
+    def observe_hops(self, proc: Processor, hops_seen: int, source: str) -> int:
+        times = proc.hop_times_since(hops_seen)
+        for t in times:
+            self.hop_seconds.observe(t / 1000.0)
+        late = int(np.count_nonzero(times > proc.hop_seconds * 1000.0))
+        self.hops.labels(source).inc(proc.stats.hops - hops_seen)
+        if late:
+            self.late_hops.labels(source).inc(late)
+        return proc.stats.hops
+
+    def text(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
