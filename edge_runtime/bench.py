@@ -99,6 +99,26 @@ def open_for_bench(bundle: Bundle, options: RuntimeOptions | None = None, **over
     return factory, proc, compile_s
 
 
+def device_times_ms(proc, runs: int = 200) -> np.ndarray | None:
+    """The device's own inference time per hop, as OpenVINO's benchmark_app measures it: the
+    processor's InferRequest run back to back on its current tensors, nothing of edgeamp around it
+    (no copies, no state carry, no knob ramp). None for the numpy backend. The request's state
+    moves on; call before comparing outputs or after."""
+    request = getattr(proc.engine, "request", None)
+    if request is None:
+        return None
+    for _ in range(5):
+        request.start_async()
+        request.wait()
+    t = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter_ns()
+        request.start_async()
+        request.wait()
+        t[i] = time.perf_counter_ns() - t0
+    return t / 1e6
+
+
 def noise(hops: int, hop: int) -> np.ndarray:
     return np.random.default_rng(0).uniform(-0.5, 0.5, hops * hop).astype(np.float32)
 
@@ -120,6 +140,7 @@ def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: n
         "bundle": str(bundle.path), "mode": factory.mode, "backend": factory.backend,
         "variant": factory.choice.variant if factory.choice else "numpy",
         "precision": factory.precision,
+        "inference_precision": factory.options.inference_precision,
         "threads": threads, "hop_samples": hop, "hop_ms": hop_ms, "sample_rate": sr,
         "lstm_units": list(arch.lstm_units), "knobs": proc.knob_values(), "hops": int(t.shape[0]),
         "compile_seconds": compile_s,
@@ -155,20 +176,28 @@ def bench_bundle(bundle: Bundle | str, options: RuntimeOptions | None = None, *,
     for i in range(warmup + hops):
         proc.process(x[i * hop : (i + 1) * hop], y[i * hop : (i + 1) * hop])
     peak_gflops = matmul_peak_gflops(factory.choice.device, threads) if peak and factory.choice else None
-    return figures(bundle, factory, proc, x, y, hops=hops, compile_s=compile_s, threads=threads,
-                   peak_gflops=peak_gflops)
+    result = figures(bundle, factory, proc, x, y, hops=hops, compile_s=compile_s, threads=threads,
+                     peak_gflops=peak_gflops)
+    device = device_times_ms(proc, runs=min(hops, 500))
+    if device is not None:  # what the device takes, and what edgeamp adds around it
+        result["device_ms_p50"] = float(np.percentile(device, 50))
+        result["device_ms_p99"] = float(np.percentile(device, 99))
+        result["overhead_ms_p50"] = result["hop_ms_p50"] - result["device_ms_p50"]
+    return result
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| bundle | device | variant | precision | threads | hop ms | p50 ms | p99 ms | max ms | RTF "
-             "| misses | compile s | memory MiB | ESR vs ref | % of peak |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| bundle | device | variant | weights / execution | threads | hop ms | p50 ms | p99 ms | max ms "
+             "| device p50 ms | edgeamp overhead ms | RTF | misses | compile s | memory MiB | ESR vs ref | % of peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         frac = r.get("fraction_of_peak")
         lines.append(
-            f"| {r['bundle'].rsplit('/', 1)[-1]} | {r['environment']['device']} | {r['variant']} | {r['precision']} "
+            f"| {r['bundle'].rsplit('/', 1)[-1]} | {r['environment']['device']} | {r['variant']} "
+            f"| {r['precision']} / {r.get('inference_precision', 'f32')} "
             f"| {r['threads'] or 'auto'} | {r['hop_ms']:g} | {r['hop_ms_p50']:.3f} | {r['hop_ms_p99']:.3f} "
-            f"| {r['hop_ms_max']:.3f} | {r['real_time_factor']:.2f} | {r['deadline_misses']} "
+            f"| {r['hop_ms_max']:.3f} | {_opt(r.get('device_ms_p50'))} | {_opt(r.get('overhead_ms_p50'))} "
+            f"| {r['real_time_factor']:.2f} | {r['deadline_misses']} "
             f"| {r['compile_seconds']:.2f} | {r['memory_mib']:.1f} | {r['esr_vs_reference']:.1e} "
             f"| {'–' if frac is None else f'{100 * frac:.1f}'} |")
     env = results[0]["environment"]
@@ -176,6 +205,10 @@ def markdown(results: list[dict]) -> str:
     lines.append(f"{env['device_name']} ({env['cpu']}, {env['cores']} cores), {env['system']}, Python {env['python']}, "
                  f"OpenVINO {env['openvino']}, edgeamp {env['edgeamp']}")
     return "\n".join(lines) + "\n"
+
+
+def _opt(value, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
 
 
 def histogram_png(result: dict, path) -> bool:

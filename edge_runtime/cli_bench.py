@@ -7,11 +7,18 @@ f32 MatMul peak. Machine, device name and software versions are recorded with th
 that results from different machines compare. Writes bench.json, bench.md and latency.png
 (the PNG needs matplotlib) to --out-dir.
 
+Sweeps, no trained model needed (--arch): random-weight bundles for every architecture and hop,
+exported and verified like any bundle, each measured as above; with --batch, the batched IR timed
+at each batch size. One table (sweep.md), one plot (sweep.png) and sweep.json in --out-dir.
+"device p50" is the device's own inference time (the InferRequest alone, as OpenVINO's
+benchmark_app measures it); "edgeamp overhead" is what the runtime adds around it per hop.
+
 examples:
   edgeamp bench amp.bundle                               # auto device (NPU > Myriad > GPU > CPU)
   edgeamp bench amp.bundle --device NPU --strict --precision f16
   edgeamp bench amp.bundle --device CPU --threads 1 --hop-ms 5 --out-dir bench/cpu-5ms
   edgeamp bench amp.bundle --device MYRIAD --json        # OpenVINO 2022.3 + a Myriad stick
+  edgeamp bench --arch 64,64,1 --arch 32 --hop-ms 1,2.5,5,10 --batch 1,4,16 --device NPU
 """
 
 from __future__ import annotations
@@ -20,17 +27,22 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli_common import add_runtime_arguments, non_negative_int, options_from_args, positive_int
+from .cli_common import add_runtime_arguments, int_list, non_negative_int, options_from_args, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("bundle", metavar="BUNDLE", nargs="?", help="a bundle (or none, with --arch)")
+    p.add_argument("--arch", action="append", default=[], metavar="UNITS",
+                   help="sweep: LSTM sizes of a random-weight model, e.g. 64,64,1 (the original: last layer 1 unit, "
+                        "no head) or 32 (with a dense head); repeatable")
+    p.add_argument("--batch", type=int_list, metavar="B[,B...]",
+                   help="sweep: also time the batched IR at these batch sizes, e.g. 1,4,16")
     p.add_argument("--hops", type=positive_int, default=1000, help="hops to time (default 1000: 10 s at 10 ms hops)")
     p.add_argument("--warmup", type=non_negative_int, default=50, help="hops run before timing (default 50)")
     p.add_argument("--out-dir", default="bench", help="where bench.json, bench.md, latency.png go (default bench/)")
     p.add_argument("--no-peak", action="store_true", help="skip measuring the device's MatMul peak")
     p.add_argument("--json", action="store_true", help="print the JSON result instead of the table")
-    add_runtime_arguments(p)
+    add_runtime_arguments(p, hop_list=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +52,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.hops < 10:
         raise ConfigError("--hops must be at least 10 for percentiles to mean anything")
+    if args.arch:
+        return _sweep(args)
+    if not args.bundle:
+        raise ConfigError("give a BUNDLE, or --arch for a sweep of random-weight models")
+    if args.batch:
+        raise ConfigError("--batch is for sweeps (--arch); a service batches by itself (edgeamp serve)")
+    if args.hop_ms and len(args.hop_ms) > 1:
+        raise ConfigError("several --hop-ms values make a sweep: add --arch (or give one hop)")
+    args.hop_ms = args.hop_ms[0] if args.hop_ms else None
     bundle = read_bundle(args.bundle)
     result = bench_bundle(bundle, options_from_args(args), hops=args.hops, warmup=args.warmup, peak=not args.no_peak)
     out = Path(args.out_dir)
@@ -54,4 +75,28 @@ def run(args: argparse.Namespace) -> int:
         print(table)
         print(f"wrote {out / 'bench.json'}, {out / 'bench.md'}"
               + (f", {out / 'latency.png'}" if png else " (no latency.png: pip install matplotlib)"))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from edgeamp.export.sweep import ArchSpec, markdown, plot, run_sweep
+
+    from .errors import ConfigError
+
+    if args.bundle:
+        raise ConfigError("--arch sweeps random-weight models: give no BUNDLE")
+    archs = [ArchSpec.parse(a) for a in args.arch]
+    hops = args.hop_ms or [10.0]
+    args.hop_ms = None  # each sweep bundle is exported at its own hop
+    options = options_from_args(args)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_sweep(archs, hops, args.batch or [1], options, out, hops=args.hops, warmup=args.warmup)
+    (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (out / "sweep.md").write_text(table)
+    png = plot(result, out / "sweep.png")
+    print(table)
+    print(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'}"
+          + (f", {out / 'sweep.png'}" if png else " (no sweep.png: pip install matplotlib)"))
     return 0

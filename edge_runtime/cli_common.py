@@ -10,7 +10,17 @@ from .errors import ConfigError
 from .session import ProcessorFactory, RuntimeOptions
 
 
-def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+def float_list(text: str) -> list[float]:
+    """argparse type: comma-separated positive numbers, e.g. 1,2.5,5,10."""
+    return [positive_float(part) for part in text.split(",")]
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: comma-separated positive whole numbers, e.g. 1,4,16."""
+    return [positive_int(part) for part in text.split(",")]
+
+
+def add_runtime_arguments(p: argparse.ArgumentParser, *, hop_list: bool = False) -> None:
     g = p.add_argument_group("model runtime")
     g.add_argument("--backend", choices=["openvino", "numpy"], default="openvino",
                    help="openvino (default) or the numpy reference (slow, exact)")
@@ -20,7 +30,7 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--strict", action="store_true", help="fail instead of falling back to CPU")
     g.add_argument("--mode", choices=["stateful", "window"], help="streaming semantics (default: the bundle's)")
     hop = g.add_mutually_exclusive_group()
-    hop.add_argument("--hop-ms", type=positive_float,
+    hop.add_argument("--hop-ms", type=float_list if hop_list else positive_float,
                      help="hop in ms (needs IR exported at that hop; default: the bundle's)")
     hop.add_argument("--hop-samples", type=positive_int, help="hop in samples")
     g.add_argument("--threads", type=positive_int, help="CPU inference threads (default: OpenVINO's choice)")
@@ -28,8 +38,9 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
                    help="IR variant (default: what the device needs, e.g. explicit_state on a Myriad VPU)")
     g.add_argument("--precision", choices=["f32", "f16"], help="IR weights (default: f16 on VPU/NPU, else f32)")
     g.add_argument("--inference-precision", choices=["f32", "bf16", "f16"], default="f32",
-                   help="CPU execution precision (default f32; bf16 runs natively only on CPUs with AVX512_BF16 "
-                        "or AMX, elsewhere OpenVINO emulates or refuses it)")
+                   help="CPU execution precision (default f32). bf16 runs natively on CPUs with AVX512_BF16 or AMX; "
+                        "f16 natively only with AVX512_FP16/AMX-FP16 (elsewhere the CPU plugin runs it as bf16: same "
+                        "ESR); GPUs and NPUs run f16 natively. `edgeamp bench` reports the ESR it costs")
     g.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="set a knob in its own units, e.g. --knob gain=7 (repeatable)")
 
