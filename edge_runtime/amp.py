@@ -202,7 +202,8 @@ class Amp:
                  f"hop {self.hop_samples}", f"latency {self.latency_samples} samples"]
         metrics = self.bundle.manifest.metrics
         if isinstance(metrics.get("esr"), (int, float)):
-            parts.append(f"held-out ESR {metrics['esr']:.3g}")
+            where = "test" if metrics.get("scored_on") == "test" else "held-out"
+            parts.append(f"{where} ESR {metrics['esr']:.3g}")
         if self._knob_defs:
             parts.append("knobs " + ", ".join(f"{k.name}={k.value:g} ({k.minimum:g}..{k.maximum:g})"
                                               for k in self.knobs.values()))

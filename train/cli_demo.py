@@ -1,10 +1,11 @@
 """The whole pipeline on the built-in demo data, in about 5 minutes on a 2-core CPU.
 
 1. synthesise a DI guitar performance and render it through the teacher amp (pedalboard);
-2. train the `stateful` preset on the first 85% (time budget --minutes);
+2. train the `stateful` preset on the first 70% (time budget --minutes), the next 15% validating;
 3. export hand-built OpenVINO IR and verify it against the numpy reference;
-4. stream the held-out 15% through the OpenVINO stateful runtime in 10 ms hops, as live audio would be;
-5. print held-out ESR, real-time factor and per-hop latency; write WAVs and a PNG comparison.
+4. stream the test clip (the last 15%, never used for training or selection) through the OpenVINO
+   stateful runtime in 10 ms hops, as live audio would be;
+5. print test-clip ESR, real-time factor and per-hop latency; write WAVs and a PNG comparison.
 
 examples:
   edgeamp demo
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     demo = write_demo_data(out / "data", seconds=args.seconds)
     config = get_preset(args.preset)
     print(f"[2/5] training preset {config.name} (LSTM {config.lstm_units}) for {args.minutes:g} min "
-          f"on the first {100 * (1 - config.val_fraction):.0f}%")
+          f"on the first {100 * (1 - 2 * config.val_fraction):.0f}% (then {100 * config.val_fraction:.0f}% validation, "
+          f"{100 * config.val_fraction:.0f}% test)")
     specs = [PairSpec(str(demo.di), str(p)) for p in demo.targets.values()]
     bundle = train_to_bundle(config, specs, out / "demo.bundle", minutes=args.minutes, seed=args.seed)
     p = bundle.manifest.provenance
@@ -67,12 +69,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"[3/5] exported {len(bundle.manifest.exports)} IR variants; stateful-f32 vs numpy reference: "
           f"max abs error {e.max_abs_error:.2e}")
 
-    print("[4/5] streaming the held-out clip through OpenVINO (stateful IR, CPU, 10 ms hops)")
+    print("[4/5] streaming the test clip (never used for training or selection) through OpenVINO (stateful IR, "
+          "CPU, 10 ms hops)")
     from .data import load_pair
-    from .dataset import make_segment, split_tail
+    from .dataset import make_segment
+    from .pipeline import split_three_ways
 
     pair = load_pair(demo.di, next(iter(demo.targets.values())))
-    _, held_out = split_tail(make_segment(pair.x, pair.y, (), {}, "demo"), config.val_fraction)  # as training did
+    _, _, (held_out,) = split_three_ways([make_segment(pair.x, pair.y, (), {}, "demo")], [pair.report],
+                                          config.val_fraction)  # as training did
     x, y = held_out.x[:, 0], held_out.y
     factory = ProcessorFactory(bundle, RuntimeOptions(device="CPU"))
     proc = factory.new(aligned=True)
@@ -91,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     write_audio(out / "held_out_di.wav", x, bundle.manifest.sample_rate, "FLOAT")
     write_audio(out / "held_out_amp.wav", y, bundle.manifest.sample_rate, "FLOAT")
     write_audio(out / "held_out_model.wav", y_hat, bundle.manifest.sample_rate, "FLOAT")
-    comparison(y, y_hat, bundle.manifest.sample_rate, out / "comparison.png", "demo held-out")
+    comparison(y, y_hat, bundle.manifest.sample_rate, out / "comparison.png", "demo test clip")
     rtf = n / bundle.manifest.sample_rate / seconds
     p50, p99 = np.percentile(times, [50, 99])
     summary = {**metrics, "real_time_factor": rtf, "hop_ms_p50": float(p50), "hop_ms_p99": float(p99),
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                "held_out_seconds": n / bundle.manifest.sample_rate}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("[5/5] results")
-    print(f"      held-out ESR {metrics['esr']:.4f} ({esr_verdict(metrics['esr'])}), pre-emphasised "
+    print(f"      test-clip ESR {metrics['esr']:.4f} ({esr_verdict(metrics['esr'])}), pre-emphasised "
           f"{metrics['esr_pre_emphasis']:.4f}, over {n / bundle.manifest.sample_rate:.1f} s")
     print(f"      real time factor {rtf:.1f}x; {latency_summary(times)}; late hops {proc.stats.late_hops}")
     print(f"      wrote {out}/held_out_{{di,amp,model}}.wav, {out}/comparison.png, {out}/summary.json, "

@@ -2,8 +2,13 @@
 
 Pairs are checked (rates, lengths, silence, clipping, NaN, unrelated files), the amp's
 latency is found by whitened correlation and compensated, leading digital silence in the
-target is trimmed, polarity is reported (the model learns it). The last 15 % of each pair
-is held out unless --val-input/--val-target (or --val-pattern) are given. The result is a bundle
+target is trimmed, polarity is reported (the model learns it). Three parts, always: training
+audio; a validation clip, which picks the best checkpoint and drives the learning-rate halving and
+early stopping; a test clip, scored once at the end and never used for any choice. The figures
+printed and stored at the top of the manifest are the test clip's (the validation clip's are kept
+apart under metrics.validation). Without --val-*/--test-* options the last 15 % of each pair is the
+test clip and the 15 % before it the validation clip (NAM's standard inputs: NAM's own validation
+clip is the test clip). The result is a bundle
 (weights, manifest with held-out metrics and provenance, plots), exported to OpenVINO IR.
 
 presets:
@@ -15,7 +20,8 @@ presets:
 examples:
   edgeamp train --demo out/demo.bundle --minutes 3
   edgeamp train --input di.wav --target amp.wav out/amp.bundle --preset stateful --minutes 15
-  edgeamp train --data-dir ../shared/data/real-amp/B1_M3_T7 out/jvm.bundle --minutes 8
+  edgeamp train --data-dir ../shared/data/real-amp/B1_M3_T7 out/jvm.bundle --minutes 8 \
+      --val-pattern file_4 --test-pattern file_5      # the reference protocol on the real recordings
   edgeamp train ... out/amp.bundle --resume           # continue from out/amp.bundle.checkpoint
 
 several GPUs: --strategy mirrored. Several machines: --strategy multi_worker with TF_CONFIG set on
@@ -55,8 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "(trains a gain/tone-conditioned model)")
     src.add_argument("--val-pattern", metavar="REGEX",
                      help="pairs whose input path matches are held out for validation, e.g. 'file_5'")
-    src.add_argument("--val-input", action="append", default=[], help="held-out DI file(s)")
-    src.add_argument("--val-target", action="append", default=[], help="held-out amp file(s)")
+    src.add_argument("--val-input", action="append", default=[], help="validation DI file(s)")
+    src.add_argument("--val-target", action="append", default=[], help="validation amp file(s)")
+    src.add_argument("--test-pattern", metavar="REGEX",
+                     help="pairs whose input path matches are the test set, scored once at the end, e.g. 'file_5'")
+    src.add_argument("--test-input", action="append", default=[], help="test DI file(s)")
+    src.add_argument("--test-target", action="append", default=[], help="test amp file(s)")
     src.add_argument("--channel", type=positive_int, help="channel of multi-channel files, 1-based (default 1)")
     src.add_argument("--resample", action="store_true", help="resample targets whose rate differs from the input's")
     src.add_argument("--no-align", action="store_true", help="keep the measured latency instead of compensating it")
@@ -102,10 +112,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{len(args.input)} --input but {len(args.target)} --target: give them in pairs")
     if len(args.val_input) != len(args.val_target):
         raise ConfigError("--val-input and --val-target must come in pairs")
+    if len(args.test_input) != len(args.test_target):
+        raise ConfigError("--test-input and --test-target must come in pairs")
     from . import knob_data
 
     specs = [PairSpec(i, t) for i, t in zip(args.input, args.target)]
     val = [PairSpec(i, t) for i, t in zip(args.val_input, args.val_target)]
+    test = [PairSpec(i, t) for i, t in zip(args.test_input, args.test_target)]
     ranges = knob_data.parse_ranges(args.knob_range)
     sources = [name for name, given in (("--input/--target", specs), ("--data-dir", args.data_dir),
                                         ("--knob-manifest", args.knob_manifest), ("--demo", args.demo)) if given]
@@ -129,6 +142,13 @@ def run(args: argparse.Namespace) -> int:
             knobs, specs = knob_data.pairs_from_manifest(args.knob_manifest, ranges)
         if not specs:
             raise ConfigError("no training data: give --input/--target pairs, --data-dir, --knob-manifest or --demo")
+        if args.test_pattern:  # first: a pair that is test data is never validation data
+            pattern = re.compile(args.test_pattern)
+            test += [s for s in specs if pattern.search(s.input)]
+            specs = [s for s in specs if not pattern.search(s.input)]
+            if not specs or not test:
+                raise ConfigError(f"--test-pattern {args.test_pattern!r} leaves {len(specs)} training and "
+                                  f"{len(test)} test pairs; both need at least one")
         if args.val_pattern:
             pattern = re.compile(args.val_pattern)
             val += [s for s in specs if pattern.search(s.input)]
@@ -137,11 +157,12 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--val-pattern {args.val_pattern!r} leaves {len(specs)} training and "
                                   f"{len(val)} validation pairs; both need at least one")
         knobs = knob_data.varying_knobs(knobs, specs)
-        specs, val = knob_data.restrict(specs, knobs), knob_data.restrict(val, knobs)
+        specs, val, test = (knob_data.restrict(x, knobs) for x in (specs, val, test))
         if knobs:
             log.info("knob-conditioned model: %s over %d training pair(s)",
                      ", ".join(f"{k.name} [{k.minimum:g}, {k.maximum:g}]" for k in knobs), len(specs))
-        bundle = train_to_bundle(config, specs, args.out, knobs=knobs, val_specs=val or None, options=options,
+        bundle = train_to_bundle(config, specs, args.out, knobs=knobs, val_specs=val or None, test_specs=test or None,
+                                 options=options,
                                  steps=args.steps, minutes=minutes, seed=args.seed, resume=args.resume,
                                  export=not args.no_export, strategy=args.strategy)
     _print_summary(bundle)
@@ -156,7 +177,12 @@ def _print_summary(bundle) -> None:
           f"({p['samples_per_second']} samples/s, {p['stopped_by']})")
     if m.metrics:
         mt = m.metrics
-        print(f"held-out {mt['held_out_seconds']} s: ESR {mt['esr']:.4f} ({esr_verdict(mt['esr'])}), "
+        v = mt.get("validation", {})
+        if v:
+            print(f"validation clip {v['seconds']} s (picked the checkpoint): ESR {v['esr']:.4f}, "
+                  f"pre-emphasised {v['esr_pre_emphasis']:.4f}")
+        print(f"test clip {mt['held_out_seconds']} s (never used for any choice): ESR {mt['esr']:.4f} "
+              f"({esr_verdict(mt['esr'])}), "
               f"pre-emphasised {mt['esr_pre_emphasis']:.4f}, MSE {mt['mse']:.3g}, DC {mt['dc_error']:.2g}, "
               f"STFT distance {mt['stft_distance']:.3f}")
         for entry in mt.get("per_setting", []):

@@ -83,13 +83,14 @@ def load_segments(specs: list[PairSpec], knobs: tuple[Knob, ...], options: DataO
     return segments, rate, reports
 
 
-def split_held_out(segments: list[Segment], reports: list, fraction: float) -> tuple[list, list]:
+def split_held_out(segments: list[Segment], reports: list | None, fraction: float) -> tuple[list, list]:
     """Training and held-out parts of each pair: NAM's own split for NAM's standard inputs (whose v3
     plays its validation clip at the start too: a plain tail split would score on trained audio),
-    else the last ``fraction``."""
+    else the last ``fraction``. ``reports`` None: plain tail splits."""
     train, held_out = [], []
-    for seg, report in zip(segments, reports):
-        layout = nam_inputs.detect(report.input_path)
+    for i, seg in enumerate(segments):
+        report = reports[i] if reports is not None else None
+        layout = nam_inputs.detect(report.input_path) if report is not None else None
         if layout is None:
             a, b = split_tail(seg, fraction)
         else:
@@ -101,6 +102,19 @@ def split_held_out(segments: list[Segment], reports: list, fraction: float) -> t
         train.append(a)
         held_out.append(b)
     return train, held_out
+
+
+def split_three_ways(segments: list[Segment], reports: list, fraction: float) -> tuple[list, list, list]:
+    """Training, validation (model selection, schedules) and test (scored once, at the end) parts of
+    each pair: the test part is the last ``fraction`` (NAM's validation clip for NAM's inputs), the
+    validation part as long again just before it."""
+    rest, test = split_held_out(segments, reports, fraction)
+    train, val = [], []
+    for seg, t in zip(rest, test):
+        a, b = split_tail(seg, min(0.5, t.y.shape[0] / max(seg.y.shape[0], 1)))
+        train.append(a)
+        val.append(Segment(b.x, b.y, b.name.replace("[held-out]", "[validation]")))
+    return train, val, [Segment(t.x, t.y, t.name.replace("[held-out]", "[test]")) for t in test]
 
 
 def segment_knobs(knobs, seg: Segment) -> dict[str, float]:
@@ -146,6 +160,7 @@ def train_to_bundle(
     *,
     knobs: tuple[Knob, ...] = (),
     val_specs: list[PairSpec] | None = None,
+    test_specs: list[PairSpec] | None = None,
     options: DataOptions = DataOptions(),
     steps: int | None = None,
     minutes: float | None = None,
@@ -161,14 +176,25 @@ def train_to_bundle(
     check_bundle_target(out)  # a file or a foreign folder at OUT is refused now, not after training
     t_start = time.time()
     segments, rate, reports = load_segments(specs, knobs, options)
-    if val_specs:
-        train_segs = segments
-        val_segs, vrate, vreports = load_segments(val_specs, knobs, options)
-        if vrate != rate:
-            raise InputError(f"validation audio is {vrate} Hz, training audio {rate} Hz")
-        reports += vreports
+    given = {}
+    for name, extra in (("validation", val_specs), ("test", test_specs)):
+        if extra:
+            segs, xrate, xreports = load_segments(extra, knobs, options)
+            if xrate != rate:
+                raise InputError(f"{name} audio is {xrate} Hz, training audio {rate} Hz")
+            given[name] = segs
+            reports = reports + xreports
+    n_train = len(specs)
+    if not given:  # three ways out of the training pairs
+        train_segs, val_segs, test_segs = split_three_ways(segments, reports[:n_train], config.val_fraction)
+    elif "validation" in given and "test" in given:
+        train_segs, val_segs, test_segs = segments, given["validation"], given["test"]
+    elif "validation" in given:  # the test clip is the training pairs' tail
+        train_segs, test_segs = split_held_out(segments, reports[:n_train], config.val_fraction)
+        val_segs = given["validation"]
     else:
-        train_segs, val_segs = split_held_out(segments, reports, config.val_fraction)
+        train_segs, val_segs = split_held_out(segments, reports[:n_train], config.val_fraction)
+        test_segs = given["test"]
     arch = config.architecture(knobs)
     streaming = config.streaming(rate)
     checkpoint_dir = out.with_name(out.name + ".checkpoint")
@@ -207,7 +233,7 @@ def train_to_bundle(
     # `out` stays as it was until the new one is complete, exported and verified (Ctrl-C included).
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-{os.getpid()}-", dir=out.absolute().parent))
     try:
-        staged = _stage(bundle, staging / out.name, result, config, val_segs, rate, export)
+        staged = _stage(bundle, staging / out.name, result, config, val_segs, test_segs, rate, export)
         write_bundle(out, staged, folders={sub: staged.path / sub for sub in (IR_DIR, "plots")
                                            if (staged.path / sub).is_dir()})
     finally:
@@ -215,8 +241,12 @@ def train_to_bundle(
     return read_bundle(out)
 
 
-def _stage(bundle: Bundle, path: Path, result, config: TrainConfig, val_segs, rate: int, export: bool) -> Bundle:
-    """Write, export and score the new bundle at ``path`` (a staging folder); returns it."""
+def _stage(bundle: Bundle, path: Path, result, config: TrainConfig, val_segs, test_segs, rate: int,
+           export: bool) -> Bundle:
+    """Write, export and score the new bundle at ``path`` (a staging folder); returns it.
+
+    ``manifest.metrics``: the test clip's figures at the top (``scored_on: "test"``: audio that
+    neither training nor model selection saw), the validation clip's apart under ``validation``."""
     from .plots import comparison, training_curves
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -231,27 +261,32 @@ def _stage(bundle: Bundle, path: Path, result, config: TrainConfig, val_segs, ra
 
     bundle = export_bundle(path)  # default verification: 10 s per stateful variant, 2 s for the window one
     proc = ProcessorFactory(bundle, RuntimeOptions(device="CPU")).new()
-    metrics, y, y_hat = evaluate_processor(proc, val_segs)
-    log.info("held-out (CPU, %.1f s): ESR %.4f, pre-emphasised %.4f", y.shape[0] / rate, metrics["esr"],
-             metrics["esr_pre_emphasis"])
+    validation, _, _ = evaluate_processor(proc, val_segs)
+    validation["seconds"] = round(sum(s.y.shape[0] for s in val_segs) / rate, 2)
+    metrics, y, y_hat = evaluate_processor(proc, test_segs)
+    log.info("test clip (CPU, %.1f s, never used for selection): ESR %.4f, pre-emphasised %.4f; validation ESR "
+             "%.4f", y.shape[0] / rate, metrics["esr"], metrics["esr_pre_emphasis"], validation["esr"])
+    metrics["scored_on"] = "test"
     metrics["held_out_seconds"] = round(y.shape[0] / rate, 2)
+    metrics["test_clips"] = [s.name for s in test_segs]
+    metrics["validation"] = validation
     if not np.isfinite(metrics["esr"]):
-        log.warning("the held-out target is digital silence: its ESR is undefined (stored as null); hold out a "
-                    "clip with signal (--val-input/--val-target or --val-pattern)")
+        log.warning("the test target is digital silence: its ESR is undefined (stored as null); test on a clip "
+                    "with signal (--test-input/--test-target or --test-pattern)")
     if bundle.architecture.knobs:
-        metrics["per_setting"] = per_setting_metrics(proc, val_segs)
+        metrics["per_setting"] = per_setting_metrics(proc, test_segs)
         for entry in metrics["per_setting"]:
-            log.info("held-out at %s: ESR %.4f, pre-emphasised %.4f", entry["knobs"], entry["esr"],
+            log.info("test clip at %s: ESR %.4f, pre-emphasised %.4f", entry["knobs"], entry["esr"],
                      entry["esr_pre_emphasis"])
     # what FP16 weights (the Myriad/NPU IR) cost against the target audio, not only against the reference
     proc16 = ProcessorFactory(bundle, RuntimeOptions(device="CPU", precision="f16")).new()
-    metrics16, _, _ = evaluate_processor(proc16, val_segs)
+    metrics16, _, _ = evaluate_processor(proc16, test_segs)
     metrics["esr_f16_weights"] = metrics16["esr"]
     metrics["esr_pre_emphasis_f16_weights"] = metrics16["esr_pre_emphasis"]
     with tempfile.TemporaryDirectory() as tmp:
         plots = Path(tmp) / "plots"
         shutil.copytree(path / "plots", plots)
-        comparison(y, y_hat, rate, plots / "held_out.png", f"{config.name} held-out")
+        comparison(y, y_hat, rate, plots / "held_out.png", f"{config.name}: test clip (never used for selection)")
         final = dataclasses.replace(bundle, manifest=dataclasses.replace(bundle.manifest, metrics=metrics))
         write_bundle(path, final, folders={"plots": plots})
     return read_bundle(path)

@@ -117,11 +117,15 @@ def test_train_cli_end_to_end_writes_exported_bundle(tmp_path, capsys):
     rc = main(["train", "--demo", "--demo-seconds", "10", "--preset", "small", "--steps", "30", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "held-out" in text and "ESR" in text
+    assert "test clip" in text and "validation clip" in text and "ESR" in text
     b = read_bundle(out)
     m = b.manifest
     assert m.streaming.mode == "stateful" and m.architecture.lstm_units == (12,)
     assert {"esr", "esr_pre_emphasis", "mse", "dc_error", "stft_distance", "esr_f16_weights"} <= set(m.metrics)
+    # three ways: the top-level figures are the test clip's; the validation clip's are kept apart
+    assert m.metrics["scored_on"] == "test" and m.metrics["test_clips"][0].endswith("[test]")
+    assert {"esr", "esr_pre_emphasis", "seconds"} <= set(m.metrics["validation"])
+    assert m.metrics["validation"]["seconds"] == m.metrics["held_out_seconds"] == 1.5  # 15 % of 10 s each
     assert abs(m.metrics["esr_f16_weights"] - m.metrics["esr"]) < 0.05 * m.metrics["esr"] + 1e-3
     data = m.provenance["data"][0]
     assert len(data["input_sha256"]) == 64 and data["sample_rate"] == 48000

@@ -52,3 +52,27 @@ def test_v3_pair_is_held_out_as_nam_does(tmp_path):
     train_x = train[0].x[:, 0]
     assert train_x.shape[0] == 432_000 + RATE + 10 * RATE - 480_000  # from 0:10 to the start of the last clip
     assert np.max(np.abs(np.correlate(train_x[:20000], val[:2000], "valid"))) < 0.5 * np.sum(val[:2000] ** 2)
+
+
+def test_three_way_split_never_tests_on_training_or_validation_audio(tmp_path):
+    from edgeamp.train.dataset import make_segment
+    from edgeamp.train.pipeline import split_three_ways
+
+    x = np.arange(100_000, dtype=np.float32)  # every sample unique: parts are told apart by value
+    seg = make_segment(x, x, (), {}, "clip")
+    (train,), (val,), (test,) = split_three_ways([seg], None, 0.15)
+    assert (train.y.shape[0], val.y.shape[0], test.y.shape[0]) == (70_000, 15_000, 15_000)
+    assert train.y[-1] < val.y[0] and val.y[-1] < test.y[0]  # in order, disjoint, covering everything
+    assert train.y.shape[0] + val.y.shape[0] + test.y.shape[0] == x.shape[0]
+
+
+def test_nam_input_three_ways(tmp_path):
+    from edgeamp.train.knob_data import PairSpec
+    from edgeamp.train.pipeline import split_three_ways
+
+    _, val_clip = _v3_like(tmp_path)
+    segments, _, reports = load_segments([PairSpec(str(tmp_path / "input.wav"), str(tmp_path / "output.wav"))],
+                                         (), DataOptions())
+    (train,), (val,), (test,) = split_three_ways(segments, reports, 0.15)
+    np.testing.assert_array_equal(test.x[:, 0], val_clip)  # NAM's validation clip is the test clip
+    assert val.y.shape[0] == train.y.shape[0] == 240_000  # as long as the test clip, at most half the rest
