@@ -45,37 +45,28 @@ def add_runtime_arguments(p: argparse.ArgumentParser, *, hop_list: bool = False)
                    help="set a knob in its own units, e.g. --knob gain=7 (repeatable)")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (refused at parse time with the value named)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _number_type(kind: type, minimum: float, above: bool, words: str):
+    """An argparse type: a finite ``kind`` (int or float) > or >= ``minimum``, refused at parse time
+    with the value named."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not (value > minimum if above else value >= minimum) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{words}, got {text}")
+        return value
+
+    parse.__name__ = words
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (0 <= value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+positive_int = _number_type(int, 1, False, "must be at least 1")
+non_negative_int = _number_type(int, 0, False, "must be 0 or more")
+non_negative_float = _number_type(float, 0.0, False, "must be 0 or more")
+positive_float = _number_type(float, 0.0, True, "must be a positive number")
 
 
 def port_number(text: str) -> int:
@@ -83,17 +74,6 @@ def port_number(text: str) -> int:
     value = non_negative_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a TCP port is 0..65535, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 

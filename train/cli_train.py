@@ -142,20 +142,9 @@ def run(args: argparse.Namespace) -> int:
             knobs, specs = knob_data.pairs_from_manifest(args.knob_manifest, ranges)
         if not specs:
             raise ConfigError("no training data: give --input/--target pairs, --data-dir, --knob-manifest or --demo")
-        if args.test_pattern:  # first: a pair that is test data is never validation data
-            pattern = re.compile(args.test_pattern)
-            test += [s for s in specs if pattern.search(s.input)]
-            specs = [s for s in specs if not pattern.search(s.input)]
-            if not specs or not test:
-                raise ConfigError(f"--test-pattern {args.test_pattern!r} leaves {len(specs)} training and "
-                                  f"{len(test)} test pairs; both need at least one")
-        if args.val_pattern:
-            pattern = re.compile(args.val_pattern)
-            val += [s for s in specs if pattern.search(s.input)]
-            specs = [s for s in specs if not pattern.search(s.input)]
-            if not specs or not val:
-                raise ConfigError(f"--val-pattern {args.val_pattern!r} leaves {len(specs)} training and "
-                                  f"{len(val)} validation pairs; both need at least one")
+        # test first: a pair that is test data is never validation data
+        specs, test = _hold_out(specs, test, args.test_pattern, "--test-pattern", "test")
+        specs, val = _hold_out(specs, val, args.val_pattern, "--val-pattern", "validation")
         knobs = knob_data.varying_knobs(knobs, specs)
         specs, val, test = (knob_data.restrict(x, knobs) for x in (specs, val, test))
         if knobs:
@@ -167,6 +156,19 @@ def run(args: argparse.Namespace) -> int:
                                  export=not args.no_export, strategy=args.strategy)
     _print_summary(bundle)
     return 0
+
+
+def _hold_out(specs: list, held: list, regex: str | None, flag: str, what: str) -> tuple[list, list]:
+    """Move the pairs whose input path matches ``regex`` from ``specs`` to ``held``."""
+    if not regex:
+        return specs, held
+    pattern = re.compile(regex)
+    held = held + [s for s in specs if pattern.search(s.input)]
+    specs = [s for s in specs if not pattern.search(s.input)]
+    if not specs or not held:
+        raise ConfigError(f"{flag} {regex!r} leaves {len(specs)} training and {len(held)} {what} pairs; both need "
+                          "at least one")
+    return specs, held
 
 
 def _print_summary(bundle) -> None:
