@@ -51,8 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="length of the demo performance (default 120)")
     src.add_argument("--input", action="append", default=[], help="dry DI file (repeat with --target for more pairs)")
     src.add_argument("--target", action="append", default=[], help="amp output for the --input at the same position")
-    src.add_argument("--data-dir", help="folder (searched recursively) of pairs NAME_input.wav + NAME.wav; knob "
-                     "values in the names (B1_M3_T7_G5_...) make a knob-conditioned model")
+    src.add_argument("--data-dir", help="folder (searched recursively) of pairs NAME_input.wav + NAME.wav, or a "
+                     "shared CLIP_input.wav + SETTING_CLIP.wav targets; knob values in the names (B1_M3_T7_G5_...) "
+                     "make a knob-conditioned model")
     src.add_argument("--knob-manifest", help="JSON or CSV listing pairs and their knob values (see knob_data)")
     src.add_argument("--knob-names", help="letters in file names -> knob names (default B=bass,M=mid,T=treble,G=gain)")
     src.add_argument("--knob-range", action="append", default=[], metavar="NAME=MIN:MAX[:DEFAULT]",
@@ -60,11 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--demo-grid", help="with --demo: teacher knob grid GAINS x TONES, e.g. 0,5,10x2,8 "
                      "(trains a gain/tone-conditioned model)")
     src.add_argument("--val-pattern", metavar="REGEX",
-                     help="pairs whose input path matches are held out for validation, e.g. 'file_5'")
+                     help="pairs whose input or target path matches are the validation set, e.g. 'file_4'")
     src.add_argument("--val-input", action="append", default=[], help="validation DI file(s)")
     src.add_argument("--val-target", action="append", default=[], help="validation amp file(s)")
     src.add_argument("--test-pattern", metavar="REGEX",
-                     help="pairs whose input path matches are the test set, scored once at the end, e.g. 'file_5'")
+                     help="pairs whose input or target path matches are the test set, scored once at the end, e.g. "
+                          "'file_5|B4_M5_T5|B5_M6_T5|B5_M5_T8' (a clip and whole settings)")
     src.add_argument("--test-input", action="append", default=[], help="test DI file(s)")
     src.add_argument("--test-target", action="append", default=[], help="test amp file(s)")
     src.add_argument("--channel", type=positive_int, help="channel of multi-channel files, 1-based (default 1)")
@@ -159,12 +161,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _hold_out(specs: list, held: list, regex: str | None, flag: str, what: str) -> tuple[list, list]:
-    """Move the pairs whose input path matches ``regex`` from ``specs`` to ``held``."""
+    """Move the pairs whose input or target path matches ``regex`` from ``specs`` to ``held`` (the
+    target's name holds the setting where many targets share one DI)."""
     if not regex:
         return specs, held
     pattern = re.compile(regex)
-    held = held + [s for s in specs if pattern.search(s.input)]
-    specs = [s for s in specs if not pattern.search(s.input)]
+    match = [bool(pattern.search(s.input) or pattern.search(s.target)) for s in specs]
+    held = held + [s for s, m in zip(specs, match) if m]
+    specs = [s for s, m in zip(specs, match) if not m]
     if not specs or not held:
         raise ConfigError(f"{flag} {regex!r} leaves {len(specs)} training and {len(held)} {what} pairs; both need "
                           "at least one")

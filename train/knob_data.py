@@ -88,27 +88,55 @@ def _make_knobs(names: list[str], ranges: dict[str, tuple[float, float, float]],
 
 
 def pairs_from_names(directory: Path | str, letters: dict[str, str], ranges=None) -> tuple[tuple[Knob, ...], list]:
-    """Every ``NAME_input.wav`` + ``NAME.wav`` under ``directory`` (recursively), knobs from the names."""
+    """Every pair under ``directory`` (recursively), knob values from the file names.
+
+    Two conventions, mixed freely: ``NAME_input.wav`` + ``NAME.wav`` (one DI per target), and a
+    shared DI ``CLIP_input.wav`` for every ``..._CLIP.wav`` beside it that has no DI of its own
+    (one guitar clip played through many settings: ``file_9_input.wav`` with
+    ``B0_M5_T5_G5_file_9.wav``, ``B2_M5_T5_G5_file_9.wav``, ...; the values come from the target's
+    name). A WAV that is neither a DI nor a target of one is an error naming it."""
     d = Path(directory)
     inputs = sorted(d.rglob("*_input.wav"), key=lambda p: _natural(str(p)))
     if not inputs:
-        raise InputError(f"{d}: no NAME_input.wav files (pairs are NAME_input.wav + NAME.wav)")
+        raise InputError(f"{d}: no NAME_input.wav files (pairs are NAME_input.wav + NAME.wav, or a shared "
+                         "CLIP_input.wav + SETTING_CLIP.wav)")
     pairs, seen = [], {}
-    for inp in inputs:
-        target = inp.with_name(inp.name.replace("_input.wav", ".wav"))
-        if not target.is_file():
-            raise InputError(f"{inp}: its target {target.name} is missing")
-        values = knob_values_from_name(inp, letters)
+
+    def add(inp: Path, target: Path, named: Path) -> None:
+        values = knob_values_from_name(named, letters)
         for name, value in values.items():
             seen.setdefault(name, []).append(value)
-        pairs.append((inp, target, values))
+        pairs.append((inp, target, values, named))
+
+    targets = set()
+    for inp in inputs:
+        target = inp.with_name(inp.name.replace("_input.wav", ".wav"))
+        if target.is_file():
+            add(inp, target, inp)
+            targets.add(target)
+    di_names = {p.name for p in inputs}
+    for wav in sorted(d.rglob("*.wav"), key=lambda p: _natural(str(p))):
+        if wav in targets or wav.name.endswith("_input.wav"):
+            continue
+        parts = wav.stem.split("_")
+        shared = next((wav.with_name("_".join(parts[i:]) + "_input.wav") for i in range(1, len(parts))
+                       if "_".join(parts[i:]) + "_input.wav" in di_names
+                       and wav.with_name("_".join(parts[i:]) + "_input.wav").is_file()), None)
+        if shared is None:
+            raise InputError(f"{wav}: no DI for it: expected {wav.stem}_input.wav, or a shared CLIP_input.wav "
+                             f"whose CLIP ends its name (e.g. {'_'.join(parts[-2:])}_input.wav)")
+        add(shared, wav, wav)
+    unused = [p for p in inputs if not any(p == inp for inp, _, _, _ in pairs)]
+    if unused:
+        raise InputError(f"{unused[0]}: a DI without any target ({unused[0].name.replace('_input.wav', '.wav')} "
+                         "or SETTING_..._" + unused[0].name.replace("_input.wav", ".wav") + ")")
     names = sorted(seen)
-    for inp, _, values in pairs:
+    for _, _, values, named in pairs:
         missing = [n for n in names if n not in values]
         if missing:
-            raise InputError(f"{inp.name}: no value for knob(s) {missing} in the name (others have them)")
+            raise InputError(f"{named.name}: no value for knob(s) {missing} in the name (others have them)")
     knobs = _make_knobs(names, ranges or {}, seen)
-    specs = [PairSpec(str(i), str(t), tuple(sorted(v.items()))) for i, t, v in pairs]
+    specs = [PairSpec(str(i), str(t), tuple(sorted(v.items()))) for i, t, v, _ in pairs]
     return knobs, specs
 
 

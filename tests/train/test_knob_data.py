@@ -37,7 +37,7 @@ def test_knob_values_from_real_amp_style_names(tmp_path):
     assert dict(knob_data.restrict(specs, kept)[-1].knobs) == {"bass": 10.0, "mid": 0.0, "treble": 0.0}
 
     _wav(tmp_path / "odd" / "X_file_1_input.wav")
-    with pytest.raises(InputError, match="its target X_file_1.wav is missing"):
+    with pytest.raises(InputError, match=r"X_file_1_input.wav: a DI without any target \(X_file_1.wav"):
         knob_data.pairs_from_names(tmp_path / "odd", letters)
     _wav(tmp_path / "odd" / "X_file_1.wav")
     _wav(tmp_path / "odd" / "B2_file_1_input.wav")
@@ -51,6 +51,41 @@ def test_knob_values_from_real_amp_style_names(tmp_path):
     assert knob_data.pairs_from_names(tmp_path / "big", letters, {"bass": (0, 30, 5)})[0][0].maximum == 30
     with pytest.raises(ConfigError, match="LETTER=name"):
         knob_data.parse_letters("B=bass,Q")
+
+
+def test_one_di_shared_by_many_settings(tmp_path):
+    """The knob-sweeps layout: file_9_input.wav is the DI of every SETTING_file_9.wav beside it."""
+    from edgeamp.train import knob_data
+
+    sweep = tmp_path / "knob-sweeps"
+    _wav(sweep / "file_9_input.wav")
+    for setting in ("B0_M5_T5_G5", "B5_M0_T5_G5", "B5_M5_T10_G5"):
+        _wav(sweep / f"{setting}_file_9.wav")
+    _wav(tmp_path / "B1_M3_T7" / "B1_M3_T7_G5_file_1_input.wav")  # mixed with the one-DI-per-target layout
+    _wav(tmp_path / "B1_M3_T7" / "B1_M3_T7_G5_file_1.wav")
+    knobs, specs = knob_data.pairs_from_names(tmp_path, knob_data.parse_letters(None))
+    by_target = {s.target.rsplit("/", 1)[-1]: s for s in specs}
+    assert len(specs) == 4 and by_target["B1_M3_T7_G5_file_1.wav"].input.endswith("B1_M3_T7_G5_file_1_input.wav")
+    shared = by_target["B5_M5_T10_G5_file_9.wav"]
+    assert shared.input.endswith("knob-sweeps/file_9_input.wav")
+    assert dict(shared.knobs) == {"bass": 5.0, "gain": 5.0, "mid": 5.0, "treble": 10.0}  # from the target's name
+    _wav(sweep / "B3_M5_T5_G5_file_8.wav")  # no file_8_input.wav
+    with pytest.raises(InputError, match="B3_M5_T5_G5_file_8.wav: no DI for it"):
+        knob_data.pairs_from_names(tmp_path, knob_data.parse_letters(None))
+
+
+def test_test_pattern_holds_out_whole_settings_and_a_clip(tmp_path, capsys):
+    """--test-pattern matches target names too: whole settings of a shared-DI sweep can be test data."""
+    from edgeamp.train.cli_train import _hold_out
+    from edgeamp.train.pipeline import PairSpec
+
+    specs = [PairSpec("sweep/file_9_input.wav", f"sweep/{s}_G5_file_9.wav") for s in ("B4_M5_T5", "B6_M5_T5")]
+    specs += [PairSpec(f"B1/B1_M3_T7_G5_file_{n}_input.wav", f"B1/B1_M3_T7_G5_file_{n}.wav") for n in (4, 5)]
+    train, test = _hold_out(specs, [], "file_5|B4_M5_T5", "--test-pattern", "test")
+    assert sorted(s.target.rsplit("/", 1)[-1] for s in test) == ["B1_M3_T7_G5_file_5.wav", "B4_M5_T5_G5_file_9.wav"]
+    assert len(train) == 2
+    with pytest.raises(ConfigError, match="leaves 0 training"):
+        _hold_out(specs, [], ".", "--test-pattern", "test")
 
 
 def test_json_and_csv_manifests(tmp_path):
