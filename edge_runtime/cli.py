@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
-    if not args.verbose:  # TensorFlow's C++ banners (oneDNN, CPU features) only with -v
+    if args.verbose:  # TensorFlow's native banners (oneDNN, CPU features) only with -v (train/fit.py)
+        os.environ["EDGEAMP_VERBOSE"] = "1"
+    else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.command:
         parser.print_help()

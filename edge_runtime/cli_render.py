@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from .audio_io import check_output_path, read_mono, resample, write_audio
 from .bundle import read_bundle
 from .cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int
-from .errors import InputError
-from .render import render
+from .render import render_file
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if Path(args.input).resolve() == Path(args.output).resolve():
-        raise InputError("OUT must differ from IN: edgeamp never overwrites its input")
-    check_output_path(args.output)
     bundle = read_bundle(args.bundle)
-    sr = bundle.manifest.sample_rate
-    x, info = read_mono(args.input, None if args.channel is None else args.channel - 1)
-    if info.sample_rate != sr:
-        if not args.resample:
-            raise InputError(
-                f"{args.input} is {info.sample_rate} Hz, the model runs at {sr} Hz: pass --resample "
-                "(or resample the file yourself)"
-            )
-        x = resample(x, info.sample_rate, sr)
-    factory = factory_from_args(args, bundle)
-    proc = factory.new()
-    y, seconds = render(proc, x, block=args.block)
-    if info.sample_rate != sr:
-        y = resample(y, sr, info.sample_rate)[: info.frames]
-    write_audio(args.output, y, info.sample_rate, info.subtype)
-    audio_seconds = x.shape[0] / sr
-    where = factory.describe()
-    print(f"wrote {args.output}: {info.frames / info.sample_rate:.2f} s {info.subtype} at {info.sample_rate} Hz "
-          f"via {where}; {audio_seconds / seconds:.1f}x real time; {latency_summary(proc.hop_times_ms())}; "
-          f"late hops {proc.stats.late_hops}")
+    r = render_file(factory_from_args(args, bundle), args.input, args.output,
+                    channel=None if args.channel is None else args.channel - 1, allow_resample=args.resample,
+                    block=args.block)
+    print(f"wrote {r.output}: {r.seconds:.2f} s {r.subtype} at {r.sample_rate} Hz via {r.where}; "
+          f"{r.real_time_factor:.1f}x real time; {latency_summary(r.hop_times_ms)}; late hops {r.late_hops}")
     return 0

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from .processor import Processor
 from .progress import progress
+from .session import ProcessorFactory
 
 
 def render(proc: Processor, x: np.ndarray, block: int = 4096, desc: str = "render") -> tuple[np.ndarray, float]:
@@ -24,3 +26,47 @@ def render(proc: Processor, x: np.ndarray, block: int = 4096, desc: str = "rende
                        total=-(-padded.shape[0] // block)):
         proc.process(padded[lo : lo + block], out[lo : lo + block])
     return out[lat:], time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What :func:`render_file` did: the file written, its format, where the model ran and how fast."""
+
+    output: str
+    seconds: float  # of audio
+    sample_rate: int
+    subtype: str
+    where: str
+    real_time_factor: float
+    hop_times_ms: np.ndarray
+    late_hops: int
+
+
+def render_file(factory: ProcessorFactory, input_path, output_path, *, channel: int | None = None,
+                allow_resample: bool = False, block: int = 4096) -> RenderResult:
+    """Render an audio file through an opened model (``factory``): same rate, length and sample format
+    out, aligned with the input. Another rate than the model's needs ``allow_resample`` (soxr VHQ in
+    and out). ``channel``: 0-based input channel. Nothing is computed for an output that cannot be
+    written, and the input is never overwritten."""
+    from pathlib import Path
+
+    from .audio_io import check_output_path, read_mono, resample, write_audio
+    from .errors import InputError
+
+    if Path(input_path).resolve() == Path(output_path).resolve():
+        raise InputError("OUT must differ from IN: edgeamp never overwrites its input")
+    check_output_path(output_path)
+    sr = factory.bundle.manifest.sample_rate
+    x, info = read_mono(input_path, channel)
+    if info.sample_rate != sr:
+        if not allow_resample:
+            raise InputError(f"{input_path} is {info.sample_rate} Hz, the model runs at {sr} Hz: pass --resample "
+                             "(or resample the file yourself)")
+        x = resample(x, info.sample_rate, sr)
+    proc = factory.new()
+    y, seconds = render(proc, x, block=block)
+    if info.sample_rate != sr:
+        y = resample(y, sr, info.sample_rate)[: info.frames]
+    write_audio(output_path, y, info.sample_rate, info.subtype)
+    return RenderResult(str(output_path), info.frames / info.sample_rate, info.sample_rate, info.subtype,
+                        factory.describe(), x.shape[0] / sr / seconds, proc.hop_times_ms(), proc.stats.late_hops)

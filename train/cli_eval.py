@@ -33,45 +33,57 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_runtime_arguments(p)
 
 
-def run(args: argparse.Namespace) -> int:
+def evaluate_pair(factory, input_path, target_path, out_dir, *, channel: int | None = None, align: bool = True,
+                  title: str = "") -> dict:
+    """Score an opened model on a DI/amp pair: the pair checked and aligned as training data is, the
+    model's output, metrics, and (matplotlib permitting) a comparison PNG written to ``out_dir``.
+    Returns the metrics with the pair's latency/polarity, the runtime figures and the files written."""
     import importlib.util
 
     from .data import load_pair
 
-    bundle = read_bundle(args.bundle)
-    pair = load_pair(args.input, args.target, channel=args.channel, align=not args.no_align, min_seconds=0.1)
-    sr = bundle.manifest.sample_rate
+    pair = load_pair(input_path, target_path, channel=channel, align=align, min_seconds=0.1)
+    sr = factory.bundle.manifest.sample_rate
     if pair.report.sample_rate != sr:
-        raise InputError(f"{args.input} is {pair.report.sample_rate} Hz, the model runs at {sr} Hz")
-    factory = factory_from_args(args, bundle)
+        raise InputError(f"{input_path} is {pair.report.sample_rate} Hz, the model runs at {sr} Hz")
     proc = factory.new()
     y_hat, seconds = render(proc, pair.x)
     metrics = all_metrics(pair.y, y_hat)
-    out = Path(args.out_dir)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = Path(args.input).stem
-    png = importlib.util.find_spec("matplotlib") is not None  # metrics need no plotting library
-    if png:
+    stem = Path(input_path).stem
+    files = [out / f"{stem}_model.wav", out / f"{stem}_metrics.json"]
+    if importlib.util.find_spec("matplotlib") is not None:  # metrics need no plotting library
         from .plots import comparison
 
-        comparison(pair.y, y_hat, sr, out / f"{stem}.png", f"{Path(args.bundle).name} on {stem}")
-    write_audio(out / f"{stem}_model.wav", y_hat, sr, "FLOAT")
-    doc = {**metrics, "latency_samples": pair.report.latency_samples, "polarity": pair.report.polarity,
-           "seconds": pair.x.shape[0] / sr, "real_time_factor": pair.x.shape[0] / sr / seconds}
-    (out / f"{stem}_metrics.json").write_text(json.dumps(doc, indent=2) + "\n")
+        comparison(pair.y, y_hat, sr, out / f"{stem}.png", title or stem)
+        files.append(out / f"{stem}.png")
+    write_audio(files[0], y_hat, sr, "FLOAT")
+    doc = {**metrics, "latency_samples": pair.report.latency_samples,
+           "latency_compensated": pair.report.latency_compensated, "polarity": pair.report.polarity,
+           "seconds": pair.x.shape[0] / sr, "real_time_factor": pair.x.shape[0] / sr / seconds,
+           "runtime": factory.describe(), "latency": latency_summary(proc.hop_times_ms())}
+    files[1].write_text(json.dumps(doc, indent=2) + "\n")
+    return {**doc, "files": [str(f) for f in files]}
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle = read_bundle(args.bundle)
+    doc = evaluate_pair(factory_from_args(args, bundle), args.input, args.target, args.out_dir,
+                        channel=args.channel, align=not args.no_align,
+                        title=f"{Path(args.bundle).name} on {Path(args.input).stem}")
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    how = "compensated" if pair.report.latency_compensated else "kept (the model learns it)"
-    print(f"{args.input} ({doc['seconds']:.2f} s, latency {pair.report.latency_samples} samples {how}, "
-          f"polarity {'inverted' if pair.report.polarity < 0 else 'normal'})")
-    print(f"  ESR               {metrics['esr']:.4f}  ({esr_verdict(metrics['esr'])})")
-    print(f"  ESR pre-emphasis  {metrics['esr_pre_emphasis']:.4f}")
-    print(f"  MSE               {metrics['mse']:.3e}")
-    print(f"  DC error          {metrics['dc_error']:.3e}")
-    print(f"  STFT distance     {metrics['stft_distance']:.4f}")
-    print(f"  runtime           {factory.describe()}, {doc['real_time_factor']:.1f}x real time, "
-          f"{latency_summary(proc.hop_times_ms())}")
-    print(f"  wrote {out / (stem + '_model.wav')}, {out / (stem + '_metrics.json')}"
-          + (f", {out / (stem + '.png')}" if png else " (no PNG: pip install matplotlib)"))
+    how = "compensated" if doc["latency_compensated"] else "kept (the model learns it)"
+    print(f"{args.input} ({doc['seconds']:.2f} s, latency {doc['latency_samples']} samples {how}, "
+          f"polarity {'inverted' if doc['polarity'] < 0 else 'normal'})")
+    print(f"  ESR               {doc['esr']:.4f}  ({esr_verdict(doc['esr'])})")
+    print(f"  ESR pre-emphasis  {doc['esr_pre_emphasis']:.4f}")
+    print(f"  MSE               {doc['mse']:.3e}")
+    print(f"  DC error          {doc['dc_error']:.3e}")
+    print(f"  STFT distance     {doc['stft_distance']:.4f}")
+    print(f"  runtime           {doc['runtime']}, {doc['real_time_factor']:.1f}x real time, {doc['latency']}")
+    png = any(f.endswith(".png") for f in doc["files"])
+    print(f"  wrote {', '.join(doc['files'])}" + ("" if png else " (no PNG: pip install matplotlib)"))
     return 0

@@ -36,12 +36,35 @@ class FitResult:
     stopped_by: str = ""
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hide what native code prints on file descriptor 2 while TensorFlow loads (its oneDNN banner
+    comes from absl before logging is set up, so TF_CPP_MIN_LOG_LEVEL cannot silence it), unless the
+    command runs with -v (EDGEAMP_VERBOSE)."""
+    if os.environ.get("EDGEAMP_VERBOSE"):
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
-        import keras
-        import tensorflow as tf
+        with _quiet_native_stderr():
+            import keras
+            import tensorflow as tf
     except ImportError as exc:
         raise EdgeampError("training needs TensorFlow and Keras: pip install 'edgeamp[train]'") from exc
     return tf, keras

@@ -268,3 +268,18 @@ def test_train_refuses_an_output_that_is_a_file_before_training(tmp_path, capsys
     assert main(["train", "--demo", "--demo-seconds", "4", "--steps", "1", str(tmp_path / "home")]) == 2
     assert "not an edgeamp bundle: refusing to replace it" in capsys.readouterr().err
     assert (tmp_path / "home" / "notes.txt").read_text() == "keep me"
+
+
+def test_tensorflow_banners_only_with_verbose(tmp_path):
+    """TensorFlow's oneDNN banner printed twice in every training run (issue 16); now only with -v."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "train", "--demo", "--demo-seconds", "4", "--preset",
+           "small", "--steps", "1", "--no-export", str(tmp_path / "a.bundle")]
+    quiet = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "oneDNN" not in quiet.stderr and "absl::InitializeLog" not in quiet.stderr, quiet.stderr[-2000:]
+    loud = subprocess.run([*cmd[:4], "-v", *cmd[4:-1], str(tmp_path / "b.bundle")], capture_output=True, text=True,
+                          timeout=300)
+    assert loud.returncode == 0, loud.stderr[-2000:]
