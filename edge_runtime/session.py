@@ -211,22 +211,22 @@ class ProcessorFactory:
         engine.set_rate(self.bundle.manifest.sample_rate)
         return engine
 
+    def _engine(self):
+        """A hop engine of its own (own state): the numpy reference or a request on the compiled IR."""
+        m = self.bundle.manifest
+        if self.backend == "numpy":
+            window = m.streaming.window_samples if self.mode == "window" else 0
+            return NumpyEngine(m.architecture, self.bundle.weights, Streaming(self.mode, self.hop_samples, window),
+                               input_gain=m.input_gain, output_gain=m.output_gain)
+        return OpenVINOEngine(self.xml_path, self.choice.variant, m.architecture, self.hop_samples,
+                              device=self.choice.device, window_samples=self.entry.window_samples,
+                              compiled=self.compiled)
+
     def new(self, *, aligned: bool = False, engine=None) -> Processor:
         """A new processor with zero state and the options' knob values (applied without a ramp).
         ``engine``: run it on this hop engine instead (a BatchSlot of :meth:`batched_engine`)."""
         m = self.bundle.manifest
-        if engine is not None:
-            pass
-        elif self.backend == "numpy":
-            window = m.streaming.window_samples if self.mode == "window" else 0
-            streaming = Streaming(self.mode, self.hop_samples, window)
-            engine = NumpyEngine(m.architecture, self.bundle.weights, streaming,
-                                 input_gain=m.input_gain, output_gain=m.output_gain)
-        else:
-            engine = OpenVINOEngine(self.xml_path, self.choice.variant, m.architecture, self.hop_samples,
-                                    device=self.choice.device, window_samples=self.entry.window_samples,
-                                    compiled=self.compiled)
-        proc = Processor(engine, m.architecture, m.sample_rate, aligned=aligned)
+        proc = Processor(engine or self._engine(), m.architecture, m.sample_rate, aligned=aligned)
         if self.initial_knobs:
             for name, value in self.initial_knobs.items():
                 proc.set_knob(name, value)
