@@ -6,13 +6,14 @@ BIN    := $(VENV)/bin
 # pytest options, e.g. make test PYTEST_ARGS="-k bundle -x"
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps demo test lint bench report clean
+.PHONY: help setup system-deps demo test lint bench report gpu-check clean
 
 help:
 	@echo "make demo    set up .venv and run the end-to-end demo on the built-in demo data"
 	@echo "make test    set up .venv and run lint + the whole test suite"
 	@echo "make bench   run the benchmarks in benchmarks/ (pytest-benchmark)"
 	@echo "make report  regenerate README's performance table from benchmarks/results/latest.json"
+	@echo "make gpu-check  short seed and stateful trainings on a GPU (cuDNN), steps/s against the CPU"
 
 system-deps:
 	@bash .ci/system-deps
@@ -40,6 +41,9 @@ bench: setup
 
 report: setup
 	$(BIN)/python benchmarks/report.py benchmarks/results/latest.json --readme README.md --png docs/latency.png
+
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py --steps 50
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info
