@@ -37,6 +37,8 @@ class BatchSlot:
         self.row = row
         self.hop_samples = engine.hop_samples
         self._out = np.zeros(engine.hop_samples, np.float32)
+        self._audio = np.zeros(engine.hop_samples, np.float32)  # the hop in flight, copied in (no allocation)
+        self._knobs = np.zeros((engine.hop_samples, len(engine.arch.knobs)), np.float32)
         self._done = threading.Event()  # set by the lane that ran this slot's hop
         self.last_submit = 0.0
 
@@ -137,7 +139,9 @@ class BatchedEngine:
                 self._first_ready = time.perf_counter()
             slot._done.clear()
             slot.last_submit = time.perf_counter()
-            self._pending.append((slot, audio.copy(), knobs.copy()))
+            np.copyto(slot._audio, audio)
+            np.copyto(slot._knobs, knobs.reshape(slot._knobs.shape))
+            self._pending.append((slot, slot._audio, slot._knobs))
             self._cv.notify()  # only the scheduler waits on the condition: no thundering herd
         while not slot._done.wait(1.0):
             if self._closed:
