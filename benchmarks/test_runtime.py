@@ -117,7 +117,7 @@ def test_keras_tensorflow(benchmark, bundles):
     hops, hop = 200, 480
     x = noise(hops + 10, hop)
     y = np.empty_like(x)
-    state = [tf.zeros((1, u)) for u in arch.lstm_units for _ in range(2)]
+    state = [tf.zeros((1, u)) for u in arch.units for _ in range(2)]
     pos = [0]
 
     def one_hop():

@@ -179,8 +179,8 @@ class Amp:
         a = m.architecture
         return {
             "bundle": str(self.bundle.path) if self.bundle.path else None,
-            "architecture": {"lstm_units": list(a.lstm_units), "head": a.head, "skip": a.skip,
-                             "parameters": a.parameter_count()},
+            "architecture": {"cell": a.cell, "units": list(a.units), "head": a.head, "skip": a.skip,
+                             "initial_state": a.initial_state, "parameters": a.parameter_count()},
             "sample_rate": self.sample_rate,
             "hop_samples": self.hop_samples,
             "backend": self.factory.backend,
@@ -195,8 +195,7 @@ class Amp:
 
     def __repr__(self) -> str:
         a = self.bundle.manifest.architecture
-        arch = "LSTM " + "-".join(map(str, a.lstm_units)) + (" + head" if a.head else "")
-        arch += " + skip" if a.skip else ""
+        arch = a.describe()
         name = self.bundle.path.name if self.bundle.path else "bundle"
         parts = [f"{name!r}: {arch}", f"{self.sample_rate} Hz", self.factory.describe(),
                  f"hop {self.hop_samples}", f"latency {self.latency_samples} samples"]

@@ -61,8 +61,14 @@ class BatchedEngine:
 
     def __init__(self, xml_path: Path | str, arch: Architecture, hop_samples: int, *, device: str = "CPU",
                  config: dict | None = None, compiled=None, max_batch: int = 32, wait_ms: float = 1.0,
-                 lanes: int = 1, on_tick=None) -> None:
+                 lanes: int = 1, on_tick=None, initial: dict[str, np.ndarray] | None = None) -> None:
         self.arch = arch
+        # per state input (``h_in0``, ``c_in0``...): the row a new or reset stream starts from
+        self._keys = [(kind, i) for i in range(len(arch.units)) for kind in arch.state_kinds]
+        units = [arch.units[i] for _, i in self._keys]
+        initial = initial or {}
+        self._start = [np.asarray(initial.get(f"{kind}_in{i}", np.zeros(u)), np.float32)
+                       for (kind, i), u in zip(self._keys, units)]
         self.hop_samples = hop_samples
         self.max_batch = max_batch
         self.wait_s = wait_ms / 1000.0
@@ -74,8 +80,7 @@ class BatchedEngine:
         if "h_in0" not in names or self.compiled.input("audio").get_partial_shape()[0].is_static:
             raise DeviceError(f"{Path(xml_path).name} is not a batched IR (export the bundle with --variants batched)")
         capacity = 8
-        self._h = [np.zeros((capacity, u), np.float32) for u in arch.lstm_units]
-        self._c = [np.zeros((capacity, u), np.float32) for u in arch.lstm_units]
+        self._state = [np.zeros((capacity, u), np.float32) for u in units]  # one array per state input
         self._free: list[int] = list(range(capacity))
         self._slots: set[BatchSlot] = set()
         self._pending: list[tuple[BatchSlot, np.ndarray, np.ndarray]] = []
@@ -99,9 +104,8 @@ class BatchedEngine:
         """A new stream: a free state row (zeroed), growing the state arrays when full."""
         with self._cv:
             if not self._free:
-                old = self._h[0].shape[0]
-                self._h = [np.concatenate([a, np.zeros_like(a)]) for a in self._h]
-                self._c = [np.concatenate([a, np.zeros_like(a)]) for a in self._c]
+                old = self._state[0].shape[0]
+                self._state = [np.concatenate([a, np.zeros_like(a)]) for a in self._state]
                 self._free = list(range(old, 2 * old))
             row = self._free.pop(0)
             slot = BatchSlot(self, row)
@@ -118,8 +122,8 @@ class BatchedEngine:
 
     def reset_row(self, row: int) -> None:
         with self._cv:
-            for a in (*self._h, *self._c):
-                a[row] = 0.0
+            for a, start in zip(self._state, self._start):
+                a[row] = start
 
     def close(self) -> None:
         with self._cv:
@@ -194,15 +198,13 @@ class BatchedEngine:
         inputs = {"audio": np.stack([a for _, a, _ in batch]).astype(np.float32, copy=False)}
         if self.arch.knobs:
             inputs["knobs"] = np.stack([k for _, _, k in batch]).astype(np.float32, copy=False)
-        for i in range(len(self.arch.lstm_units)):
-            inputs[f"h_in{i}"] = self._h[i][rows][:, None, :]
-            inputs[f"c_in{i}"] = self._c[i][rows][:, None, :]
+        for (kind, i), a in zip(self._keys, self._state):
+            inputs[f"{kind}_in{i}"] = a[rows][:, None, :]
         return inputs
 
     def _scatter(self, batch, rows, outputs: dict) -> None:
-        for i in range(len(self.arch.lstm_units)):
-            self._h[i][rows] = outputs[f"h_out{i}"][:, 0, :]
-            self._c[i][rows] = outputs[f"c_out{i}"][:, 0, :]
+        for (kind, i), a in zip(self._keys, self._state):
+            a[rows] = outputs[f"{kind}_out{i}"][:, 0, :]
         for j, (slot, _, _) in enumerate(batch):
             slot._out[:] = outputs["output"][j]
             slot._done.set()
@@ -220,7 +222,7 @@ class _Lane:
         self.thread = threading.Thread(target=self._run, name=f"edgeamp-batch-lane{index}", daemon=True)
 
     def _run(self) -> None:
-        n_layers = len(self.engine.arch.lstm_units)
+        names = [f"{kind}_out{i}" for kind, i in self.engine._keys]
         while True:
             job = self.jobs.get()
             if job is None:
@@ -228,7 +230,6 @@ class _Lane:
             batch, rows, inputs, waited = job
             self.request.infer(inputs)
             outputs = {"output": self.request.get_tensor("output").data.copy()}
-            for i in range(n_layers):
-                for kind in ("h", "c"):
-                    outputs[f"{kind}_out{i}"] = self.request.get_tensor(f"{kind}_out{i}").data.copy()
+            for name in names:
+                outputs[name] = self.request.get_tensor(name).data.copy()
             self.engine._finish(self, batch, rows, outputs, waited)

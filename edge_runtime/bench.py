@@ -142,7 +142,7 @@ def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: n
         "precision": factory.precision,
         "inference_precision": factory.options.inference_precision,
         "threads": threads, "hop_samples": hop, "hop_ms": hop_ms, "sample_rate": sr,
-        "lstm_units": list(arch.lstm_units), "knobs": proc.knob_values(), "hops": int(t.shape[0]),
+        "cell": arch.cell, "units": list(arch.units), "knobs": proc.knob_values(), "hops": int(t.shape[0]),
         "compile_seconds": compile_s,
         "hop_ms_p50": float(np.percentile(t, 50)), "hop_ms_p99": float(np.percentile(t, 99)),
         "hop_ms_max": float(t.max()), "hop_ms_mean": float(t.mean()),

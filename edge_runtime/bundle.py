@@ -316,6 +316,9 @@ def read_manifest(path: Path | str) -> Manifest:
         raise BundleError(
             f"{mpath}: schema_version {version!r}, this edgeamp reads schema_version {SCHEMA_VERSION} ({hint})"
         )
+    arch = raw.get("architecture")
+    if isinstance(arch, dict) and "lstm_units" in arch and "units" not in arch:  # the key before GRU
+        raw["architecture"] = {("units" if k == "lstm_units" else k): v for k, v in arch.items()}
     try:
         return from_dict(Manifest, raw, "manifest")
     except ConfigError as exc:

@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
         a, s = m.architecture, m.streaming
         print(f"bundle      {bundle.path}")
         print(f"schema      {m.format} v{m.schema_version}")
-        print(f"model       LSTM {'-'.join(map(str, a.lstm_units))}"
-              f"{' + dense head' if a.head else ''}{' + input skip' if a.skip else ''}, "
+        print(f"model       {a.describe()}{', initial state stored' if a.initial_state else ''}, "
               f"{a.parameter_count()} parameters, {a.flops_per_sample()} FLOPs/sample")
         if s.mode == "window":
             stream = f"window: {s.window_samples} samples in, last {s.hop_samples} out per hop"

@@ -48,7 +48,7 @@ class NumpyEngine:
 
     def reset(self) -> None:
         self._x[:] = 0.0
-        self._state = reference.zero_state(self.arch, 1, self.dtype)
+        self._state = reference.initial_state(self.arch, self.weights, 1, self.dtype)
 
     def run_hop(self, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:
         hop = self.hop_samples
@@ -58,12 +58,22 @@ class NumpyEngine:
         self._x[0, -hop:, 0] *= self.input_gain
         self._x[0, -hop:, 1:] = knobs
         if self.streaming.mode == "window":
-            y, _ = reference.forward(self.weights, self._x, reference.zero_state(self.arch, 1, self.dtype),
+            y, _ = reference.forward(self.weights, self._x,
+                                     reference.initial_state(self.arch, self.weights, 1, self.dtype),
                                      skip=self.arch.skip)
         else:
             y, self._state = reference.forward(self.weights, self._x, self._state, skip=self.arch.skip)
         self._out[:] = y[0, -hop:] * self.output_gain
         return self._out
+
+
+def initial_inputs(arch: Architecture, weights: ModelWeights) -> dict[str, np.ndarray]:
+    """The start state of an explicit-state or batched graph, by input name (``h_in0``...), float32
+    ``(U,)``: empty for a model that starts from zeros."""
+    if not arch.initial_state:
+        return {}
+    return {f"{kind}_in{i}": np.asarray(layer.initial(kind), np.float32)
+            for i, layer in enumerate(weights.layers) for kind in arch.state_kinds}
 
 
 def compile_ir(xml_path: Path | str, device: str = "CPU", config: dict[str, str] | None = None):
@@ -97,9 +107,13 @@ class OpenVINOEngine:
         config: dict[str, str] | None = None,
         window_samples: int = 0,
         compiled=None,
+        initial: dict[str, np.ndarray] | None = None,
     ) -> None:
         xml_path = Path(xml_path)
         self.variant = variant
+        # explicit_state: the state a reset starts from, by input name (``h_in0``...), each (U,);
+        # zeros where absent (a stateful IR holds its initial values itself)
+        self._initial = dict(initial or {})
         self.arch = arch
         self.hop_samples = streaming_hop
         self.device = device
@@ -109,12 +123,14 @@ class OpenVINOEngine:
         self._knobs = self.request.get_tensor("knobs").data if arch.knobs else None
         self._output = self.request.get_tensor("output").data
         self._state_pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._state_names: list[str] = []
         if variant == "explicit_state":
-            for i in range(len(arch.lstm_units)):
-                for kind in ("h", "c"):
+            for i in range(len(arch.units)):
+                for kind in arch.state_kinds:
                     self._state_pairs.append(
                         (self.request.get_tensor(f"{kind}_in{i}").data, self.request.get_tensor(f"{kind}_out{i}").data)
                     )
+                    self._state_names.append(f"{kind}_in{i}")
         expected = window_samples if variant == "window" else streaming_hop
         if self._audio.shape != (1, expected):
             raise DeviceError(
@@ -127,23 +143,23 @@ class OpenVINOEngine:
         self._audio[:] = 0.0
         if self._knobs is not None:
             self._knobs[:] = 0.0
-        for state_in, _ in self._state_pairs:
-            state_in[:] = 0.0
+        for (state_in, _), name in zip(self._state_pairs, self._state_names):
+            state_in[:] = self._initial[name].reshape(state_in.shape) if name in self._initial else 0.0
         if self.variant == "stateful":
             for state in self.request.query_state():
                 state.reset()
 
     def set_state(self, state) -> None:
-        """Start the next hop from ``state`` (a reference State: per layer ``(h, c)``, each ``(1, U)``):
+        """Start the next hop from ``state`` (a reference State: per layer ``(h, c)`` or ``(h,)``, each ``(1, U)``):
         what verification uses to compare one hop at a time. Not for the window variant (no state)."""
         if self.variant == "explicit_state":
-            for (state_in, _), value in zip(self._state_pairs, (v for hc in state for v in hc)):
+            for (state_in, _), value in zip(self._state_pairs, (v for layer in state for v in layer)):
                 state_in[:] = np.asarray(value, np.float32).reshape(state_in.shape)
         elif self.variant == "stateful":
             by_name = {v.get_name() if hasattr(v, "get_name") else v.name: v for v in self.request.query_state()}
             ov = ov_compat.ov()
-            for layer, (h, c) in enumerate(state):
-                for kind, value in (("h", h), ("c", c)):
+            for layer, values in enumerate(state):
+                for kind, value in zip(self.arch.state_kinds, values):
                     var = by_name[f"{kind}{layer}"]
                     var.state = ov.Tensor(np.ascontiguousarray(np.asarray(value, np.float32).reshape(1, 1, -1)))
         else:

@@ -1,14 +1,19 @@
 """Model description: architecture and weights, as data.
 
-Canonical weight layout (the one stored in ``weights.npz``) is Keras 3 ``LSTM``'s:
+A model is a stack of recurrent layers of one cell type (``lstm`` or ``gru``), an optional
+dense head, an optional input skip. Canonical weight layout (the one stored in ``weights.npz``)
+is Keras 3's, per layer ``{cell}{i}/...``:
 
-- ``kernel``            ``(in_features, 4 * units)``
-- ``recurrent_kernel``  ``(units, 4 * units)``
-- ``bias``              ``(4 * units,)``
+- LSTM: ``kernel (in, 4U)``, ``recurrent_kernel (U, 4U)``, ``bias (4U,)``; gate blocks along
+  the last axis in the order **i, f, c, o** (input, forget, cell candidate, output);
+- GRU (Keras ``reset_after=True``, the cuDNN form): ``kernel (in, 3U)``, ``recurrent_kernel (U, 3U)``,
+  ``bias (2, 3U)`` (row 0 input bias, row 1 recurrent bias); gate blocks **z, r, h** (update,
+  reset, candidate); ``h_t = z * h_{t-1} + (1 - z) * h~``, ``h~ = tanh(x W_h + b_h + r * (h U_h + b'_h))``.
 
-with the gate blocks along the last axis in the order **i, f, c, o** (input, forget,
-cell candidate, output). A gate pre-activation is ``x @ kernel + h @ recurrent_kernel +
-bias``. The optional dense head is ``kernel (units_last, 1)``, ``bias (1,)``.
+A gate pre-activation is ``x @ kernel + h @ recurrent_kernel + bias``. The optional dense
+head is ``kernel (units_last, 1)``, ``bias (1,)``. With ``initial_state`` the stack starts
+(and ``reset()`` returns) to a stored state ``{cell}{i}/h0`` (and ``/c0`` for LSTM), each
+``(U,)``, instead of zeros: NAM's LSTM files carry one.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Literal
+
+Cell = Literal["lstm", "gru"]
+GATES = {"lstm": 4, "gru": 3}
+STATE_KINDS = {"lstm": ("h", "c"), "gru": ("h",)}
 
 import numpy as np
 
@@ -30,6 +39,10 @@ class Knob:
     minimum: float = 0.0
     maximum: float = 10.0
     default: float = 5.0
+    # the model input the knob's minimum and maximum map to (linearly): edgeamp's trainer uses
+    # [-1, 1]; an imported AIDA-X model takes its parameters as they are, [0, 1]
+    model_minimum: float = -1.0
+    model_maximum: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -40,38 +53,50 @@ class Knob:
             raise ConfigError(
                 f"knob {self.name!r}: default {self.default} outside [{self.minimum}, {self.maximum}]"
             )
+        if not (math.isfinite(self.model_minimum) and math.isfinite(self.model_maximum)
+                and self.model_minimum != self.model_maximum):
+            raise ConfigError(f"knob {self.name!r}: model range [{self.model_minimum}, {self.model_maximum}] "
+                              "must be two different finite numbers")
 
     def normalise(self, value: float) -> float:
-        """Map a knob value to the model's input range [-1, 1]; out-of-range values raise."""
+        """Map a knob value to the model's input range (``model_minimum..model_maximum``, by
+        default [-1, 1]); out-of-range values raise."""
         if not self.minimum <= value <= self.maximum:
             raise ConfigError(
                 f"knob {self.name!r}: value {value} outside [{self.minimum}, {self.maximum}]"
             )
-        return 2.0 * (value - self.minimum) / (self.maximum - self.minimum) - 1.0
+        span = self.model_maximum - self.model_minimum
+        return self.model_minimum + span * (value - self.minimum) / (self.maximum - self.minimum)
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """An LSTM stack: audio (+ conditioning channels) in, one audio channel out.
+    """A recurrent stack: audio (+ conditioning channels) in, one audio channel out.
 
-    ``lstm_units``: sizes of the stacked LSTM layers, first to last.
-    ``head``: a dense ``units_last -> 1`` layer after the last LSTM; without it the last
-    LSTM must have 1 unit and its hidden state is the output (the original experiment).
+    ``units``: sizes of the stacked recurrent layers, first to last.
+    ``cell``: ``"lstm"`` or ``"gru"`` (every layer of the stack).
+    ``head``: a dense ``units_last -> 1`` layer after the last layer; without it the last
+    layer must have 1 unit and its hidden state is the output (the original experiment).
     ``skip``: add the audio input to the output (the model learns the residual).
     ``knobs``: conditioning inputs, one extra input channel each, in this order.
+    ``initial_state``: the weights hold the state the stack starts from (else zeros).
     """
 
-    lstm_units: tuple[int, ...]
+    units: tuple[int, ...]
     head: bool = False
     skip: bool = False
     knobs: tuple[Knob, ...] = ()
+    cell: Cell = "lstm"
+    initial_state: bool = False
 
     def __post_init__(self) -> None:
-        if not self.lstm_units or any(int(u) < 1 for u in self.lstm_units):
-            raise ConfigError(f"lstm_units must be one or more positive sizes, got {self.lstm_units}")
-        if not self.head and self.lstm_units[-1] != 1:
+        if not self.units or any(int(u) < 1 for u in self.units):
+            raise ConfigError(f"units must be one or more positive sizes, got {self.units}")
+        if self.cell not in GATES:
+            raise ConfigError(f"cell must be one of {sorted(GATES)}, got {self.cell!r}")
+        if not self.head and self.units[-1] != 1:
             raise ConfigError(
-                f"without a dense head the last LSTM layer must have 1 unit, got {self.lstm_units[-1]}"
+                f"without a dense head the last recurrent layer must have 1 unit, got {self.units[-1]}"
             )
         names = [k.name for k in self.knobs]
         if len(set(names)) != len(names):
@@ -85,14 +110,33 @@ class Architecture:
     def knob_names(self) -> tuple[str, ...]:
         return tuple(k.name for k in self.knobs)
 
+    @property
+    def gates(self) -> int:
+        return GATES[self.cell]
+
+    @property
+    def state_kinds(self) -> tuple[str, ...]:
+        """Names of the per-layer state tensors: ``("h", "c")`` for LSTM, ``("h",)`` for GRU."""
+        return STATE_KINDS[self.cell]
+
+    def describe(self) -> str:
+        """``LSTM 64-64-1``, ``GRU 12 + dense head + input skip`` (for listings and errors)."""
+        text = f"{self.cell.upper()} {'-'.join(map(str, self.units))}"
+        return text + (" + dense head" if self.head else "") + (" + input skip" if self.skip else "")
+
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         """The shape of every array in ``weights.npz``, by name."""
         shapes: dict[str, tuple[int, ...]] = {}
         n_in = self.input_channels
-        for i, units in enumerate(self.lstm_units):
-            shapes[f"lstm{i}/kernel"] = (n_in, 4 * units)
-            shapes[f"lstm{i}/recurrent_kernel"] = (units, 4 * units)
-            shapes[f"lstm{i}/bias"] = (4 * units,)
+        g = self.gates
+        for i, units in enumerate(self.units):
+            p = f"{self.cell}{i}"
+            shapes[f"{p}/kernel"] = (n_in, g * units)
+            shapes[f"{p}/recurrent_kernel"] = (units, g * units)
+            shapes[f"{p}/bias"] = (g * units,) if self.cell == "lstm" else (2, g * units)
+            if self.initial_state:
+                for kind in self.state_kinds:
+                    shapes[f"{p}/{kind}0"] = (units,)
             n_in = units
         if self.head:
             shapes["head/kernel"] = (n_in, 1)
@@ -106,8 +150,8 @@ class Architecture:
         """Multiply-adds x 2 per audio sample (matrix products only)."""
         flops = 0
         n_in = self.input_channels
-        for units in self.lstm_units:
-            flops += 2 * (n_in + units) * 4 * units
+        for units in self.units:
+            flops += 2 * (n_in + units) * self.gates * units
             n_in = units
         if self.head:
             flops += 2 * n_in
@@ -115,32 +159,45 @@ class Architecture:
 
 
 @dataclass(frozen=True)
-class LSTMLayerWeights:
-    """One LSTM layer, Keras 3 layout, gate order i, f, c, o (see module docstring)."""
+class LayerWeights:
+    """One recurrent layer in Keras layout (see module docstring). ``h0``/``c0``: the stored
+    initial state (``None``: zeros; a GRU has no ``c0``)."""
 
-    kernel: np.ndarray  # (in_features, 4U)
-    recurrent_kernel: np.ndarray  # (U, 4U)
-    bias: np.ndarray  # (4U,)
+    kernel: np.ndarray  # (in_features, G*U)
+    recurrent_kernel: np.ndarray  # (U, G*U)
+    bias: np.ndarray  # (G*U,) for LSTM, (2, G*U) for GRU
+    h0: np.ndarray | None = None  # (U,)
+    c0: np.ndarray | None = None  # (U,)
 
     @property
     def units(self) -> int:
         return self.recurrent_kernel.shape[0]
+
+    def initial(self, kind: str) -> np.ndarray:
+        """The stored initial ``h`` or ``c`` (zeros where none is stored), ``(U,)``."""
+        value = self.h0 if kind == "h" else self.c0
+        return np.zeros(self.units, np.float32) if value is None else value
 
 
 @dataclass(frozen=True)
 class ModelWeights:
     """All weights of an :class:`Architecture`, as numpy arrays."""
 
-    lstm: tuple[LSTMLayerWeights, ...]
+    layers: tuple[LayerWeights, ...]
     head_kernel: np.ndarray | None = None  # (U_last, 1)
     head_bias: np.ndarray | None = None  # (1,)
+    cell: Cell = "lstm"
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        for i, layer in enumerate(self.lstm):
-            out[f"lstm{i}/kernel"] = layer.kernel
-            out[f"lstm{i}/recurrent_kernel"] = layer.recurrent_kernel
-            out[f"lstm{i}/bias"] = layer.bias
+        for i, layer in enumerate(self.layers):
+            p = f"{self.cell}{i}"
+            out[f"{p}/kernel"] = layer.kernel
+            out[f"{p}/recurrent_kernel"] = layer.recurrent_kernel
+            out[f"{p}/bias"] = layer.bias
+            for kind, value in (("h", layer.h0), ("c", layer.c0)):
+                if value is not None:
+                    out[f"{p}/{kind}0"] = value
         if self.head_kernel is not None:
             out["head/kernel"] = self.head_kernel
             out["head/bias"] = self.head_bias
@@ -154,7 +211,7 @@ class ModelWeights:
         extra = sorted(set(arrays) - set(expected))
         if missing or extra:
             raise BundleError(
-                f"weights do not match the architecture {arch.lstm_units} (head={arch.head}): "
+                f"weights do not match the architecture {arch.describe()}: "
                 f"missing {missing}, unexpected {extra}"
             )
         for name, shape in expected.items():
@@ -164,24 +221,32 @@ class ModelWeights:
             if not np.all(np.isfinite(arr)):
                 bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
                 raise BundleError(f"weight {name!r} holds {bad} NaN/Inf value(s)")
+
+        def get(name: str) -> np.ndarray | None:
+            return np.asarray(arrays[name]) if name in expected else None
+
         layers = tuple(
-            LSTMLayerWeights(
-                kernel=np.asarray(arrays[f"lstm{i}/kernel"]),
-                recurrent_kernel=np.asarray(arrays[f"lstm{i}/recurrent_kernel"]),
-                bias=np.asarray(arrays[f"lstm{i}/bias"]),
+            LayerWeights(
+                kernel=np.asarray(arrays[f"{arch.cell}{i}/kernel"]),
+                recurrent_kernel=np.asarray(arrays[f"{arch.cell}{i}/recurrent_kernel"]),
+                bias=np.asarray(arrays[f"{arch.cell}{i}/bias"]),
+                h0=get(f"{arch.cell}{i}/h0"),
+                c0=get(f"{arch.cell}{i}/c0"),
             )
-            for i in range(len(arch.lstm_units))
+            for i in range(len(arch.units))
         )
         if arch.head:
-            return cls(layers, np.asarray(arrays["head/kernel"]), np.asarray(arrays["head/bias"]))
-        return cls(layers)
+            return cls(layers, np.asarray(arrays["head/kernel"]), np.asarray(arrays["head/bias"]), arch.cell)
+        return cls(layers, cell=arch.cell)
 
     def astype(self, dtype: type) -> ModelWeights:
         cast = lambda a: None if a is None else np.asarray(a, dtype=dtype)  # noqa: E731
         return ModelWeights(
-            tuple(LSTMLayerWeights(cast(w.kernel), cast(w.recurrent_kernel), cast(w.bias)) for w in self.lstm),
+            tuple(LayerWeights(cast(w.kernel), cast(w.recurrent_kernel), cast(w.bias), cast(w.h0), cast(w.c0))
+                  for w in self.layers),
             cast(self.head_kernel),
             cast(self.head_bias),
+            self.cell,
         )
 
 
@@ -190,7 +255,10 @@ def random_weights(arch: Architecture, seed: int = 0, scale: float = 0.5) -> Mod
     rng = np.random.default_rng(seed)
     arrays = {}
     for name, shape in arch.expected_shapes().items():
-        fan_in = shape[0] if len(shape) == 2 else shape[0] // 4
+        if name.endswith("kernel"):
+            fan_in = shape[0]
+        else:  # a bias (G*U,) or (2, G*U), or an initial state (U,): scaled by the layer's units
+            fan_in = shape[-1] // arch.gates if name.endswith("bias") else shape[0]
         arrays[name] = (rng.uniform(-1, 1, size=shape) * scale / np.sqrt(max(fan_in, 1))).astype(np.float32)
     return ModelWeights.from_arrays(arch, arrays)
 

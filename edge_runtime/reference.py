@@ -2,13 +2,13 @@
 
 Kept small and obvious on purpose. Arrays are ``(batch, time, channels)``; channel 0 is
 the audio, channels 1.. are the normalised knob values. The state of a stack is a tuple
-with one ``(h, c)`` pair per layer, each ``(batch, units)``.
+with one entry per layer: ``(h, c)`` for LSTM, ``(h,)`` for GRU, each ``(batch, units)``.
 
 Two streaming semantics (docs/DESIGN.md):
 
 - :func:`run_stateful`: one pass over the sequence, state carried in and out;
 - :func:`run_window`: the original experiment: output hop ``k`` is the last ``hop``
-  outputs of a fresh (zero-state) run over the ``window`` inputs that end with hop ``k``
+  outputs of a fresh (initial-state) run over the ``window`` inputs that end with hop ``k``
   (zeros before the start of the signal).
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from .errors import InputError
 from .model import Architecture, ModelWeights
 
-LayerState = tuple[np.ndarray, np.ndarray]
+LayerState = tuple[np.ndarray, ...]
 State = tuple[LayerState, ...]
 
 
@@ -28,7 +28,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def zero_state(arch: Architecture, batch: int = 1, dtype: type = np.float64) -> State:
-    return tuple((np.zeros((batch, u), dtype), np.zeros((batch, u), dtype)) for u in arch.lstm_units)
+    return tuple(tuple(np.zeros((batch, u), dtype) for _ in arch.state_kinds) for u in arch.units)
+
+
+def initial_state(arch: Architecture, weights: ModelWeights, batch: int = 1, dtype: type = np.float64) -> State:
+    """The state a stream starts from and ``reset()`` returns to: the stored initial state of a
+    model that has one (``arch.initial_state``, e.g. an imported NAM LSTM), else zeros."""
+    if not arch.initial_state:
+        return zero_state(arch, batch, dtype)
+    return tuple(
+        tuple(np.tile(np.asarray(layer.initial(kind), dtype), (batch, 1)) for kind in arch.state_kinds)
+        for layer in weights.layers
+    )
 
 
 def lstm_layer(
@@ -54,6 +65,27 @@ def lstm_layer(
     return out, (h, c)
 
 
+def gru_layer(
+    kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray, x: np.ndarray, state: LayerState
+) -> tuple[np.ndarray, LayerState]:
+    """One Keras-layout GRU layer (``reset_after=True``: gates z, r, h; bias rows input, recurrent)."""
+    (h,) = state
+    units = recurrent_kernel.shape[0]
+    z_in = x @ kernel + bias[0]
+    out = np.empty(x.shape[:2] + (units,), dtype=z_in.dtype)
+    for t in range(x.shape[1]):
+        zr = h @ recurrent_kernel + bias[1]
+        z = _sigmoid(z_in[:, t, :units] + zr[:, :units])
+        r = _sigmoid(z_in[:, t, units : 2 * units] + zr[:, units : 2 * units])
+        cand = np.tanh(z_in[:, t, 2 * units :] + r * zr[:, 2 * units :])
+        h = z * h + (1.0 - z) * cand
+        out[:, t] = h
+    return out, (h,)
+
+
+LAYERS = {"lstm": lstm_layer, "gru": gru_layer}
+
+
 def forward(
     weights: ModelWeights, x: np.ndarray, state: State, *, skip: bool = False
 ) -> tuple[np.ndarray, State]:
@@ -61,8 +93,9 @@ def forward(
     dtype = state[0][0].dtype
     y = np.asarray(x, dtype=dtype)
     new_state = []
-    for w, layer_state in zip(weights.lstm, state):
-        y, s = lstm_layer(
+    layer_fn = LAYERS[weights.cell]
+    for w, layer_state in zip(weights.layers, state):
+        y, s = layer_fn(
             w.kernel.astype(dtype), w.recurrent_kernel.astype(dtype), w.bias.astype(dtype), y, layer_state
         )
         new_state.append(s)
@@ -104,7 +137,7 @@ def run_stateful(
     """
     x = _check_input(arch, x)
     if state is None:
-        state = zero_state(arch, x.shape[0], dtype)
+        state = initial_state(arch, weights, x.shape[0], dtype)
     return forward(weights, x, state, skip=arch.skip)
 
 
@@ -136,6 +169,6 @@ def run_window(
     outs = []
     for lo in range(0, windows.shape[0], max_batch):
         chunk = windows[lo : lo + max_batch]
-        y, _ = forward(weights, chunk, zero_state(arch, chunk.shape[0], dtype), skip=arch.skip)
+        y, _ = forward(weights, chunk, initial_state(arch, weights, chunk.shape[0], dtype), skip=arch.skip)
         outs.append(y[:, -hop_samples:])
     return np.concatenate(outs, axis=0).reshape(batch, time)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .bundle import Bundle, ExportRecord, read_bundle
 from .devices import DeviceChoice, choose_device
-from .engines import NumpyEngine, OpenVINOEngine, compile_ir
+from .engines import NumpyEngine, OpenVINOEngine, compile_ir, initial_inputs
 from .errors import BundleError, ConfigError
 from .model import Streaming, hop_from_ms
 from .processor import Processor
@@ -207,7 +207,8 @@ class ProcessorFactory:
             config["NUM_STREAMS"] = str(int(lanes))
         engine = BatchedEngine(self.bundle.checked_ir(record), self.bundle.manifest.architecture, self.hop_samples,
                                device=self.choice.device, config=config, max_batch=max_batch, wait_ms=wait_ms,
-                               lanes=lanes, on_tick=on_tick)
+                               lanes=lanes, on_tick=on_tick,
+                               initial=initial_inputs(self.bundle.manifest.architecture, self.bundle.weights))
         engine.set_rate(self.bundle.manifest.sample_rate)
         return engine
 
@@ -220,7 +221,7 @@ class ProcessorFactory:
                                input_gain=m.input_gain, output_gain=m.output_gain)
         return OpenVINOEngine(self.xml_path, self.choice.variant, m.architecture, self.hop_samples,
                               device=self.choice.device, window_samples=self.entry.window_samples,
-                              compiled=self.compiled)
+                              compiled=self.compiled, initial=initial_inputs(m.architecture, self.bundle.weights))
 
     def new(self, *, aligned: bool = False, engine=None) -> Processor:
         """A new processor with zero state and the options' knob values (applied without a ramp).

@@ -81,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     write_bundle(args.out, Bundle(manifest, weights))
-    print(f"wrote {args.out}: LSTM {'-'.join(map(str, arch.lstm_units))}{' + dense head' if arch.head else ''}, "
+    print(f"wrote {args.out}: {arch.describe()}, "
           f"window {window} / hop {hop} samples at {sample_rate} Hz")
     return 0

@@ -30,7 +30,7 @@ from edgeamp.edge_runtime.bundle import (
     read_bundle,
     write_bundle,
 )
-from edgeamp.edge_runtime.engines import OpenVINOEngine
+from edgeamp.edge_runtime.engines import OpenVINOEngine, initial_inputs
 from edgeamp.edge_runtime.errors import ConfigError, EdgeampError
 from edgeamp.edge_runtime.metrics import esr
 from edgeamp.edge_runtime.progress import progress
@@ -91,9 +91,10 @@ def open_engine(bundle: Bundle, variant: str, xml: Path, hop: int, config: dict 
     if variant == "batched":
         from edgeamp.edge_runtime.batching import BatchedEngine
 
-        return BatchedEngine(xml, m.architecture, hop, config=config, max_batch=1).slot()
+        return BatchedEngine(xml, m.architecture, hop, config=config, max_batch=1,
+                             initial=initial_inputs(m.architecture, bundle.weights)).slot()
     return OpenVINOEngine(xml, variant, m.architecture, hop, window_samples=m.streaming.window_samples,
-                          config=config)
+                          config=config, initial=initial_inputs(m.architecture, bundle.weights))
 
 
 def stream_ir(engine, audio: np.ndarray, knobs: np.ndarray, desc: str = "") -> np.ndarray:
@@ -153,7 +154,7 @@ def hop_by_hop(bundle: Bundle, engine: OpenVINOEngine, audio: np.ndarray, knobs:
     m = bundle.manifest
     hop = engine.hop_samples
     x = np.concatenate([audio[:, None] * m.input_gain, knobs], axis=1)[None].astype(np.float64)
-    state = reference.zero_state(m.architecture)
+    state = reference.initial_state(m.architecture, bundle.weights)
     ys, refs, perturbed = [], [], []
     for lo in range(0, min(audio.shape[0], hops * hop), hop):
         piece = x[:, lo : lo + hop]

@@ -1,15 +1,22 @@
 """Hand-built OpenVINO inference graphs from a bundle's numpy weights (opset API).
 
 ``openvino.convert_model`` on a Keras LSTM yields a ``Loop`` graph (slow, and a Myriad VPU
-cannot run it), so the graph is built here from ``LSTMSequence`` ops. Keras stores gates
-i, f, c, o with kernels ``(in, 4U)``; ``LSTMSequence`` wants f, i, c, o with
+cannot run it), so the graph is built here from ``LSTMSequence`` / ``GRUSequence`` ops. Keras
+stores LSTM gates i, f, c, o with kernels ``(in, 4U)``; ``LSTMSequence`` wants f, i, c, o with
 ``W (dirs, 4U, in)``, ``R (dirs, 4U, U)``, ``B (dirs, 4U)`` and state ``(batch, dirs, U)``.
+Keras' GRU (``reset_after=True``) and ``GRUSequence`` share the gate order z, r, h; the reset
+gate acting after the recurrent product is ``linear_before_reset=True``, whose ``B (dirs, 4U)`` is
+``[b_z + b'_z, b_r + b'_r, b_h, b'_h]`` (input and recurrent bias of the candidate kept apart).
+A GRU layer has only ``h`` state (no ``c_in``/``c_out``, no ``c`` variable). A model with a
+stored initial state starts from it: the ``ReadValue`` initial values of ``stateful``, the
+constants of ``window``; ``explicit_state`` and ``batched`` get it from the engine.
 
 Variants (all batch 1, static shapes):
 
 - ``stateful``: input one hop; LSTM state lives in the graph (``ReadValue``/``Assign``,
   variables ``h{l}``/``c{l}``), cleared by ``InferRequest.reset_state()``;
-- ``explicit_state``: input one hop plus ``h_in{l}``/``c_in{l}``; outputs ``h_out{l}``/``c_out{l}``.
+- ``explicit_state``: input one hop plus ``h_in{l}``/``c_in{l}``; outputs ``h_out{l}``/``c_out{l}``
+  (GRU: ``h`` only).
   Only ops that OpenVINO 2022.3 reads: the Myriad VPU target;
 - ``window``: stateless; ``window_samples`` in, the last ``hop_samples`` out (original experiment);
 - ``batched``: ``explicit_state`` with a dynamic batch dimension: ``audio`` ``(B, hop)``,
@@ -63,6 +70,34 @@ def ov_lstm_weights(kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.n
     return w, r, b
 
 
+def ov_gru_weights(kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray):
+    """Keras ``reset_after`` GRU -> GRUSequence (``linear_before_reset``) ``W (1, 3U, in)``,
+    ``R (1, 3U, U)``, ``B (1, 4U)``, float32 (the gate order z, r, h is the same)."""
+    units = recurrent_kernel.shape[0]
+    b_in, b_rec = bias[0], bias[1]
+    b = np.concatenate([b_in[: 2 * units] + b_rec[: 2 * units], b_in[2 * units :], b_rec[2 * units :]])
+    return (kernel.T[None].astype(np.float32), recurrent_kernel.T[None].astype(np.float32),
+            b[None].astype(np.float32))
+
+
+def _recurrent(arch: Architecture, y, states: list, seq_len, layer, layer_index: int):
+    """One recurrent layer: the op (outputs Y ``(B, 1, T, U)``, then one per state kind)."""
+    units = layer.units
+    if arch.cell == "gru":
+        w, r, b = ov_gru_weights(layer.kernel, layer.recurrent_kernel, layer.bias)
+        return ops.gru_sequence(y, states[0], seq_len, _const(w), _const(r), _const(b), units, "forward",
+                                linear_before_reset=True, name=f"gru{layer_index}")
+    w, r, b = ov_lstm_weights(layer.kernel, layer.recurrent_kernel, layer.bias)
+    return ops.lstm_sequence(y, states[0], states[1], seq_len, _const(w), _const(r), _const(b), units,
+                             "forward", name=f"lstm{layer_index}")
+
+
+def _start(arch: Architecture, layer, kind: str) -> np.ndarray:
+    """The ``(1, 1, U)`` state a stream starts from (the stored initial state, else zeros)."""
+    value = layer.initial(kind) if arch.initial_state else np.zeros(layer.units)
+    return np.asarray(value, np.float32).reshape(1, 1, layer.units)
+
+
 def _const(a) -> ov.Node:
     return ops.constant(np.asarray(a, dtype=np.float32))
 
@@ -87,20 +122,18 @@ def build_batched_graph(arch: Architecture, weights: ModelWeights, spec: GraphSp
     seq_len = ops.broadcast(ops.constant(np.array(hop, dtype=np.int32)), batch)
     results = []
     y = x
-    for layer_index, layer in enumerate(weights.lstm):
-        units = layer.units
-        w, r, b = ov_lstm_weights(layer.kernel, layer.recurrent_kernel, layer.bias)
-        h0 = ops.parameter([-1, 1, units], np.float32, name=f"h_in{layer_index}")
-        c0 = ops.parameter([-1, 1, units], np.float32, name=f"c_in{layer_index}")
-        for p in (h0, c0):
+    for layer_index, layer in enumerate(weights.layers):
+        states = []
+        for kind in arch.state_kinds:
+            p = ops.parameter([-1, 1, layer.units], np.float32, name=f"{kind}_in{layer_index}")
             p.output(0).get_tensor().set_names({p.get_friendly_name()})
-        params += [h0, c0]
-        lstm = ops.lstm_sequence(y, h0, c0, seq_len, _const(w), _const(r), _const(b), units, "forward",
-                                 name=f"lstm{layer_index}")
-        y = ops.squeeze(lstm.output(0), _i64([1]))  # (B, 1, T, U) -> (B, T, U)
-        for port, kind in ((1, "h"), (2, "c")):
-            results.append(ops.result(lstm.output(port), name=f"{kind}_out{layer_index}"))
-            lstm.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
+            states.append(p)
+        params += states
+        rnn = _recurrent(arch, y, states, seq_len, layer, layer_index)
+        y = ops.squeeze(rnn.output(0), _i64([1]))  # (B, 1, T, U) -> (B, T, U)
+        for port, kind in enumerate(arch.state_kinds, start=1):
+            results.append(ops.result(rnn.output(port), name=f"{kind}_out{layer_index}"))
+            rnn.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
     if arch.head:
         y = ops.add(ops.matmul(y, _const(weights.head_kernel), False, False), _const(weights.head_bias))
     if arch.skip:
@@ -144,35 +177,31 @@ def build_graph(arch: Architecture, weights: ModelWeights, spec: GraphSpec) -> o
     sinks = []
     seq_len = ops.constant(np.array([time], dtype=np.int32))
     y = x
-    for layer_index, layer in enumerate(weights.lstm):
+    for layer_index, layer in enumerate(weights.layers):
         units = layer.units
-        w, r, b = ov_lstm_weights(layer.kernel, layer.recurrent_kernel, layer.bias)
-        zeros = np.zeros((1, 1, units), np.float32)
-        if spec.variant == "stateful":
-            h0 = ops6.read_value(_const(zeros), f"h{layer_index}", name=f"read_h{layer_index}")
-            c0 = ops6.read_value(_const(zeros), f"c{layer_index}", name=f"read_c{layer_index}")
-        elif spec.variant == "explicit_state":
-            h0 = ops.parameter([1, 1, units], np.float32, name=f"h_in{layer_index}")
-            c0 = ops.parameter([1, 1, units], np.float32, name=f"c_in{layer_index}")
-            for p in (h0, c0):
+        states = []
+        for kind in arch.state_kinds:
+            start = _start(arch, layer, kind)
+            if spec.variant == "stateful":
+                states.append(ops6.read_value(_const(start), f"{kind}{layer_index}", name=f"read_{kind}{layer_index}"))
+            elif spec.variant == "explicit_state":
+                p = ops.parameter([1, 1, units], np.float32, name=f"{kind}_in{layer_index}")
                 p.output(0).get_tensor().set_names({p.get_friendly_name()})
-            params += [h0, c0]
-        else:
-            h0, c0 = _const(zeros), _const(zeros)
-        lstm = ops.lstm_sequence(y, h0, c0, seq_len, _const(w), _const(r), _const(b), units, "forward",
-                                 name=f"lstm{layer_index}")
-        y = ops.squeeze(lstm.output(0), _i64([1]))  # (1, 1, T, U) -> (1, T, U)
-        if spec.variant == "stateful":
-            # assign() takes a single-output node, not one of LSTMSequence's outputs: a
-            # same-shape reshape (removed by the plugin) hands it over
-            for port, kind in ((1, "h"), (2, "c")):
-                state = ops.reshape(lstm.output(port), _i64([1, 1, units]), special_zero=False)
+                params.append(p)
+                states.append(p)
+            else:
+                states.append(_const(start))
+        rnn = _recurrent(arch, y, states, seq_len, layer, layer_index)
+        y = ops.squeeze(rnn.output(0), _i64([1]))  # (1, 1, T, U) -> (1, T, U)
+        for port, kind in enumerate(arch.state_kinds, start=1):
+            if spec.variant == "stateful":
+                # assign() takes a single-output node, not one of the sequence op's outputs: a
+                # same-shape reshape (removed by the plugin) hands it over
+                state = ops.reshape(rnn.output(port), _i64([1, 1, units]), special_zero=False)
                 sinks.append(ops6.assign(state, f"{kind}{layer_index}", name=f"assign_{kind}{layer_index}"))
-        elif spec.variant == "explicit_state":
-            for port, kind in ((1, "h"), (2, "c")):
-                res = ops.result(lstm.output(port), name=f"{kind}_out{layer_index}")
-                lstm.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
-                results.append(res)
+            elif spec.variant == "explicit_state":
+                results.append(ops.result(rnn.output(port), name=f"{kind}_out{layer_index}"))
+                rnn.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
     if arch.head:
         y = ops.add(ops.matmul(y, _const(weights.head_kernel), False, False), _const(weights.head_bias))
     if arch.skip:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeamp.edge_runtime.errors import LegacyImportError
-from edgeamp.edge_runtime.model import Architecture, Knob, LSTMLayerWeights, ModelWeights
+from edgeamp.edge_runtime.model import Architecture, Knob, LayerWeights, ModelWeights
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def _guess_class(weight_names: list[str], arrays: tuple[np.ndarray, ...]) -> str
 
 def legacy_to_weights(model: LegacyModel, source: str = "model") -> tuple[Architecture, ModelWeights]:
     """Convert the layers to the canonical architecture and weights."""
-    lstm: list[LSTMLayerWeights] = []
+    lstm: list[LayerWeights] = []
     head = None
     for layer in model.layers:
         if layer.class_name in IGNORED_CLASSES and not layer.arrays:
@@ -176,7 +176,7 @@ def legacy_to_weights(model: LegacyModel, source: str = "model") -> tuple[Archit
                 raise LegacyImportError(
                     f"{source}: layer {layer.name!r} takes {k.shape[0]} inputs but the layer before gives {expected_in}"
                 )
-            lstm.append(LSTMLayerWeights(k.astype(np.float32), r.astype(np.float32), b.astype(np.float32)))
+            lstm.append(LayerWeights(k.astype(np.float32), r.astype(np.float32), b.astype(np.float32)))
         elif layer.class_name == "Dense":
             if not lstm:
                 raise LegacyImportError(f"{source}: Dense layer {layer.name!r} before any LSTM layer")

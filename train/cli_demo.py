@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[1/5] demo data: {args.seconds:.0f} s synthesised DI guitar + teacher amp -> {out / 'data'}")
     demo = write_demo_data(out / "data", seconds=args.seconds)
     config = get_preset(args.preset)
-    print(f"[2/5] training preset {config.name} (LSTM {config.lstm_units}) for {args.minutes:g} min "
+    print(f"[2/5] training preset {config.name} (LSTM {config.units}) for {args.minutes:g} min "
           f"on the first {100 * (1 - 2 * config.val_fraction):.0f}% (then {100 * config.val_fraction:.0f}% validation, "
           f"{100 * config.val_fraction:.0f}% test)")
     specs = [PairSpec(str(demo.di), str(p)) for p in demo.targets.values()]

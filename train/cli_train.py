@@ -78,6 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--minutes", type=positive_float, help="stop after this many minutes (default 3 if no --steps)")
     t.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data: same model)")
     t.add_argument("--resume", action="store_true", help="continue from OUT_BUNDLE.checkpoint")
+    t.add_argument("--cell", choices=["lstm", "gru"],
+                   help="recurrent cell of every layer (default: the preset's, lstm); a GRU has 3/4 of the weights")
     t.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
     t.add_argument("--learning-rate", type=positive_float, help="override the preset's learning rate")
     t.add_argument("--xla", action="store_true", help="jit-compile the train step (measured slower on CPU)")
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         configure_cpu_replicas(args.cpu_replicas)
 
     overrides = {k: v for k, v in (("batch_size", args.batch_size), ("learning_rate", args.learning_rate),
-                                   ("xla", args.xla or None), ("loss", args.loss),
+                                   ("xla", args.xla or None), ("loss", args.loss), ("cell", args.cell),
                                    ("balance_settings", False if args.no_balance_settings else None))
                  if v is not None}
     config = get_preset(args.preset, **overrides)

@@ -94,20 +94,19 @@ def _make_strategy(tf, name: str | None):
 
 
 def build_training_model(arch: Architecture, keras):
-    """Keras model ``[x, h0, c0, h1, c1, ...] -> [y, h0', c0', ...]``; layer names match
-    :func:`edgeamp.train.models.build_keras_model` so weights move between them by name."""
-    from .models import CUDNN_REQUIREMENTS
+    """Keras model ``[x, h0, c0, h1, c1, ...] -> [y, h0', c0', ...]`` (GRU: ``h`` only per layer);
+    layer names match :func:`edgeamp.train.models.build_keras_model` so weights move by name."""
+    from .models import recurrent_layer
 
     inp = keras.Input(shape=(None, arch.input_channels), name="audio_and_knobs")
     state_inputs, state_outputs = [], []
     h = inp
-    for i, units in enumerate(arch.lstm_units):
-        h0 = keras.Input(shape=(units,), name=f"h{i}")
-        c0 = keras.Input(shape=(units,), name=f"c{i}")
-        state_inputs += [h0, c0]
-        h, hs, cs = keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"lstm{i}",
-                                      **CUDNN_REQUIREMENTS)(h, initial_state=[h0, c0])
-        state_outputs += [hs, cs]
+    for i, units in enumerate(arch.units):
+        states = [keras.Input(shape=(units,), name=f"{kind}{i}") for kind in arch.state_kinds]
+        state_inputs += states
+        h, *new_states = recurrent_layer(keras, arch, units, i, return_sequences=True, return_state=True)(
+            h, initial_state=states if len(states) > 1 else states[0])
+        state_outputs += new_states
     if arch.head:
         h = keras.layers.Dense(1, name="head")(h)
     if arch.skip:
@@ -234,7 +233,7 @@ def fit(
         return tf.reduce_mean(w * (y - y_hat)) ** 2 / (tf.reduce_mean(w * y**2) + 1e-10)
 
     batch = config.batch_size
-    zero_states = [put(np.zeros((batch, u), np.float32)) for u in arch.lstm_units for _ in range(2)]
+    zero_states = [put(np.zeros((batch, u), np.float32)) for u in arch.units for _ in arch.state_kinds]
 
     # Under a strategy the optimizer sums the replicas' gradients, so each replica's loss is
     # divided by the replica count: the update is then that of the mean loss.
@@ -302,7 +301,7 @@ def fit(
             if config.recipe == "window":
                 preds.append(predict_last(xb).numpy())
             else:
-                states = [tf.zeros((xb.shape[0], u)) for u in arch.lstm_units for _ in range(2)]
+                states = [tf.zeros((xb.shape[0], u)) for u in arch.units for _ in arch.state_kinds]
                 y_hat, _ = run_states(xb, states)
                 preds.append(y_hat.numpy()[:, -vy.shape[1] :])
         y_hat = np.concatenate(preds)
@@ -317,7 +316,7 @@ def fit(
     if resume:
         state, last, best_arrays, opt = ckpt.load()
         same_config = state.get("config") == json.loads(json.dumps(asdict(config)))
-        if not same_config or state.get("architecture") != arch.lstm_units.__repr__():
+        if not same_config or state.get("architecture") != arch.units.__repr__():
             raise ConfigError(f"checkpoint in {checkpoint_dir} was made with another preset or architecture")
         _set_weights(model, arch, ModelWeights.from_arrays(arch, last))
         best_weights = ModelWeights.from_arrays(arch, best_arrays)
@@ -333,7 +332,7 @@ def fit(
         ckpt.save("optimizer", {f"v{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
         ckpt.save_state({"step": step, "best": best, "history": history, "elapsed": elapsed + elapsed_before,
                          "rng": rng.bit_generator.state, "config": asdict(config),
-                         "architecture": arch.lstm_units.__repr__()})
+                         "architecture": arch.units.__repr__()})
 
     max_steps = (step + steps) if steps else None
     deadline = time.monotonic() + minutes * 60 if minutes else None

@@ -1,8 +1,9 @@
 """Keras 3 model builders for an :class:`~edgeamp.edge_runtime.model.Architecture`.
 
-Every LSTM layer keeps Keras's cuDNN conditions (tanh, sigmoid recurrent activation,
-no recurrent dropout, ``unroll=False``, ``use_bias=True``) so that on a GPU Keras runs it
-through cuDNN; :func:`check_cudnn_compatible` asserts it from the layer configs.
+Every LSTM or GRU layer keeps Keras's cuDNN conditions (tanh, sigmoid recurrent activation,
+no recurrent dropout, ``unroll=False``, ``use_bias=True``; GRU also ``reset_after=True``) so
+that on a GPU Keras runs it through cuDNN; :func:`check_cudnn_compatible` asserts it from the
+layer configs. Layers are named ``{cell}{i}`` like the bundle's weight arrays.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeamp.edge_runtime.errors import ConfigError
-from edgeamp.edge_runtime.model import Architecture, LSTMLayerWeights, ModelWeights
+from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
 
 CUDNN_REQUIREMENTS = {
     "activation": "tanh",
@@ -19,22 +20,28 @@ CUDNN_REQUIREMENTS = {
     "unroll": False,
     "use_bias": True,
 }
+GRU_CUDNN_REQUIREMENTS = {**CUDNN_REQUIREMENTS, "reset_after": True}
+
+
+def recurrent_layer(keras, arch: Architecture, units: int, index: int, **kwargs):
+    """The Keras layer of ``arch.cell`` for stack position ``index``, with the cuDNN settings."""
+    if arch.cell == "gru":
+        return keras.layers.GRU(units, name=f"gru{index}", **GRU_CUDNN_REQUIREMENTS, **kwargs)
+    return keras.layers.LSTM(units, name=f"lstm{index}", **CUDNN_REQUIREMENTS, **kwargs)
 
 
 def build_keras_model(arch: Architecture, *, batch_size: int | None = None, stateful: bool = False, name="amp"):
     """Functional Keras model ``(batch, time, channels) -> (batch, time, 1)``.
 
-    Layers are named ``lstm0..``, ``head``; channel 0 of the input is the audio.
-    With ``stateful=True`` the LSTMs carry state between calls (needs ``batch_size``).
+    Layers are named ``lstm0..`` (``gru0..``), ``head``; channel 0 of the input is the audio.
+    With ``stateful=True`` the recurrent layers carry state between calls (needs ``batch_size``).
     """
     import keras
 
     inp = keras.Input(shape=(None, arch.input_channels), batch_size=batch_size, name="audio_and_knobs")
     h = inp
-    for i, units in enumerate(arch.lstm_units):
-        h = keras.layers.LSTM(
-            units, return_sequences=True, stateful=stateful, name=f"lstm{i}", **CUDNN_REQUIREMENTS
-        )(h)
+    for i, units in enumerate(arch.units):
+        h = recurrent_layer(keras, arch, units, i, return_sequences=True, stateful=stateful)(h)
     if arch.head:
         h = keras.layers.Dense(1, name="head")(h)
     if arch.skip:
@@ -44,12 +51,13 @@ def build_keras_model(arch: Architecture, *, batch_size: int | None = None, stat
 
 
 def check_cudnn_compatible(model) -> None:
-    """Raise ConfigError naming the layer and setting if any LSTM would miss cuDNN."""
+    """Raise ConfigError naming the layer and setting if any LSTM or GRU would miss cuDNN."""
     for layer in model.layers:
-        if type(layer).__name__ != "LSTM":
+        kind = type(layer).__name__
+        if kind not in ("LSTM", "GRU"):
             continue
         cfg = layer.get_config()
-        for key, want in CUDNN_REQUIREMENTS.items():
+        for key, want in (GRU_CUDNN_REQUIREMENTS if kind == "GRU" else CUDNN_REQUIREMENTS).items():
             got = cfg.get(key)
             if got != want:
                 raise ConfigError(f"layer {layer.name}: {key}={got!r} rules out cuDNN (needs {want!r})")
@@ -58,21 +66,28 @@ def check_cudnn_compatible(model) -> None:
 
 
 def set_keras_weights(model, arch: Architecture, weights: ModelWeights) -> None:
-    for i, w in enumerate(weights.lstm):
-        model.get_layer(f"lstm{i}").set_weights([w.kernel, w.recurrent_kernel, w.bias])
+    for i, w in enumerate(weights.layers):
+        model.get_layer(f"{arch.cell}{i}").set_weights([w.kernel, w.recurrent_kernel, w.bias])
     if arch.head:
         model.get_layer("head").set_weights([weights.head_kernel, weights.head_bias])
 
 
-def weights_from_keras(model, arch: Architecture) -> ModelWeights:
-    """Read the canonical weights back out of a model built by :func:`build_keras_model`."""
+def weights_from_keras(model, arch: Architecture, initial: ModelWeights | None = None) -> ModelWeights:
+    """Read the canonical weights back out of a model built by :func:`build_keras_model`.
+    ``initial``: where ``arch`` stores an initial state (Keras layers hold none), take it from these."""
     layers = []
-    for i, units in enumerate(arch.lstm_units):
-        k, r, b = (np.asarray(a, dtype=np.float32) for a in model.get_layer(f"lstm{i}").get_weights())
-        if r.shape != (units, 4 * units):
-            raise ConfigError(f"layer lstm{i} has recurrent kernel {r.shape}, expected {(units, 4 * units)}")
-        layers.append(LSTMLayerWeights(k, r, b))
+    for i, units in enumerate(arch.units):
+        name = f"{arch.cell}{i}"
+        k, r, b = (np.asarray(a, dtype=np.float32) for a in model.get_layer(name).get_weights())
+        if r.shape != (units, arch.gates * units):
+            raise ConfigError(f"layer {name} has recurrent kernel {r.shape}, expected {(units, arch.gates * units)}")
+        h0 = c0 = None
+        if arch.initial_state:
+            if initial is None:
+                raise ConfigError(f"{arch.describe()} stores an initial state: pass the weights it comes from")
+            h0, c0 = initial.layers[i].h0, initial.layers[i].c0
+        layers.append(LayerWeights(k, r, b, h0, c0))
     if arch.head:
         hk, hb = (np.asarray(a, dtype=np.float32) for a in model.get_layer("head").get_weights())
-        return ModelWeights(tuple(layers), hk, hb)
-    return ModelWeights(tuple(layers))
+        return ModelWeights(tuple(layers), hk, hb, arch.cell)
+    return ModelWeights(tuple(layers), cell=arch.cell)

@@ -22,7 +22,7 @@ class TrainConfig:
     """
 
     name: str
-    lstm_units: tuple[int, ...]
+    units: tuple[int, ...]
     head: bool
     skip: bool
     recipe: Literal["window", "stateful"]
@@ -46,9 +46,10 @@ class TrainConfig:
     # knob-conditioned data: weigh each setting's sequences by 1 / its recordings' power, so that a
     # quiet setting counts as much as a loud one in the energy-normalised loss (no-op without knobs)
     balance_settings: bool = True
+    cell: Literal["lstm", "gru"] = "lstm"  # the recurrent cell of every layer
 
     def architecture(self, knobs: tuple[Knob, ...] = ()) -> Architecture:
-        return Architecture(self.lstm_units, head=self.head, skip=self.skip, knobs=knobs)
+        return Architecture(self.units, head=self.head, skip=self.skip, knobs=knobs, cell=self.cell)
 
     def streaming(self, sample_rate: int) -> Streaming:
         hop = ms_to_samples(self.hop_ms, sample_rate)
@@ -73,7 +74,7 @@ def register(config: TrainConfig) -> TrainConfig:
 
 register(TrainConfig(
     name="seed",  # the original experiment, exactly: 64-64-1, 110 ms windows, last 10 ms scored, batch 16, MSE
-    lstm_units=(64, 64, 1), head=False, skip=False, recipe="window",
+    units=(64, 64, 1), head=False, skip=False, recipe="window",
     batch_size=16, learning_rate=1e-3, val_every_steps=20,
 ))
 register(TrainConfig(
@@ -82,13 +83,13 @@ register(TrainConfig(
     # 256-sample TBPTT chunks (8x more updates than 2048) with validation every 400 steps (about as much
     # audio between checks as before): real-amp B1_M3_T7, 8 min, held-out ESR 0.071 / 0.194 pre-emphasised
     # against 0.159 / 0.383 with 2048-sample chunks; 256 with validation every 25 steps stopped early at 0.129.
-    lstm_units=(32,), head=True, skip=False, recipe="stateful",
+    units=(32,), head=True, skip=False, recipe="stateful",
     batch_size=64, learning_rate=5e-3, chunk_samples=256, chunks_per_sequence=64, warmup_samples=1024,
     val_every_steps=400,
 ))
 register(TrainConfig(
     name="small",  # for CI and Pi-class boxes
-    lstm_units=(12,), head=True, skip=False, recipe="stateful",
+    units=(12,), head=True, skip=False, recipe="stateful",
     batch_size=8, learning_rate=5e-3, chunk_samples=1024, chunks_per_sequence=4, warmup_samples=512,
     val_every_steps=25,
 ))

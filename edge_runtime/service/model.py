@@ -49,7 +49,8 @@ class Model:
             "hop_samples": self.factory.hop_samples,
             "mode": self.factory.mode,
             "device": self.factory.device,
-            "architecture": {"lstm_units": list(self.arch.lstm_units), "head": self.arch.head, "skip": self.arch.skip},
+            "architecture": {"cell": self.arch.cell, "units": list(self.arch.units), "head": self.arch.head,
+                             "skip": self.arch.skip},
             "knobs": [{"name": k.name, "minimum": k.minimum, "maximum": k.maximum, "default": k.default}
                       for k in self.arch.knobs],
             "metrics": m.metrics,

@@ -172,7 +172,7 @@ def test_knob_change_mid_stream_ramps_like_the_processor(exported_bundles, signa
 
 def test_info_and_repr_say_what_runs(amp):
     info = amp.info
-    assert info["architecture"]["lstm_units"] == [8, 4] and info["sample_rate"] == SR
+    assert info["architecture"]["units"] == [8, 4] and info["sample_rate"] == SR
     assert info["device"] == "CPU" and info["variant"] == "stateful" and info["precision"] == "f32"
     assert info["latency_samples"] == amp.latency_samples and "gain" in info["knobs"]
     text = repr(amp)

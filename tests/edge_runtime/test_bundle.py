@@ -74,7 +74,7 @@ def test_info_cli(tmp_path, capsys):
     assert "verify      OK" in out
     assert cli_main(["info", str(path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["schema_version"] == 1 and doc["architecture"]["lstm_units"] == [8, 4]
+    assert doc["schema_version"] == 1 and doc["architecture"]["units"] == [8, 4]
 
 
 def _edit_manifest(path: Path, **changes):
@@ -118,7 +118,7 @@ BAD_BUNDLES = [
     ("corrupt npz", lambda p: (p / "weights.npz").write_bytes(b"garbage"), r"weights.npz: unreadable"),
     (
         "architecture mismatch",
-        lambda p: _edit_manifest(p, architecture={"lstm_units": [8, 5], "head": True, "skip": True, "knobs": []}),
+        lambda p: _edit_manifest(p, architecture={"units": [8, 5], "head": True, "skip": True, "knobs": []}),
         r"lstm1",
     ),
 ]

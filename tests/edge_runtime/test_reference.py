@@ -103,10 +103,10 @@ def test_window_with_window_equal_hop_is_stateless_per_hop():
 def test_lstm_single_unit_by_hand():
     """One unit, one step, known weights: h = o * tanh(i * g) with c0 = 0."""
     arch = Architecture((1,))
-    from edgeamp.edge_runtime.model import LSTMLayerWeights, ModelWeights
+    from edgeamp.edge_runtime.model import LayerWeights, ModelWeights
 
     k = np.array([[0.5, -0.3, 0.8, 0.2]])
-    weights = ModelWeights((LSTMLayerWeights(k, np.zeros((1, 4)), np.array([0.1, 0.0, 0.0, -0.1])),))
+    weights = ModelWeights((LayerWeights(k, np.zeros((1, 4)), np.array([0.1, 0.0, 0.0, -0.1])),))
     x = 0.7
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     i, g, o = sig(0.5 * x + 0.1), np.tanh(0.8 * x), sig(0.2 * x - 0.1)
@@ -136,7 +136,7 @@ def test_bad_input_shapes_raise_with_message():
 
 
 def test_architecture_validation_messages():
-    with pytest.raises(ConfigError, match="last LSTM layer must have 1 unit"):
+    with pytest.raises(ConfigError, match="last recurrent layer must have 1 unit"):
         Architecture((64, 64))
     with pytest.raises(ConfigError, match="duplicate knob"):
         Architecture((4,), head=True, knobs=(Knob("gain"), Knob("gain")))

@@ -132,7 +132,7 @@ def test_converted_model_matches_cudnn_emulation(tmp_path, shape, weights_only):
     path = tmp_path / "model.h5"
     write_keras2_h5(path, layers, head, weights_only=weights_only)
     arch, weights = legacy_to_weights(read_legacy_h5(path))
-    assert arch.lstm_units == tuple(u for _i, u in shape)
+    assert arch.units == tuple(u for _i, u in shape)
     x = rng.uniform(-1, 1, size=(200, shape[0][0]))
     got, _ = reference.run_stateful(arch, weights, x[None])
     want = cudnn_emulation(layers, None if head is None else (head[0].astype(np.float64), head[1]), x)
@@ -143,13 +143,13 @@ def test_bias_sum_alone_is_wrong():
     """Why the per-gate transpose matters: skipping it changes the output far beyond tolerance."""
     rng = np.random.default_rng(0)
     k, r, b = random_cudnn_layer(rng, 3, 4)
-    from edgeamp.edge_runtime.model import Architecture, Knob, LSTMLayerWeights, ModelWeights
+    from edgeamp.edge_runtime.model import Architecture, Knob, LayerWeights, ModelWeights
 
     arch = Architecture((4,), head=True, knobs=(Knob("a"), Knob("b")))  # 3 input channels
     head = (np.ones((4, 1)), np.zeros(1))
     x = rng.uniform(-1, 1, (1, 100, 3))
-    right = ModelWeights((LSTMLayerWeights(*cudnn_lstm_to_canonical(k, r, b)),), *head)
-    naive = ModelWeights((LSTMLayerWeights(k, r, b[:16] + b[16:]),), *head)
+    right = ModelWeights((LayerWeights(*cudnn_lstm_to_canonical(k, r, b)),), *head)
+    naive = ModelWeights((LayerWeights(k, r, b[:16] + b[16:]),), *head)
     y_right, _ = reference.run_stateful(arch, right, x)
     y_naive, _ = reference.run_stateful(arch, naive, x)
     np.testing.assert_allclose(y_right[0], cudnn_emulation([(k, r, b)], head, x[0]), atol=1e-10)
@@ -224,7 +224,7 @@ MALFORMED = {
     "bias 4U for cudnn class": r"bias \(8,\); expected \(in, 4U\), \(U, 4U\), \(8U,\)",
     "unsupported layer": "class Conv1D is not supported",
     "missing dataset": "lists weight .* that is not stored",
-    "last layer not 1 unit": "last LSTM layer must have 1 unit",
+    "last layer not 1 unit": "last recurrent layer must have 1 unit",
     "layers do not chain": "takes 2 inputs but the layer before gives 3",
 }
 

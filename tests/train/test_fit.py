@@ -34,13 +34,13 @@ def test_every_preset_builds_and_meets_cudnn_conditions():
         model = build_keras_model(config.architecture())
         check_cudnn_compatible(model)
         lstms = [layer for layer in model.layers if type(layer).__name__ == "LSTM"]
-        assert len(lstms) == len(config.lstm_units)
+        assert len(lstms) == len(config.units)
         for layer in lstms:
             cfg = layer.get_config()
             assert (cfg["activation"], cfg["recurrent_activation"], cfg["recurrent_dropout"], cfg["unroll"],
                     cfg["use_bias"]) == ("tanh", "sigmoid", 0.0, False, True)
     seed = get_preset("seed")
-    assert seed.lstm_units == (64, 64, 1) and seed.batch_size == 16 and seed.recipe == "window"
+    assert seed.units == (64, 64, 1) and seed.batch_size == 16 and seed.recipe == "window"
     s = seed.streaming(48000)
     assert (s.mode, s.window_samples, s.hop_samples) == ("window", 5280, 480)
     assert seed.streaming(44100).window_samples == 4851
@@ -120,7 +120,7 @@ def test_train_cli_end_to_end_writes_exported_bundle(tmp_path, capsys):
     assert "test clip" in text and "validation clip" in text and "ESR" in text
     b = read_bundle(out)
     m = b.manifest
-    assert m.streaming.mode == "stateful" and m.architecture.lstm_units == (12,)
+    assert m.streaming.mode == "stateful" and m.architecture.units == (12,)
     assert {"esr", "esr_pre_emphasis", "mse", "dc_error", "stft_distance", "esr_f16_weights"} <= set(m.metrics)
     # three ways: the top-level figures are the test clip's; the validation clip's are kept apart
     assert m.metrics["scored_on"] == "test" and m.metrics["test_clips"][0].endswith("[test]")
