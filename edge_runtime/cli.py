@@ -24,10 +24,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("edgeamp.train.cli_train", "train a model from DI/amp recordings (or --demo) into a bundle"),
     "eval": ("edgeamp.train.cli_eval", "score a bundle on a DI/amp pair: ESR, MSE, DC, spectra, plots"),
     "info": ("edgeamp.edge_runtime.cli_info", "show a bundle's manifest; --verify recomputes its golden data"),
+    "import": ("edgeamp.interop.cli_import", "import a NAM .nam, AIDA-X/RTNeural .json or Keras-2 .h5 into a bundle"),
     "import-legacy": (
         "edgeamp.export.cli_legacy",
         "convert a Keras-2/TF1 CuDNNLSTM .h5 (the original experiment) into a bundle",
     ),
+    "export-model": ("edgeamp.interop.cli_export_model", "write a bundle as a NAM .nam or AIDA-X .aidax model file"),
     "export": ("edgeamp.export.cli_export", "build and verify OpenVINO IR variants (stateful, Myriad, window)"),
     "render": ("edgeamp.edge_runtime.cli_render", "render an audio file through a bundle (offline)"),
     "live": ("edgeamp.edge_runtime.cli_live", "play through the model live (duplex audio stream, 10 ms blocks)"),

@@ -23,6 +23,11 @@ class LegacyImportError(EdgeampError):
     """A legacy Keras-2 / TF1 .h5 file cannot be imported."""
 
 
+class ModelFormatError(EdgeampError):
+    """Another tool's model file (NAM ``.nam``, RTNeural/AIDA-X JSON) cannot be imported, or a
+    bundle cannot be written in that tool's format."""
+
+
 class DeviceError(EdgeampError):
     """An inference device is missing or cannot run the requested graph."""
 

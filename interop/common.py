@@ -1,0 +1,171 @@
+"""What the format modules share: the imported model, reading a JSON model file safely, and the
+exact rewrites (gains, knob ranges) that let a bundle be written in a format without those features."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeamp.edge_runtime.errors import ModelFormatError
+from edgeamp.edge_runtime.model import Architecture, Knob, LayerWeights, ModelWeights
+
+MAX_MODEL_BYTES = 64 << 20  # the largest NAM LSTM or RTNeural JSON seen is a few MB
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+FORMATS = ("nam", "rtneural", "keras-h5")
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A model read from another tool's file: what a bundle needs, and what the file said."""
+
+    format: str  # "nam" or "rtneural"
+    architecture: Architecture
+    weights: ModelWeights
+    sample_rate: int | None  # None: the file does not say
+    metadata: dict = field(default_factory=dict)  # what the file carries (name, gear, loudness...)
+    version: str | None = None
+
+
+def detect_format(path: Path) -> str:
+    """``nam``, ``rtneural`` or ``keras-h5`` from the file's content (not its name)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(HDF5_MAGIC):
+        return "keras-h5"
+    doc = read_json(path)
+    if isinstance(doc, dict) and "architecture" in doc and "weights" in doc:
+        return "nam"
+    if isinstance(doc, dict) and "layers" in doc and "in_shape" in doc:
+        return "rtneural"
+    keys = sorted(doc)[:8] if isinstance(doc, dict) else type(doc).__name__
+    raise ModelFormatError(
+        f"{path}: a JSON document edgeamp does not know (top level: {keys}); edgeamp imports NAM .nam files "
+        "(keys architecture, config, weights), RTNeural/AIDA-X JSON (keys in_shape, layers) and Keras-2 .h5")
+
+
+def read_json(path: Path) -> object:
+    """The JSON document in ``path``; empty, oversized, binary, truncated and non-JSON files raise
+    ModelFormatError saying which."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelFormatError(f"{path}: the file is empty")
+    if size > MAX_MODEL_BYTES:
+        raise ModelFormatError(f"{path}: {size / 2**20:.0f} MiB is far larger than any LSTM/GRU model file; refused")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(f"{path}: not a text file (byte {exc.start} is not UTF-8); expected a .nam or "
+                               "RTNeural JSON model") from exc
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        end = "the file ends early (truncated?)" if exc.pos >= len(text.rstrip()) else exc.msg
+        raise ModelFormatError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {end}") from exc
+
+
+def _reject_constant(name: str):
+    raise ModelFormatError(f"the file holds {name}: a model's weights must be finite numbers")
+
+
+def as_array(values, shape: tuple[int, ...], what: str, source: str) -> np.ndarray:
+    """``values`` (nested lists of numbers) as a float32 array of exactly ``shape``; finite."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{source}: {what} is not an array of numbers ({exc})") from exc
+    if arr.shape != tuple(shape):
+        raise ModelFormatError(f"{source}: {what} has shape {arr.shape}, its declared sizes need {tuple(shape)}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ModelFormatError(f"{source}: {what} holds {bad} NaN/Inf value(s)")
+    return arr.astype(np.float32)
+
+
+def positive_int(value, what: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise ModelFormatError(f"{source}: {what} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def sample_rate_from(value, source: str) -> int | None:
+    """A sample rate the file states (NAM allows a float such as 48000.0); None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ModelFormatError(f"{source}: sample_rate {value!r} is not a number")
+    if value != int(value) or not 1000 <= value <= 768000:
+        raise ModelFormatError(f"{source}: sample_rate {value!r} Hz is not a whole audio rate")
+    return int(value)
+
+
+# ---- exact rewrites for writing a bundle in another format --------------------------------------
+def fold_gains(arch: Architecture, weights: ModelWeights, input_gain: float, output_gain: float,
+               fmt: str) -> ModelWeights:
+    """The same model with input/output gains of 1: the input gain scales the audio row of the first
+    kernel, the output gain scales the head. Exact up to float32 rounding; refused where no such
+    rewrite exists (an input skip adds the gained input; no head has nothing to scale)."""
+    if input_gain == 1.0 and output_gain == 1.0:
+        return weights
+    if arch.skip:
+        raise ModelFormatError(f"{fmt}: the bundle has an input skip and gains ({input_gain:g} in, {output_gain:g} "
+                               "out); the format adds the raw input, so the gains cannot be folded into weights")
+    if not arch.head and output_gain != 1.0:
+        raise ModelFormatError(f"{fmt}: output gain {output_gain:g} needs a dense head to fold into; this model "
+                               "has none")
+    first = weights.layers[0]
+    kernel = first.kernel.astype(np.float64).copy()
+    kernel[0] *= input_gain
+    layers = (replace(first, kernel=kernel.astype(np.float32)), *weights.layers[1:])
+    if not arch.head:
+        return replace(weights, layers=layers)
+    return replace(weights, layers=layers,
+                   head_kernel=(weights.head_kernel.astype(np.float64) * output_gain).astype(np.float32),
+                   head_bias=(weights.head_bias.astype(np.float64) * output_gain).astype(np.float32))
+
+
+def fold_knob_ranges(arch: Architecture, weights: ModelWeights, model_minimum: float, model_maximum: float
+                     ) -> tuple[Architecture, ModelWeights]:
+    """The same model with every knob's model range set to ``model_minimum..model_maximum`` (a
+    format's own parameter convention, e.g. AIDA-X's 0..1): each knob's input row of the first
+    kernel and the input bias absorb the affine change. Exact up to float32 rounding."""
+    first = weights.layers[0]
+    kernel = first.kernel.astype(np.float64).copy()
+    bias = first.bias.astype(np.float64).copy()
+    in_bias = bias if bias.ndim == 1 else bias[0]  # a GRU's input bias row
+    knobs = []
+    for index, knob in enumerate(arch.knobs, start=1):
+        # old model input m = a*p + b in terms of the new one p (p in the new range)
+        a = (knob.model_maximum - knob.model_minimum) / (model_maximum - model_minimum)
+        b = knob.model_minimum - a * model_minimum
+        in_bias += b * kernel[index]
+        kernel[index] *= a
+        knobs.append(replace(knob, model_minimum=model_minimum, model_maximum=model_maximum))
+    layers = (LayerWeights(kernel.astype(np.float32), first.recurrent_kernel, bias.astype(np.float32), first.h0,
+                           first.c0), *weights.layers[1:])
+    return replace(arch, knobs=tuple(knobs)), replace(weights, layers=layers)
+
+
+def knobs_for(count: int, names: list[str] | None, described, source: str) -> tuple[Knob, ...]:
+    """Knobs for a file's extra input channels, which the model takes as they are, 0..1 (AIDA-X's
+    convention). ``names``: what the user called them; else what the file describes (``described``:
+    a list of ``{"name", "minimum", "maximum", "default"}``, as edgeamp writes); else ``param1``..."""
+    if names is not None and len(names) != count:
+        raise ModelFormatError(f"{source}: the model takes {count} parameter input(s), {len(names)} knob name(s) "
+                               f"were given ({', '.join(names)})")
+    try:
+        if names is None and isinstance(described, list) and len(described) == count:
+            return tuple(Knob(str(d["name"]), float(d.get("minimum", 0.0)), float(d.get("maximum", 1.0)),
+                              float(d.get("default", 0.5)), 0.0, 1.0) for d in described)
+        return tuple(Knob(n, 0.0, 1.0, 0.5, 0.0, 1.0) for n in (names or [f"param{i + 1}" for i in range(count)]))
+    except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
+        raise ModelFormatError(f"{source}: the knobs it describes are not usable: {exc}") from exc

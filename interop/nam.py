@@ -1,0 +1,142 @@
+"""Neural Amp Modeler ``.nam`` files: the LSTM architecture, both ways.
+
+Layout (NAM's ``nam/models/recurrent.py``, ``LSTM._export_weights`` / ``import_weights``; the
+``.nam`` specification in NAM's docs): a JSON object with ``version``, ``architecture``
+(``"LSTM"``), ``config`` (``input_size``, ``hidden_size``, ``num_layers``: every layer has the
+same hidden size), ``weights`` (one flat list), optional ``sample_rate`` and ``metadata``. The
+flat list holds, per layer: the PyTorch matrix ``[W_ih | W_hh]`` of shape ``(4H, in + H)``
+row-major (gates i, f, g, o: Keras' i, f, c, o), the summed bias ``b_ih + b_hh`` ``(4H,)``, the
+initial hidden state ``(H,)`` and the initial cell state ``(H,)``; then the head ``Linear(H, 1)``:
+weight ``(1, H)``, bias ``(1,)``. A NAM player starts every layer from the stored state (NAM
+writes the state after 48000 samples of silence), so an imported model keeps it as the bundle's
+initial state.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from edgeamp.edge_runtime.bundle import Bundle
+from edgeamp.edge_runtime.errors import ModelFormatError
+from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
+
+from .common import Imported, as_array, fold_gains, positive_int, sample_rate_from
+
+# .nam versions whose LSTM layout is the one above: 0.5.x (2023) to 0.7.x (NAM 0.13)
+READS = ((0, 5), (0, 6), (0, 7))
+WRITES = "0.5.4"  # the LSTM layout is unchanged since 0.5; every NAM player reads 0.5.x
+METADATA_KEYS = ("name", "modeled_by", "gear_make", "gear_model", "gear_type", "tone_type", "loudness", "gain",
+                 "input_level_dbu", "output_level_dbu", "date", "training")
+
+
+def _version(doc: dict, source: str) -> str:
+    version = doc.get("version")
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", str(version)) if isinstance(version, str) else None
+    if m is None:
+        raise ModelFormatError(f"{source}: .nam version {version!r} is not a version string like '0.5.4'")
+    if (int(m[1]), int(m[2])) not in READS:
+        known = ", ".join(f"{a}.{b}.x" for a, b in READS)
+        raise ModelFormatError(f"{source}: .nam version {version} is not one edgeamp reads ({known}); a newer NAM "
+                               "may have changed the layout: upgrade edgeamp")
+    return version
+
+
+def read_nam(doc: object, source: str) -> Imported:
+    """An :class:`Imported` from a parsed ``.nam`` document; every problem raises ModelFormatError."""
+    if not isinstance(doc, dict):
+        raise ModelFormatError(f"{source}: a .nam file holds a JSON object, this one holds {type(doc).__name__}")
+    version = _version(doc, source)
+    arch_name = doc.get("architecture")
+    if arch_name in ("WaveNet", "PackedWaveNet", "SlimmableWaveNet"):
+        raise ModelFormatError(f"{source}: WaveNet .nam models are convolutional; edgeamp deploys LSTM/GRU models "
+                               "(NAM's LSTM architecture imports)")
+    if arch_name != "LSTM":
+        raise ModelFormatError(f"{source}: architecture {arch_name!r} is not recurrent; edgeamp deploys LSTM/GRU "
+                               "models (NAM's LSTM architecture imports)")
+    config = doc.get("config")
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"{source}: 'config' must be an object with input_size, hidden_size, num_layers")
+    n_in = positive_int(config.get("input_size", 1), "config.input_size", source)
+    hidden = positive_int(config.get("hidden_size"), "config.hidden_size", source)
+    layers_n = positive_int(config.get("num_layers", 1), "config.num_layers", source)
+    if n_in != 1:
+        raise ModelFormatError(f"{source}: config.input_size {n_in}: a parametric NAM LSTM names no parameters or "
+                               "ranges; edgeamp imports input_size 1")
+    flat = doc.get("weights")
+    if not isinstance(flat, list):
+        raise ModelFormatError(f"{source}: 'weights' must be a list of numbers")
+    per_layer = [4 * hidden * (i + hidden) + 4 * hidden + 2 * hidden
+                 for i in [n_in] + [hidden] * (layers_n - 1)]
+    expected = sum(per_layer) + hidden + 1
+    if len(flat) != expected:
+        raise ModelFormatError(f"{source}: {len(flat)} weights, but an LSTM of {layers_n} layer(s) x {hidden} "
+                               f"units with input_size {n_in} and a linear head has {expected}")
+    w = as_array(flat, (expected,), "weights", source)
+    layers, pos, n_prev = [], 0, n_in
+
+    def take(count: int) -> np.ndarray:
+        nonlocal pos
+        out = w[pos : pos + count]
+        pos += count
+        return out
+
+    for _ in range(layers_n):
+        matrix = take(4 * hidden * (n_prev + hidden)).reshape(4 * hidden, n_prev + hidden)
+        bias = take(4 * hidden)
+        h0, c0 = take(hidden), take(hidden)
+        layers.append(LayerWeights(np.ascontiguousarray(matrix[:, :n_prev].T), np.ascontiguousarray(matrix[:, n_prev:].T),
+                                   bias.copy(), h0.copy(), c0.copy()))
+        n_prev = hidden
+    head_kernel = take(hidden).reshape(hidden, 1).copy()
+    head_bias = take(1).copy()
+    arch = Architecture(tuple([hidden] * layers_n), head=True, initial_state=True)
+    weights = ModelWeights(tuple(layers), head_kernel, head_bias)
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    return Imported("nam", arch, weights, sample_rate_from(doc.get("sample_rate"), source),
+                    {k: meta[k] for k in METADATA_KEYS if k in meta}, version)
+
+
+def to_nam(bundle: Bundle) -> dict:
+    """The ``.nam`` document of a bundle; refuses, naming the feature, what NAM's LSTM cannot express."""
+    m = bundle.manifest
+    arch = m.architecture
+    fmt = "NAM .nam"
+    if arch.cell != "lstm":
+        raise ModelFormatError(f"{fmt}: NAM's recurrent architecture is an LSTM; this model is a GRU "
+                               "(export it as --format aidax)")
+    if arch.knobs:
+        raise ModelFormatError(f"{fmt}: the format has no knobs; this model is conditioned on "
+                               f"{', '.join(arch.knob_names)}")
+    if arch.skip:
+        raise ModelFormatError(f"{fmt}: NAM's LSTM has no input skip (y = head(h)); this model adds its input "
+                               "to the output")
+    if m.streaming.mode != "stateful":
+        raise ModelFormatError(f"{fmt}: this is a window-mode model (each hop restarts from zero state over a "
+                               f"{m.streaming.window_samples}-sample window); NAM runs one continuous state")
+    if len(set(arch.units)) != 1:
+        raise ModelFormatError(f"{fmt}: NAM's LSTM has one hidden size for every layer; this model has "
+                               f"{'-'.join(map(str, arch.units))}")
+    weights = fold_gains(arch, bundle.weights, m.input_gain, m.output_gain, fmt)
+    hidden = arch.units[0]
+    flat = []
+    for layer in weights.layers:
+        matrix = np.concatenate([layer.kernel.T, layer.recurrent_kernel.T], axis=1)  # (4H, in + H)
+        flat += [matrix.ravel(), layer.bias, layer.initial("h") if arch.initial_state else np.zeros(hidden),
+                 layer.initial("c") if arch.initial_state else np.zeros(hidden)]
+    if arch.head:
+        flat += [weights.head_kernel[:, 0], weights.head_bias]
+    else:  # the last layer has 1 unit (so all do) and is the output: a head of weight 1, bias 0 is exact
+        flat += [np.ones(1), np.zeros(1)]
+    meta = dict(m.provenance.get("source_metadata", {})) if m.provenance.get("source_format") == "nam" else {}
+    meta.setdefault("name", bundle.path.name.removesuffix(".bundle") if bundle.path else "edgeamp model")
+    meta["exported_by"] = "edgeamp"
+    return {
+        "version": WRITES,
+        "architecture": "LSTM",
+        "config": {"input_size": 1, "hidden_size": hidden, "num_layers": len(arch.units)},
+        "weights": [float(v) for v in np.concatenate([np.asarray(a, np.float64).ravel() for a in flat])],
+        "sample_rate": m.sample_rate,
+        "metadata": meta,
+    }

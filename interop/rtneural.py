@@ -1,0 +1,148 @@
+"""RTNeural JSON (what AIDA-X loads as ``.aidax``/``.json``, and GuitarML's Proteus/NeuralPi and
+Guitarix too), both ways.
+
+Layout (RTNeural's ``model_loader.h`` ``parseJson`` and its Python writer ``save_model``, which
+AIDA-X ships as ``model_utils.py`` and feeds from ``modelToKeras.py``): ``in_shape``
+``[null, null, channels]`` (channel 0 the audio, the others an AIDA-X model's parameters, fed
+as they are, 0..1), optional ``in_skip`` (1: AIDA-X adds the input to the output), ``layers``:
+each ``{"type", "activation", "shape": [null, null, units], "weights"}`` with Keras' weight
+lists: ``lstm`` ``[kernel (in, 4U), recurrent (U, 4U), bias (4U,)]`` (gates i, f, c, o),
+``gru`` ``[kernel (in, 3U), recurrent (U, 3U), bias (2, 3U)]`` (gates z, r, h, ``reset_after``),
+``dense`` ``[kernel (in, out), bias (out,)]``. RTNeural ignores an LSTM/GRU layer's
+``activation`` (its cells are tanh/sigmoid) and applies a dense layer's. Every layer starts from
+zero state.
+"""
+
+from __future__ import annotations
+
+from edgeamp.edge_runtime.bundle import Bundle
+from edgeamp.edge_runtime.errors import ModelFormatError
+from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
+
+from .common import Imported, as_array, fold_gains, fold_knob_ranges, knobs_for, positive_int, sample_rate_from
+
+# RTNeural's activation names (model_loader.h createActivation); "" is none
+ACTIVATIONS = ("", "tanh", "relu", "sigmoid", "softmax", "elu")
+RECURRENT = ("lstm", "gru")
+OTHER_TYPES = ("conv1d", "conv2d", "time-distributed-dense", "prelu", "batchnorm", "batchnorm2d", "activation")
+AIDAX_SAMPLE_RATE = 48000
+
+
+def _units(layer: dict, index: int, source: str) -> int:
+    shape = layer.get("shape")
+    if not isinstance(shape, list) or not shape:
+        raise ModelFormatError(f"{source}: layer {index} has no 'shape' list (expected [null, null, units])")
+    return positive_int(shape[-1], f"layer {index} shape[-1] (units)", source)
+
+
+def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None) -> Imported:
+    """An :class:`Imported` from a parsed RTNeural JSON document (``knob_names`` for a model with
+    parameter inputs); every problem raises ModelFormatError naming the layer."""
+    if not isinstance(doc, dict):
+        raise ModelFormatError(f"{source}: an RTNeural model is a JSON object, this one holds {type(doc).__name__}")
+    in_shape = doc.get("in_shape")
+    if not isinstance(in_shape, list) or not in_shape:
+        raise ModelFormatError(f"{source}: 'in_shape' must be a list like [null, null, 1]")
+    channels = positive_int(in_shape[-1], "in_shape[-1] (input channels)", source)
+    skip = doc.get("in_skip", 0)
+    if skip not in (0, 1) or isinstance(skip, bool):
+        raise ModelFormatError(f"{source}: in_skip {skip!r}: edgeamp adds the audio channel only (in_skip 0 or 1)")
+    layers = doc.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise ModelFormatError(f"{source}: 'layers' must be a non-empty list")
+    cells, parsed, head = set(), [], None
+    n_prev = channels
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            raise ModelFormatError(f"{source}: layer {index} is not an object")
+        kind = layer.get("type")
+        activation = layer.get("activation", "")
+        if activation not in ACTIVATIONS:
+            raise ModelFormatError(f"{source}: layer {index} ({kind}) has activation {activation!r}, which RTNeural "
+                                   f"does not know (it knows {', '.join(repr(a) for a in ACTIVATIONS)})")
+        weights = layer.get("weights")
+        if not isinstance(weights, list):
+            raise ModelFormatError(f"{source}: layer {index} ({kind}) has no 'weights' list")
+        if head is not None:
+            raise ModelFormatError(f"{source}: layer {index} ({kind}) follows the dense layer; edgeamp deploys "
+                                   "recurrent layers followed by one linear dense output layer")
+        units = _units(layer, index, source) if kind in (*RECURRENT, "dense") else 0
+        where = f"layer {index} ({kind}, {units} units)"
+        if kind in RECURRENT:
+            cells.add(kind)
+            gates = 4 if kind == "lstm" else 3
+            if len(weights) != 3:
+                raise ModelFormatError(f"{source}: {where} has {len(weights)} weight arrays, expected 3 "
+                                       "(kernel, recurrent kernel, bias)")
+            bias_shape = (gates * units,) if kind == "lstm" else (2, gates * units)
+            parsed.append(LayerWeights(as_array(weights[0], (n_prev, gates * units), f"{where} kernel", source),
+                                       as_array(weights[1], (units, gates * units), f"{where} recurrent kernel", source),
+                                       as_array(weights[2], bias_shape, f"{where} bias", source)))
+            n_prev = units
+        elif kind == "dense":
+            if not parsed:
+                raise ModelFormatError(f"{source}: {where} comes before any recurrent layer; edgeamp deploys "
+                                       "LSTM/GRU models")
+            if activation:
+                raise ModelFormatError(f"{source}: {where} has activation {activation!r}; edgeamp's output layer is "
+                                       "linear")
+            if units != 1 or len(weights) != 2:
+                raise ModelFormatError(f"{source}: {where}: edgeamp's output layer is one linear unit with a bias "
+                                       f"({len(weights)} weight arrays given)")
+            head = (as_array(weights[0], (n_prev, 1), f"{where} kernel", source),
+                    as_array(weights[1], (1,), f"{where} bias", source))
+        elif kind in OTHER_TYPES:
+            raise ModelFormatError(f"{source}: layer {index} is {kind!r}; edgeamp deploys LSTM/GRU stacks with a dense "
+                                   "output layer")
+        else:
+            raise ModelFormatError(f"{source}: layer {index} has unknown type {kind!r}")
+    if not parsed:
+        raise ModelFormatError(f"{source}: no lstm or gru layer; edgeamp deploys LSTM/GRU models")
+    if len(cells) > 1:
+        raise ModelFormatError(f"{source}: the stack mixes lstm and gru layers; edgeamp deploys one cell type per "
+                               "model")
+    if head is None and n_prev != 1:
+        raise ModelFormatError(f"{source}: the last layer has {n_prev} units and no dense layer follows: the model "
+                               "has no single audio output")
+    cell = cells.pop()
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    knobs = knobs_for(channels - 1, knob_names, meta.get("parameters"), source) if channels > 1 else ()
+    arch = Architecture(tuple(layer.units for layer in parsed), head=head is not None, skip=bool(skip),
+                        knobs=knobs, cell=cell)
+    weights = ModelWeights(tuple(parsed), *(head or (None, None)), cell=cell)
+    rate = meta.get("samplerate", meta.get("sample_rate"))
+    return Imported("rtneural", arch, weights, sample_rate_from(rate, source), dict(meta))
+
+
+def to_rtneural(bundle: Bundle) -> dict:
+    """The RTNeural JSON (AIDA-X ``.aidax``) of a bundle; refuses, naming the feature, what AIDA-X
+    cannot run. Knob ranges are rewritten exactly into AIDA-X's 0..1 parameters."""
+    m = bundle.manifest
+    arch = m.architecture
+    fmt = "AIDA-X/RTNeural JSON"
+    if m.sample_rate != AIDAX_SAMPLE_RATE:
+        raise ModelFormatError(f"{fmt}: AIDA-X runs models at {AIDAX_SAMPLE_RATE} Hz; this model is "
+                               f"{m.sample_rate} Hz (the file has no sample-rate field to say otherwise)")
+    if m.streaming.mode != "stateful":
+        raise ModelFormatError(f"{fmt}: this is a window-mode model (each hop restarts from zero state over a "
+                               f"{m.streaming.window_samples}-sample window); RTNeural runs one continuous state")
+    if arch.initial_state and any(
+            float(abs(layer.initial(kind)).max()) > 0 for layer in bundle.weights.layers for kind in arch.state_kinds):
+        raise ModelFormatError(f"{fmt}: RTNeural starts every layer from zero state; this model stores an initial "
+                               "state (an imported NAM LSTM does)")
+    weights = fold_gains(arch, bundle.weights, m.input_gain, m.output_gain, fmt)
+    arch, weights = fold_knob_ranges(arch, weights, 0.0, 1.0)
+    layers = []
+    for layer in weights.layers:
+        layers.append({"type": arch.cell, "activation": "tanh", "shape": [None, None, layer.units],
+                       "weights": [layer.kernel.tolist(), layer.recurrent_kernel.tolist(), layer.bias.tolist()]})
+    if arch.head:
+        layers.append({"type": "dense", "activation": "", "shape": [None, None, 1],
+                       "weights": [weights.head_kernel.tolist(), weights.head_bias.tolist()]})
+    doc = {"in_shape": [None, None, arch.input_channels], "layers": layers}
+    if arch.skip:
+        doc["in_skip"] = 1
+    doc["metadata"] = {"samplerate": m.sample_rate, "exported_by": "edgeamp",
+                       "parameters": [{"name": k.name, "minimum": k.minimum, "maximum": k.maximum,
+                                       "default": k.default} for k in arch.knobs]}
+    return doc
