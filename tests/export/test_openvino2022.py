@@ -74,7 +74,7 @@ import sys, json, numpy as np
 import edgeamp.edge_runtime as er
 from edgeamp.edge_runtime import ov_compat
 from edgeamp.edge_runtime.bundle import read_bundle
-from edgeamp.edge_runtime.engines import OpenVINOEngine
+from edgeamp.edge_runtime.engines import OpenVINOEngine, initial_inputs
 assert "tensorflow" not in sys.modules
 bundle_path, data_path, out_path = sys.argv[1:4]
 b = read_bundle(bundle_path)
@@ -82,7 +82,7 @@ d = np.load(data_path)
 results = {"openvino": ov_compat.version(), "python": sys.version.split()[0]}
 for key, e in sorted(b.manifest.exports.items()):
     engine = OpenVINOEngine(b.path / e.xml, e.variant, b.architecture, e.hop_samples,
-                            window_samples=e.window_samples)
+                            window_samples=e.window_samples, initial=initial_inputs(b.architecture, b.weights))
     audio, knobs = d["audio"], d["knobs"]
     hop = e.hop_samples
     y = np.concatenate([engine.run_hop(audio[i:i + hop], knobs[i:i + hop]).copy()
@@ -92,8 +92,12 @@ json.dump(results, open(out_path, "w"))
 """
 
 
-def test_explicit_state_ir_runs_on_openvino_2022_3(py310_env, tmp_path):
-    arch = Architecture((16, 8), head=True, skip=True, knobs=(Knob("gain"),))
+@pytest.mark.parametrize("arch", [
+    Architecture((16, 8), head=True, skip=True, knobs=(Knob("gain"),)),
+    Architecture((12,), head=True, skip=True, cell="gru"),  # GRUSequence (an AIDA-X GRU-12)
+    Architecture((6, 6), head=True, initial_state=True),  # a NAM LSTM's stored start state
+], ids=["lstm", "gru", "lstm-initial-state"])
+def test_explicit_state_ir_runs_on_openvino_2022_3(py310_env, tmp_path, arch):
     manifest = Manifest(48000, arch, Streaming("stateful", 480))
     path = write_bundle(tmp_path / "amp.bundle", Bundle(manifest, random_weights(arch, seed=11, scale=1.0)))
     bundle = export_bundle(path, variants=("explicit_state", "stateful"), verify_seconds=0.5)
