@@ -95,6 +95,24 @@ def test_preset(benchmark, bundles, preset):
     _run(benchmark, bundles(preset), group="stateful 10 ms f32 1 thread: preset", hops=HOPS["stateful"])
 
 
+IMPORTED = {"nam_lstm_1x16.nam": None, "aidax_gru_12.aidax": 48000}  # file -> --sample-rate (the .nam says it)
+
+
+@pytest.mark.parametrize("model", sorted(IMPORTED))
+def test_imported(benchmark, tmp_path, model):
+    """Models other tools made (tests/fixtures/interop, written by NAM's package and AIDA-X's trainer
+    pipeline), imported as `edgeamp import` does: a NAM LSTM 1x16 and an AIDA-X GRU-12 with skip."""
+    from pathlib import Path
+
+    from edgeamp.export.exporter import export_bundle
+    from edgeamp.interop.importer import import_model
+
+    fixture = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "interop" / model
+    bundle = import_model(fixture, tmp_path / "imported.bundle", sample_rate=IMPORTED[model])
+    bundle = export_bundle(bundle.path, variants=("stateful",), precisions=("f32",), verify_seconds=1.0)
+    _run(benchmark, bundle, group="imported models, stateful 10 ms f32 1 thread", hops=HOPS["stateful"])
+
+
 def test_numpy_reference(benchmark, bundles):
     _run(benchmark, bundles("seed"), group="seed stateful 10 ms: backend", hops=20, backend="numpy", threads=None)
 
@@ -117,7 +135,7 @@ def test_keras_tensorflow(benchmark, bundles):
     hops, hop = 200, 480
     x = noise(hops + 10, hop)
     y = np.empty_like(x)
-    state = [tf.zeros((1, u)) for u in arch.units for _ in range(2)]
+    state = [tf.zeros((1, u)) for u in arch.units for _ in arch.state_kinds]
     pos = [0]
 
     def one_hop():
