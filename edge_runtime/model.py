@@ -22,13 +22,13 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-Cell = Literal["lstm", "gru"]
-GATES = {"lstm": 4, "gru": 3}
-STATE_KINDS = {"lstm": ("h", "c"), "gru": ("h",)}
-
 import numpy as np
 
 from .errors import BundleError, ConfigError
+
+Cell = Literal["lstm", "gru"]
+GATES = {"lstm": 4, "gru": 3}
+STATE_KINDS = {"lstm": ("h", "c"), "gru": ("h",)}
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     names = [n.strip() for n in args.knob_names.split(",")] if args.knob_names else None
     bundle = import_model(args.model, args.out, sample_rate=args.sample_rate, hop_ms=args.hop_ms,
-                          hop_samples=args.hop_samples, knob_names=names)
+                          hop_samples=args.hop_samples, knob_names=names, export=not args.no_export)
     m = bundle.manifest
     a = m.architecture
     meta = m.provenance.get("source_metadata", {})
@@ -67,9 +67,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {a.describe()}{', stored start state' if a.initial_state else ''}"
           f"{', knobs ' + ', '.join(f'{k.name} {k.minimum:g}..{k.maximum:g}' for k in a.knobs) if a.knobs else ''}, "
           f"{m.sample_rate} Hz, hop {m.streaming.hop_samples} samples{' (' + label + ')' if label else ''}")
-    if not args.no_export:
-        from edgeamp.export.exporter import export_bundle
-
-        exported = export_bundle(args.out)
-        print(f"exported and verified {', '.join(sorted(exported.manifest.exports))}")
+    if m.exports:
+        print(f"exported and verified {', '.join(sorted(m.exports))}")
     return 0

@@ -36,10 +36,17 @@ def read_model(path: Path | str, *, knob_names: list[str] | None = None) -> Impo
 
 
 def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None = None, hop_ms: float = 10.0,
-                 hop_samples: int | None = None, knob_names: list[str] | None = None) -> Bundle:
+                 hop_samples: int | None = None, knob_names: list[str] | None = None, export: bool = False) -> Bundle:
     """Write the bundle of a NAM or RTNeural model file at ``out`` (stateful streaming, ``hop_ms``
     hops) and return it. The sample rate comes from the file where it says one; ``sample_rate``
-    must agree with it, and is required where the file says none. Nothing is written on error."""
+    must agree with it, and is required where the file says none. ``export``: also build and
+    verify its OpenVINO IR (what ``edgeamp.load`` runs). Nothing is written on error.
+
+    ::
+
+        bundle = edgeamp.import_model("capture.nam", "capture.bundle", export=True)
+        amp = edgeamp.load(bundle)
+    """
     path = Path(path)
     check_bundle_target(out)
     model = read_model(path, knob_names=knob_names)
@@ -67,6 +74,10 @@ def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None =
     write_bundle(out, Bundle(manifest, model.weights))
     log.info("imported %s (%s, %s) at %d Hz into %s", path.name, model.format, model.architecture.describe(), rate,
              out)
+    if export:
+        from edgeamp.export.exporter import export_bundle
+
+        return export_bundle(out)
     return read_bundle(out)
 
 
@@ -79,7 +90,8 @@ def export_model(bundle: Bundle | Path | str, out: Path | str, fmt: str) -> Path
         bundle = read_bundle(bundle)
     out = Path(out)
     if out.is_dir():
-        raise ModelFormatError(f"{out} is a directory; give the file to write, e.g. {out / ('amp' + EXPORT_FORMATS[fmt][1])}")
+        example = out / ("amp" + EXPORT_FORMATS[fmt][1])
+        raise ModelFormatError(f"{out} is a directory; give the file to write, e.g. {example}")
     convert, _ = EXPORT_FORMATS[fmt]
     doc = convert(bundle)
     return atomic_write_bytes(out, (json.dumps(doc, allow_nan=False) + "\n").encode())

@@ -86,8 +86,8 @@ def read_nam(doc: object, source: str) -> Imported:
         matrix = take(4 * hidden * (n_prev + hidden)).reshape(4 * hidden, n_prev + hidden)
         bias = take(4 * hidden)
         h0, c0 = take(hidden), take(hidden)
-        layers.append(LayerWeights(np.ascontiguousarray(matrix[:, :n_prev].T), np.ascontiguousarray(matrix[:, n_prev:].T),
-                                   bias.copy(), h0.copy(), c0.copy()))
+        layers.append(LayerWeights(np.ascontiguousarray(matrix[:, :n_prev].T),
+                                   np.ascontiguousarray(matrix[:, n_prev:].T), bias.copy(), h0.copy(), c0.copy()))
         n_prev = hidden
     head_kernel = take(hidden).reshape(hidden, 1).copy()
     head_bias = take(1).copy()

@@ -75,9 +75,10 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
                 raise ModelFormatError(f"{source}: {where} has {len(weights)} weight arrays, expected 3 "
                                        "(kernel, recurrent kernel, bias)")
             bias_shape = (gates * units,) if kind == "lstm" else (2, gates * units)
-            parsed.append(LayerWeights(as_array(weights[0], (n_prev, gates * units), f"{where} kernel", source),
-                                       as_array(weights[1], (units, gates * units), f"{where} recurrent kernel", source),
-                                       as_array(weights[2], bias_shape, f"{where} bias", source)))
+            parsed.append(LayerWeights(
+                as_array(weights[0], (n_prev, gates * units), f"{where} kernel", source),
+                as_array(weights[1], (units, gates * units), f"{where} recurrent kernel", source),
+                as_array(weights[2], bias_shape, f"{where} bias", source)))
             n_prev = units
         elif kind == "dense":
             if not parsed:

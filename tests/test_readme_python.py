@@ -20,7 +20,8 @@ def python_blocks() -> list[str]:
 
 def test_the_section_has_the_promised_examples():
     code = "\n".join(python_blocks())
-    for needed in ("edgeamp.load(", "reset=False", "amp.gain = 7", "Pedalboard(", "NoiseGate", "Reverb"):
+    for needed in ("edgeamp.load(", "reset=False", "amp.gain = 7", "Pedalboard(", "NoiseGate", "Reverb",
+                   "edgeamp.import_model("):
         assert needed in code, needed
 
 
@@ -31,6 +32,7 @@ def test_readme_python_blocks_run(exported_bundles, tmp_path, monkeypatch, capsy
     from edgeamp.edge_runtime.bundle import golden_signal
 
     shutil.copytree(exported_bundles["stateful"], tmp_path / "amp.bundle")
+    shutil.copy(REPO / "tests" / "fixtures" / "interop" / "nam_lstm_1x6.nam", tmp_path / "capture.nam")
     sf.write(tmp_path / "di.wav", np.resize(golden_signal(48000), 48000), 48000, subtype="FLOAT")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "readme"}
@@ -38,7 +40,8 @@ def test_readme_python_blocks_run(exported_bundles, tmp_path, monkeypatch, capsy
         exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own examples
     out = capsys.readouterr().out
     assert "<edgeamp.Amp 'amp.bundle'" in out and "outside [0.0, 10.0]" in out
-    for name in ("amp.wav", "chain.wav"):
+    assert "LSTM 6 + dense head" in out
+    for name in ("amp.wav", "chain.wav", "capture.wav"):
         y, sr = sf.read(tmp_path / name)
         assert sr == 48000 and y.shape[0] == 48000 and np.all(np.isfinite(y)) and np.abs(y).max() > 0.01
     # the knob example really moved the output
