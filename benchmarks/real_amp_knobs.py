@@ -20,6 +20,14 @@ against the same signal without one (clicks). Run by hand (about 1 hour at 8 min
 
     .venv/bin/python benchmarks/real_amp_knobs.py --minutes 8 [--conditioned out/k17.bundle] \\
         [--readme README.md]
+
+A longer budget for the conditioned model only, against baselines an earlier run trained (their
+budget is said in the table; training all seven models at 15 minutes takes 1 h 45 min)::
+
+    .venv/bin/python benchmarks/real_amp_knobs.py --minutes 15 --out /tmp/rak15 \\
+        --baselines /tmp/rak --baseline-minutes 8 --readme README.md
+
+The table goes between ``<!-- real-amp-knobs-<minutes>min:start/end -->`` markers.
 """
 
 from __future__ import annotations
@@ -38,7 +46,11 @@ SWEEP = DATA / "knob-sweeps"
 DI = SWEEP / "file_9_input.wav"
 HELD_OUT = {"B4_M5_T5": "B2_M5_T5", "B5_M6_T5": "B5_M8_T5", "B5_M5_T8": "B5_M5_T10"}  # -> nearest recorded
 TEST_PATTERN = "file_5|" + "|".join(HELD_OUT)
-START, END = "<!-- real-amp-knobs:start -->", "<!-- real-amp-knobs:end -->"
+FULL_SETTINGS = ({"bass": 1.0, "mid": 3.0, "treble": 7.0}, {"bass": 10.0, "mid": 0.0, "treble": 0.0})
+
+
+def markers(minutes: float) -> tuple[str, str]:
+    return f"<!-- real-amp-knobs-{minutes:g}min:start -->", f"<!-- real-amp-knobs-{minutes:g}min:end -->"
 
 
 def edgeamp(*args: str) -> None:
@@ -94,22 +106,27 @@ def main() -> int:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "real_amp_knobs"))
     p.add_argument("--conditioned", help="an already trained conditioned bundle (same split) to reuse")
     p.add_argument("--readme", help="write the table into this README between its markers")
+    p.add_argument("--baselines", help="folder of an earlier run whose single-setting models to reuse")
+    p.add_argument("--baseline-minutes", type=float, help="the budget those baselines were trained with")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     minutes = f"{args.minutes:g}"
+    base = Path(args.baselines) if args.baselines else out
+    if args.baselines and not args.baseline_minutes:
+        p.error("--baselines needs --baseline-minutes (the table says their budget)")
     cond = Path(args.conditioned) if args.conditioned else out / "conditioned.bundle"
     if not args.conditioned:
         edgeamp("train", "--data-dir", str(DATA), str(cond), "--test-pattern", TEST_PATTERN, "--val-pattern",
                 "file_4", "--minutes", minutes)
     rows = []
     for held, nearest in HELD_OUT.items():
-        upper = out / f"own-{held}.bundle"
+        upper = base / f"own-{held}.bundle"
         if not upper.exists():
             t = str(target(held))
             edgeamp("train", "--input", str(DI), "--target", t, "--val-input", str(DI), "--val-target", t,
                     "--test-input", str(DI), "--test-target", t, str(upper), "--minutes", minutes)
-        near = out / f"nearest-{nearest}.bundle"
+        near = base / f"nearest-{nearest}.bundle"
         if not near.exists():
             n = str(target(nearest))
             edgeamp("train", "--input", str(DI), "--target", n, "--val-input", str(DI), "--val-target", n,
@@ -121,8 +138,11 @@ def main() -> int:
         setting = wav.name.split("_G5_")[0]
         sweep.append({"setting": setting, "held_out": setting in HELD_OUT, "knobs": knobs_of(setting),
                       **score(cond, setting, knobs_of(setting))})
+    manifest = json.loads((cond / "manifest.json").read_text())
     doc = {"rows": rows, "sweep": sweep, "clicks": click_test(cond), "minutes": args.minutes,
-           "conditioned_metrics": json.loads((cond / "manifest.json").read_text())["metrics"]}
+           "baseline_minutes": args.baseline_minutes or args.minutes,
+           "steps": manifest["provenance"].get("steps"), "training_seconds": manifest["provenance"].get(
+               "training_seconds"), "conditioned_metrics": manifest["metrics"]}
     (out / "real_amp_knobs.json").write_text(json.dumps(doc, indent=2) + "\n")
     table = markdown(doc)
     print(table)
@@ -130,14 +150,21 @@ def main() -> int:
     if args.readme:
         readme = Path(args.readme)
         text = readme.read_text()
-        head, rest = text.split(START, 1)
-        readme.write_text(head + START + "\n" + table + END + rest.split(END, 1)[1])
+        start, end = markers(args.minutes)
+        if start not in text:
+            raise SystemExit(f"{readme} has no {start} ... {end} markers: add them where the table goes")
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + "\n" + table + end + rest.split(end, 1)[1])
     return 0
 
 
 def markdown(doc: dict) -> str:
     f = lambda m: f"{m['esr']:.3f} / {m['esr_pre_emphasis']:.3f}"  # noqa: E731
-    lines = [f"Test ESR (plain / pre-emphasised) at the held-out settings, {doc['minutes']:g} min per model, stateful "
+    budget = f"{doc['minutes']:g} min per model"
+    if doc.get("baseline_minutes", doc["minutes"]) != doc["minutes"]:
+        budget = f"conditioned model {doc['minutes']:g} min, single-setting baselines {doc['baseline_minutes']:g} min"
+    steps = f" ({doc['steps']} steps)" if doc.get("steps") else ""
+    lines = [f"Test ESR (plain / pre-emphasised) at the held-out settings, {budget}{steps}, stateful "
              "preset, clip file_9:", "",
              "| held-out setting | conditioned model | single-setting model on its own recording (upper bound) "
              "| nearest seen setting's model | conditioned within 2x of the bound | conditioned beats nearest |",
@@ -148,8 +175,7 @@ def markdown(doc: dict) -> str:
                      f"| {f(r['nearest_model'])} ({r['nearest_seen']}) | {'yes' if c <= 2 * o else 'no'} "
                      f"| {'yes' if c < n else 'no'} |")
     per = doc["conditioned_metrics"].get("per_setting", [])
-    clips = [e for e in per if e["knobs"] in ({"bass": 1.0, "mid": 3.0, "treble": 7.0},
-                                              {"bass": 10.0, "mid": 0.0, "treble": 0.0})]
+    clips = [e for e in per if e["knobs"] in FULL_SETTINGS]
     if clips:
         lines += ["", "The held-out clip (file_5) at the two full settings, conditioned model: "
                   + "; ".join(f"B{e['knobs']['bass']:g} M{e['knobs']['mid']:g} T{e['knobs']['treble']:g}: "
@@ -166,7 +192,8 @@ def plot(doc: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True,
+                             gridspec_kw={"width_ratios": [1, 1, 1, 0.7]})
     for ax, knob in zip(axes, ("bass", "mid", "treble")):
         others = [k for k in ("bass", "mid", "treble") if k != knob]
         pts = [s for s in doc["sweep"] if all(s["knobs"][o] == 5.0 for o in others)]
@@ -176,9 +203,20 @@ def plot(doc: dict, path: Path) -> None:
                     label=label)
         ax.set(xlabel=f"{knob} (others 5)", title=f"{knob} sweep")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("ESR on clip file_9")
+    axes[0].set_ylabel("ESR (plain)")
     axes[0].legend()
-    fig.suptitle("conditioned model of the real amp: ESR along each knob's sweep")
+    # the two full settings on their held-out clip (file_5, not file_9): plain and pre-emphasised
+    per = [e for e in doc["conditioned_metrics"].get("per_setting", []) if e["knobs"] in FULL_SETTINGS]
+    names = [f"B{e['knobs']['bass']:g} M{e['knobs']['mid']:g} T{e['knobs']['treble']:g}" for e in per]
+    pos = np.arange(len(per))
+    axes[3].bar(pos - 0.2, [e["esr"] for e in per], 0.4, label="plain")
+    axes[3].bar(pos + 0.2, [e["esr_pre_emphasis"] for e in per], 0.4, label="pre-emphasised")
+    axes[3].set_xticks(pos, names)
+    axes[3].set(title="full settings, held-out clip file_5")
+    axes[3].legend()
+    axes[3].grid(alpha=0.3, axis="y")
+    fig.suptitle(f"conditioned model of the real amp ({doc['minutes']:g} min): test ESR along each knob's sweep "
+                 "(clip file_9) and at the full settings")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
