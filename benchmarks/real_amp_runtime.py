@@ -120,7 +120,8 @@ def main() -> int:
                 break
             except OSError:
                 if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError("the service did not start:\n" + (server.stdout.read() if server.poll() else ""))
+                    output = server.stdout.read() if server.poll() is not None else ""
+                    raise RuntimeError("the service did not start:\n" + output) from None
                 time.sleep(0.3)
         served = asyncio.run(stream_with_change(url, x, {"bass": 4.0}, None, 0))
         results["service_vs_render_max_abs"] = float(np.max(np.abs(served - rendered)))

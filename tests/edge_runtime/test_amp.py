@@ -176,7 +176,8 @@ def test_info_and_repr_say_what_runs(amp):
     assert info["device"] == "CPU" and info["variant"] == "stateful" and info["precision"] == "f32"
     assert info["latency_samples"] == amp.latency_samples and "gain" in info["knobs"]
     text = repr(amp)
-    for needed in ("LSTM 8-4 + dense head + input skip", "48000 Hz", "CPU (stateful IR, f32)", "latency", "gain=5 (0..10)"):
+    for needed in ("LSTM 8-4 + dense head + input skip", "48000 Hz", "CPU (stateful IR, f32)", "latency",
+                   "gain=5 (0..10)"):
         assert needed in text, (needed, text)
 
 
