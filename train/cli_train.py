@@ -78,6 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--minutes", type=positive_float, help="stop after this many minutes (default 3 if no --steps)")
     t.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data: same model)")
     t.add_argument("--resume", action="store_true", help="continue from OUT_BUNDLE.checkpoint")
+    t.add_argument("--init-from", metavar="BUNDLE",
+                   help="fine-tune this bundle (e.g. an `edgeamp import`ed NAM or AIDA-X capture) on the data: its "
+                        "architecture, knobs and weights are the start, the preset gives the recipe and schedule")
     t.add_argument("--cell", choices=["lstm", "gru"],
                    help="recurrent cell of every layer (default: the preset's, lstm); a GRU has 3/4 of the weights")
     t.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
@@ -150,6 +153,14 @@ def run(args: argparse.Namespace) -> int:
         specs, test = _hold_out(specs, test, args.test_pattern, "--test-pattern", "test")
         specs, val = _hold_out(specs, val, args.val_pattern, "--val-pattern", "validation")
         knobs = knob_data.varying_knobs(knobs, specs)
+        init = None
+        if args.init_from:
+            from edgeamp.edge_runtime.bundle import read_bundle
+
+            init = read_bundle(args.init_from)
+            given = {k.name for k in knobs}
+            if given == set(init.architecture.knob_names):
+                knobs = init.architecture.knobs  # the model's order, ranges and input mapping
         specs, val, test = (knob_data.restrict(x, knobs) for x in (specs, val, test))
         if knobs:
             log.info("knob-conditioned model: %s over %d training pair(s)",
@@ -157,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         bundle = train_to_bundle(config, specs, args.out, knobs=knobs, val_specs=val or None, test_specs=test or None,
                                  options=options,
                                  steps=args.steps, minutes=minutes, seed=args.seed, resume=args.resume,
-                                 export=not args.no_export, strategy=args.strategy)
+                                 export=not args.no_export, strategy=args.strategy, init=init)
     _print_summary(bundle)
     return 0
 

@@ -114,10 +114,10 @@ def build_training_model(arch: Architecture, keras):
     return keras.Model([inp, *state_inputs], [h, *state_outputs], name="amp_train")
 
 
-def _weights_of(model, arch: Architecture) -> ModelWeights:
+def _weights_of(model, arch: Architecture, initial: ModelWeights | None = None) -> ModelWeights:
     from .models import weights_from_keras
 
-    return weights_from_keras(model, arch)
+    return weights_from_keras(model, arch, initial)
 
 
 def _set_weights(model, arch: Architecture, weights: ModelWeights) -> None:
@@ -168,8 +168,13 @@ def fit(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     strategy: str | None = None,
+    init: ModelWeights | None = None,
 ) -> FitResult:
     """Train; returns the best weights. Ctrl-C stops cleanly (the best model so far is returned).
+
+    ``init``: start from these weights (fine-tuning, e.g. an imported capture) instead of Keras'
+    initialisers; a stored start state (a NAM LSTM's) is kept as it is (TBPTT starts each
+    sequence from zeros and a warm-up, so it is not trained).
 
     ``strategy="mirrored"``: synchronous data parallelism (tf.distribute.MirroredStrategy) over
     every visible GPU, or over the logical CPU devices set up by :func:`configure_cpu_replicas`.
@@ -197,6 +202,8 @@ def fit(
         else:
             model = build_training_model(arch, keras)
             crop = config.warmup_samples + config.chunk_samples * config.chunks_per_sequence
+        if init is not None:
+            _set_weights(model, arch, init)
         optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.grad_clip_norm)
         optimizer.build(model.trainable_variables)
     sampler = Sampler(train, crop, rng, balance=config.balance_settings)
@@ -311,7 +318,7 @@ def fit(
     history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_esr": [], "seconds": []}
     step = 0
     best = float("inf")
-    best_weights = _weights_of(model, arch)
+    best_weights = _weights_of(model, arch, init)
     elapsed_before = 0.0
     if resume:
         state, last, best_arrays, opt = ckpt.load()
@@ -327,7 +334,7 @@ def fit(
         log.info("resumed from step %d (best validation ESR %.4g)", step, best)
 
     def save_checkpoint():
-        ckpt.save("last", _weights_of(model, arch).to_arrays())
+        ckpt.save("last", _weights_of(model, arch, init).to_arrays())
         ckpt.save("best", best_weights.to_arrays())
         ckpt.save("optimizer", {f"v{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
         ckpt.save_state({"step": step, "best": best, "history": history, "elapsed": elapsed + elapsed_before,
@@ -385,7 +392,7 @@ def fit(
                 history["val_step"].append(step)
                 history["val_esr"].append(v)
                 if v < best:
-                    best, best_weights, checks_without_gain = v, _weights_of(model, arch), 0
+                    best, best_weights, checks_without_gain = v, _weights_of(model, arch, init), 0
                 else:
                     checks_without_gain += 1
                     if checks_without_gain % config.lr_decay_checks == 0:
@@ -411,7 +418,7 @@ def fit(
         history["val_step"].append(step)
         history["val_esr"].append(v)
         if v < best:
-            best, best_weights = v, _weights_of(model, arch)
+            best, best_weights = v, _weights_of(model, arch, init)
     save_checkpoint()
     return FitResult(best_weights, history, step, elapsed + elapsed_before, samples / max(elapsed, 1e-9), best,
                      stopped_by)

@@ -26,10 +26,10 @@ from edgeamp.edge_runtime.bundle import (
     write_bundle,
 )
 from edgeamp.edge_runtime.config import to_dict
-from edgeamp.edge_runtime.errors import InputError
+from edgeamp.edge_runtime.errors import ConfigError, InputError
 from edgeamp.edge_runtime.hashing import sha256_file
 from edgeamp.edge_runtime.metrics import all_metrics
-from edgeamp.edge_runtime.model import Knob
+from edgeamp.edge_runtime.model import Architecture, Knob
 from edgeamp.edge_runtime.render import render
 from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
 
@@ -168,7 +168,12 @@ def train_to_bundle(
     resume: bool = False,
     export: bool = True,
     strategy: str | None = None,
+    init: Bundle | None = None,
 ) -> Bundle:
+    """Train a model on ``specs`` and write, export and score its bundle at ``out``.
+
+    ``init``: fine-tune this bundle (an imported NAM/AIDA-X capture, or an earlier model): its
+    architecture, knobs and weights are the start; the preset gives the recipe and schedule."""
     out = Path(out)
     worker = _worker_index()
     if worker:  # multi-worker: only worker 0 writes the real bundle
@@ -195,11 +200,12 @@ def train_to_bundle(
     else:
         train_segs, val_segs = split_held_out(segments, reports[:n_train], config.val_fraction)
         test_segs = given["test"]
-    arch = config.architecture(knobs)
+    arch = config.architecture(knobs) if init is None else check_fine_tune(init, knobs, rate, config)
     streaming = config.streaming(rate)
     checkpoint_dir = out.with_name(out.name + ".checkpoint")
     result = fit(config, arch, train_segs, val_segs, rate, steps=steps, minutes=minutes, seed=seed,
-                 checkpoint_dir=checkpoint_dir, resume=resume, strategy=strategy)
+                 checkpoint_dir=checkpoint_dir, resume=resume, strategy=strategy,
+                 init=init.weights if init is not None else None)
     log.info("trained %d steps in %.0f s (%s), %.0f samples/s; best validation ESR %.4g", result.steps,
              result.seconds, result.stopped_by, result.samples_per_second, result.best_val_esr)
 
@@ -225,6 +231,11 @@ def train_to_bundle(
         "machine": platform.machine(),
         "wall_seconds": round(time.time() - t_start, 1),
     }
+    if init is not None:
+        source = init.manifest.provenance
+        provenance["fine_tuned_from"] = {"bundle": str(init.path), "architecture": init.architecture.describe(),
+                                         **{k: source[k] for k in ("imported_from", "imported_sha256", "source_format")
+                                            if k in source}}
     manifest = Manifest(rate, arch, streaming, latency_samples=int(latencies[-1]) if latencies else 0,
                         provenance=provenance)
     golden_audio = val_segs[0].x[: int(GOLDEN_SECONDS * rate), 0]
@@ -239,6 +250,24 @@ def train_to_bundle(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return read_bundle(out)
+
+
+def check_fine_tune(init: Bundle, knobs: tuple[Knob, ...], rate: int, config: TrainConfig) -> Architecture:
+    """The architecture to fine-tune: ``init``'s, after checking it fits the data and the recipe."""
+    m = init.manifest
+    where = f"--init-from {init.path}"
+    if m.sample_rate != rate:
+        raise ConfigError(f"{where}: the model runs at {m.sample_rate} Hz, the recordings are {rate} Hz")
+    if tuple(k.name for k in knobs) != m.architecture.knob_names:
+        raise ConfigError(f"{where}: the model's knobs are {list(m.architecture.knob_names) or 'none'}, the data's "
+                          f"{[k.name for k in knobs] or 'none'}")
+    if m.input_gain != 1.0 or m.output_gain != 1.0:
+        raise ConfigError(f"{where}: the bundle has input/output gains ({m.input_gain:g}, {m.output_gain:g}) the "
+                          "trainer's model has no place for")
+    if m.streaming.mode != ("window" if config.recipe == "window" else "stateful"):
+        raise ConfigError(f"{where}: a {m.streaming.mode}-mode model; the {config.name} preset trains "
+                          f"{config.recipe} models (choose a preset with the model's mode)")
+    return m.architecture
 
 
 def _stage(bundle: Bundle, path: Path, result, config: TrainConfig, val_segs, test_segs, rate: int,
