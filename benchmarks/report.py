@@ -5,7 +5,9 @@ usage:
   .venv/bin/python benchmarks/report.py benchmarks/results/latest.json --readme README.md --png docs/latency.png
 
 With --readme, the table replaces the text between the markers
-<!-- bench:start --> and <!-- bench:end --> in that file.
+<!-- bench:start --> and <!-- bench:end --> in that file. Several JSON files (runs on the same
+machine, e.g. `make bench` and a later run of one suite) are merged; a benchmark in a later file
+replaces the same benchmark in an earlier one.
 """
 
 from __future__ import annotations
@@ -120,13 +122,22 @@ def plot(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def merge(docs: list[dict]) -> dict:
+    """One pytest-benchmark document from several: later runs replace a benchmark of the same name."""
+    by_name: dict[str, dict] = {}
+    for doc in docs:
+        for b in doc["benchmarks"]:
+            by_name[b["fullname"]] = b
+    return {**docs[0], "benchmarks": list(by_name.values())}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("json", type=Path)
+    p.add_argument("json", type=Path, nargs="+")
     p.add_argument("--readme", type=Path)
     p.add_argument("--png", type=Path)
     args = p.parse_args(argv)
-    doc = json.loads(args.json.read_text())
+    doc = merge([json.loads(path.read_text()) for path in args.json])
     text = table(doc)
     if args.readme:
         update_readme(args.readme, text)

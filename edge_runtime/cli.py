@@ -45,6 +45,8 @@ typical flow:
   edgeamp train --demo --preset stateful out/amp.bundle
   edgeamp export out/amp.bundle      # hand-built OpenVINO IR, verified against the reference
   edgeamp info out/amp.bundle --verify
+  edgeamp import capture.nam out/capture.bundle     # a NAM or AIDA-X capture: exported and verified too
+  edgeamp export-model out/amp.bundle amp.aidax --format aidax
 
 Run `edgeamp COMMAND --help` for each command's options.
 """
@@ -53,7 +55,8 @@ Run `edgeamp COMMAND --help` for each command's options.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeamp",
-        description="Neural guitar-amp models: train an LSTM from DI/amp recordings, export it to "
+        description="Neural guitar-amp models: train an LSTM or GRU from DI/amp recordings (or import a NAM or "
+        "AIDA-X capture), export it to "
         "OpenVINO, and run it in real time on edge devices.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

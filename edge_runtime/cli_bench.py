@@ -33,8 +33,8 @@ from .cli_common import add_runtime_arguments, int_list, non_negative_int, optio
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE", nargs="?", help="a bundle (or none, with --arch)")
     p.add_argument("--arch", action="append", default=[], metavar="UNITS",
-                   help="sweep: LSTM sizes of a random-weight model, e.g. 64,64,1 (the original: last layer 1 unit, "
-                        "no head) or 32 (with a dense head); repeatable")
+                   help="sweep: layer sizes of a random-weight model, e.g. 64,64,1 (the original: last layer 1 unit, "
+                        "no head), 32 (with a dense head) or gru:12 (a GRU, AIDA-X's size); repeatable")
     p.add_argument("--batch", type=int_list, metavar="B[,B...]",
                    help="sweep: also time the batched IR at these batch sizes, e.g. 1,4,16")
     p.add_argument("--hops", type=positive_int, default=1000, help="hops to time (default 1000: 10 s at 10 ms hops)")

@@ -33,20 +33,26 @@ SAMPLE_RATE = 48000
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """``64,64,1``: stacked LSTM sizes. A last layer of 1 unit is the output (the original
-    experiment); otherwise a dense head follows the last layer (edgeamp's presets)."""
+    """``64,64,1``: stacked LSTM sizes; ``gru:12``: a GRU stack. A last layer of 1 unit is the
+    output (the original experiment); otherwise a dense head follows the last layer (edgeamp's
+    presets, NAM's and AIDA-X's models)."""
 
     units: tuple[int, ...]
+    cell: str = "lstm"
 
     @classmethod
     def parse(cls, text: str) -> ArchSpec:
+        cell, _, sizes = text.rpartition(":")
+        cell = cell.strip().lower() or "lstm"
+        if cell not in ("lstm", "gru"):
+            raise ConfigError(f"--arch cell {cell!r}: choose lstm or gru (e.g. gru:12)")
         try:
-            units = tuple(int(u) for u in text.split(","))
+            units = tuple(int(u) for u in sizes.split(","))
         except ValueError:
-            raise ConfigError(f"--arch takes LSTM sizes like 64,64,1 or 32; got {text!r}") from None
+            raise ConfigError(f"--arch takes layer sizes like 64,64,1, 32 or gru:12; got {text!r}") from None
         if not units or min(units) < 1:
             raise ConfigError(f"--arch sizes must be positive, got {text!r}")
-        return cls(units)
+        return cls(units, cell)
 
     @property
     def head(self) -> bool:
@@ -54,10 +60,10 @@ class ArchSpec:
 
     @property
     def name(self) -> str:
-        return "lstm-" + "-".join(map(str, self.units)) + ("+head" if self.head else "")
+        return f"{self.cell}-" + "-".join(map(str, self.units)) + ("+head" if self.head else "")
 
     def architecture(self) -> Architecture:
-        return Architecture(self.units, head=self.head)
+        return Architecture(self.units, head=self.head, cell=self.cell)
 
 
 def sweep_bundle(root: Path, spec: ArchSpec, hop: int, seed: int = 0) -> Path:

@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from edgeamp.edge_runtime.errors import ConfigError, EdgeampError
-from edgeamp.edge_runtime.metrics import PRE_EMPHASIS, esr
+from edgeamp.edge_runtime.metrics import esr
 from edgeamp.edge_runtime.model import Architecture, ModelWeights
 from edgeamp.edge_runtime.progress import enabled as progress_enabled
 
-from .dataset import Sampler, Segment, validation_pieces
+from .dataset import Sampler, Segment
 from .presets import TrainConfig
+from .recipes import make_recipe
+from .schedule import ValidationSchedule
 
 log = logging.getLogger(__name__)
-VAL_PIECE_SECONDS = 0.25
 
 
 @dataclass
@@ -172,6 +173,10 @@ def fit(
 ) -> FitResult:
     """Train; returns the best weights. Ctrl-C stops cleanly (the best model so far is returned).
 
+    The recipe (:mod:`.recipes`) draws and steps batches and predicts validation pieces; the
+    learning-rate halving and early stopping are Keras' callbacks (:mod:`.schedule`); this loop
+    holds the budget, validation, checkpoints and resume, and the progress bar.
+
     ``init``: start from these weights (fine-tuning, e.g. an imported capture) instead of Keras'
     initialisers; a stored start state (a NAM LSTM's) is kept as it is (TBPTT starts each
     sequence from zeros and a warm-up, so it is not trained).
@@ -191,128 +196,17 @@ def fit(
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     streaming = config.streaming(sample_rate)
-    hop = streaming.hop_samples
-    scope = dist.scope() if dist else contextlib.nullcontext()
-    with scope:
-        if config.recipe == "window":
-            from .models import build_keras_model
-
-            model = build_keras_model(arch)
-            crop = streaming.window_samples
-        else:
-            model = build_training_model(arch, keras)
-            crop = config.warmup_samples + config.chunk_samples * config.chunks_per_sequence
+    with dist.scope() if dist else contextlib.nullcontext():
+        recipe = make_recipe(tf, keras, config, arch, streaming.hop_samples, streaming.window_samples, dist)
         if init is not None:
-            _set_weights(model, arch, init)
-        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.grad_clip_norm)
-        optimizer.build(model.trainable_variables)
-    sampler = Sampler(train, crop, rng, balance=config.balance_settings)
-    variables = model.trainable_variables
-
-    def put(arrays):
-        """numpy (batch, ...) -> a tensor, or per-replica slices of it under a strategy."""
-        if dist is None:
-            return tf.constant(arrays)
-        per = arrays.shape[0] // replicas
-        return dist.experimental_distribute_values_from_function(
-            lambda ctx: tf.constant(arrays[ctx.replica_id_in_sync_group * per : (ctx.replica_id_in_sync_group + 1)
-                                           * per]))
-
-    def call(fn, *args):
-        return fn(*args) if dist is None else dist.run(fn, args=args)
-
-    # w: per-sequence loss weights (batch, 1), see Sampler (knob settings balanced)
-    # the training losses: metrics.esr / metrics.pre_emphasis as TF ops (weighted per sequence)
-    def esr_plain(y, y_hat, w):
-        return tf.reduce_sum(w * (y - y_hat) ** 2) / (tf.reduce_sum(w * y**2) + 1e-10)
-
-    def esr_pre(y, y_hat, w):
-        return esr_plain(y[:, 1:] - PRE_EMPHASIS * y[:, :-1], y_hat[:, 1:] - PRE_EMPHASIS * y_hat[:, :-1], w)
-
-    def esr_loss(y, y_hat, w):
-        if config.loss == "esr":
-            return esr_plain(y, y_hat, w)
-        if config.loss == "esr+esr_pre":
-            return esr_plain(y, y_hat, w) + esr_pre(y, y_hat, w)
-        return esr_pre(y, y_hat, w)
-
-    def dc(y, y_hat, w):
-        return tf.reduce_mean(w * (y - y_hat)) ** 2 / (tf.reduce_mean(w * y**2) + 1e-10)
-
-    batch = config.batch_size
-    zero_states = [put(np.zeros((batch, u), np.float32)) for u in arch.units for _ in arch.state_kinds]
-
-    # Under a strategy the optimizer sums the replicas' gradients, so each replica's loss is
-    # divided by the replica count: the update is then that of the mean loss.
-    if config.recipe == "window":
-        def window_step(x, y):
-            with tf.GradientTape() as tape:
-                y_hat = model(x, training=True)[:, -hop:, 0]
-                loss = tf.reduce_mean((y[:, -hop:] - y_hat) ** 2)
-                scaled = loss / replicas
-            grads = tape.gradient(scaled, variables)
-            optimizer.apply_gradients(zip(grads, variables))
-            return scaled
-
-        @tf.function(jit_compile=config.xla, reduce_retracing=True)
-        def train_step(x, y):
-            return _sum(call(window_step, x, y))
-
-        @tf.function(reduce_retracing=True)
-        def predict_last(x):
-            return model(x, training=False)[:, -hop:, 0]
-    else:
-        def tbptt_step(x, y, w, states):
-            with tf.GradientTape() as tape:
-                out = model([x, *states], training=True)
-                y_hat = out[0][..., 0]
-                loss = esr_loss(y, y_hat, w) + config.dc_weight * dc(y, y_hat, w)
-                scaled = loss / replicas
-            grads = tape.gradient(scaled, variables)
-            optimizer.apply_gradients(zip(grads, variables))
-            return scaled, [tf.stop_gradient(s) for s in out[1:]]
-
-        @tf.function(jit_compile=config.xla, reduce_retracing=True)
-        def train_step(x, y, w, states):
-            loss, new_states = call(tbptt_step, x, y, w, states)
-            return _sum(loss), new_states
-
-        def states_only(x, states):
-            return model([x, *states], training=False)[1:]
-
-        @tf.function(reduce_retracing=True)
-        def warm_states(x, states):
-            return call(states_only, x, states)
-
-        @tf.function(reduce_retracing=True)
-        def run_states(x, states):
-            out = model([x, *states], training=False)
-            return out[0][..., 0], out[1:]
-
-    def _sum(value):
-        return dist.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) if dist else value
-
-    # validation set, fixed for the whole run
-    if config.recipe == "window":
-        vrng = np.random.default_rng(12345)
-        vx, vy, _ = Sampler(val, crop, vrng).batch(max(32, batch * 4))
-        vy = vy[:, -hop:]
-    else:
-        piece = int(VAL_PIECE_SECONDS * sample_rate)
-        vx, vy = validation_pieces(val, piece, config.warmup_samples * 2)
+            _set_weights(recipe.model, arch, init)
+    model, optimizer, batch = recipe.model, recipe.optimizer, config.batch_size
+    sampler = Sampler(train, recipe.crop, rng, balance=config.balance_settings)
+    vx, vy = recipe.validation_set(val, sample_rate, batch)  # fixed for the whole run
 
     def validate() -> float:
-        preds = []
-        for lo in range(0, vx.shape[0], 64):
-            xb = tf.constant(vx[lo : lo + 64])
-            if config.recipe == "window":
-                preds.append(predict_last(xb).numpy())
-            else:
-                states = [tf.zeros((xb.shape[0], u)) for u in arch.units for _ in arch.state_kinds]
-                y_hat, _ = run_states(xb, states)
-                preds.append(y_hat.numpy()[:, -vy.shape[1] :])
-        y_hat = np.concatenate(preds)
-        return esr(vy, y_hat)
+        return esr(vy, np.concatenate([recipe.predict(vx[lo : lo + 64], vy.shape[1])
+                                       for lo in range(0, vx.shape[0], 64)]))
 
     ckpt = Checkpoints(checkpoint_dir)
     history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_esr": [], "seconds": []}
@@ -332,6 +226,9 @@ def fit(
         step, best, history, elapsed_before = state["step"], state["best"], state["history"], state["elapsed"]
         rng.bit_generator.state = state["rng"]
         log.info("resumed from step %d (best validation ESR %.4g)", step, best)
+    schedule = ValidationSchedule(keras, optimizer, lr_decay_checks=config.lr_decay_checks,
+                                  patience_checks=config.patience_checks, min_learning_rate=config.min_learning_rate,
+                                  best=best)
 
     def save_checkpoint():
         ckpt.save("last", _weights_of(model, arch, init).to_arrays())
@@ -343,7 +240,6 @@ def fit(
 
     max_steps = (step + steps) if steps else None
     deadline = time.monotonic() + minutes * 60 if minutes else None
-    checks_without_gain = 0
     stopped_by = "budget"
     samples = 0
     t0 = time.monotonic()
@@ -353,33 +249,10 @@ def fit(
         from tqdm import tqdm
 
         bar = tqdm(total=steps or None, desc=f"train {config.name}", unit="step", dynamic_ncols=True)
-    states = zero_states
-    chunk_in_seq = config.chunks_per_sequence  # forces a fresh sequence first
-    seq_x = seq_y = None
     try:
-        while True:
-            if max_steps is not None and step >= max_steps:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            if config.recipe == "window":
-                xb, yb, _ = sampler.batch(batch)
-                loss = float(train_step(put(xb), put(yb)))
-                samples += batch * hop
-            else:
-                if chunk_in_seq >= config.chunks_per_sequence:
-                    seq_x, seq_y, seq_w = sampler.batch(batch)
-                    w = config.warmup_samples
-                    states = warm_states(put(seq_x[:, :w]), zero_states)  # warm-up: not scored
-                    chunk_in_seq = 0
-                lo = config.warmup_samples + chunk_in_seq * config.chunk_samples
-                hi = lo + config.chunk_samples
-                loss_t, states = train_step(put(np.ascontiguousarray(seq_x[:, lo:hi])),
-                                            put(np.ascontiguousarray(seq_y[:, lo:hi])), put(seq_w[:, None]),
-                                            states)
-                loss = float(loss_t)
-                chunk_in_seq += 1
-                samples += batch * config.chunk_samples
+        while (max_steps is None or step < max_steps) and (deadline is None or time.monotonic() < deadline):
+            loss, n = recipe.step(sampler, batch)
+            samples += n
             if not np.isfinite(loss):
                 raise EdgeampError(f"loss became {loss} at step {step}; lower the learning rate")
             step += 1
@@ -392,15 +265,13 @@ def fit(
                 history["val_step"].append(step)
                 history["val_esr"].append(v)
                 if v < best:
-                    best, best_weights, checks_without_gain = v, _weights_of(model, arch, init), 0
-                else:
-                    checks_without_gain += 1
-                    if checks_without_gain % config.lr_decay_checks == 0:
-                        lr = max(float(optimizer.learning_rate) * 0.5, config.min_learning_rate)
-                        optimizer.learning_rate.assign(lr)
-                        history.setdefault("lr_changes", []).append([step, lr])
+                    best, best_weights = v, _weights_of(model, arch, init)
+                stop = schedule.update(v, step)
+                if schedule.lr_changes:  # halvings go into the history (and with it into checkpoints)
+                    history.setdefault("lr_changes", []).extend(schedule.lr_changes)
+                    schedule.lr_changes.clear()
                 save_checkpoint()
-                if checks_without_gain >= config.patience_checks:
+                if stop:
                     stopped_by = "early stopping"
                     break
             if bar is not None:
