@@ -25,6 +25,7 @@ class ValidationSchedule:
     def __init__(self, keras, optimizer, *, lr_decay_checks: int, patience_checks: int, min_learning_rate: float,
                  best: float = math.inf) -> None:
         self.host = _Host(optimizer)
+        self._lr = lambda: float(keras.ops.convert_to_numpy(optimizer.learning_rate))  # a MirroredVariable too
         self.reduce = keras.callbacks.ReduceLROnPlateau(monitor="val_esr", mode="min", factor=0.5,
                                                         patience=lr_decay_checks, min_lr=min_learning_rate,
                                                         min_delta=0.0, cooldown=0)
@@ -39,12 +40,12 @@ class ValidationSchedule:
 
     def update(self, val_esr: float, step: int) -> bool:
         """Record one validation; True when training should stop."""
-        before = float(self.host.optimizer.learning_rate)
+        before = self._lr()
         logs = {"val_esr": float(val_esr)}
         self.reduce.on_epoch_end(self.checks, dict(logs))
         self.stop.on_epoch_end(max(self.checks, 1), dict(logs))  # EarlyStopping never stops at epoch 0
         self.checks += 1
-        after = float(self.host.optimizer.learning_rate)
+        after = self._lr()
         if after != before:
             self.lr_changes.append([step, after])
         return bool(self.host.stop_training)
