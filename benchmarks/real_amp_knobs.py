@@ -160,11 +160,12 @@ def main() -> int:
 
 def markdown(doc: dict) -> str:
     f = lambda m: f"{m['esr']:.3f} / {m['esr_pre_emphasis']:.3f}"  # noqa: E731
-    budget = f"{doc['minutes']:g} min per model"
+    steps = f" (the conditioned model {doc['steps']} steps)" if doc.get("steps") else ""
+    budget = f"{doc['minutes']:g} min per model{steps}"
     if doc.get("baseline_minutes", doc["minutes"]) != doc["minutes"]:
-        budget = f"conditioned model {doc['minutes']:g} min, single-setting baselines {doc['baseline_minutes']:g} min"
-    steps = f" ({doc['steps']} steps)" if doc.get("steps") else ""
-    lines = [f"Test ESR (plain / pre-emphasised) at the held-out settings, {budget}{steps}, stateful "
+        budget = (f"conditioned model {doc['minutes']:g} min{steps.replace(' the conditioned model', '')}, "
+                  f"single-setting baselines {doc['baseline_minutes']:g} min")
+    lines = [f"Test ESR (plain / pre-emphasised) at the held-out settings, {budget}, stateful "
              "preset, clip file_9:", "",
              "| held-out setting | conditioned model | single-setting model on its own recording (upper bound) "
              "| nearest seen setting's model | conditioned within 2x of the bound | conditioned beats nearest |",
