@@ -127,7 +127,7 @@ def merge(docs: list[dict]) -> dict:
     by_name: dict[str, dict] = {}
     for doc in docs:
         for b in doc["benchmarks"]:
-            by_name[b["fullname"]] = b
+            by_name[b.get("fullname") or b["name"]] = b
     return {**docs[0], "benchmarks": list(by_name.values())}
 
 
