@@ -55,3 +55,15 @@ def test_missing_markers(tmp_path):
     (tmp_path / "R.md").write_text("no markers")
     with pytest.raises(SystemExit, match="markers"):
         report.update_readme(tmp_path / "R.md", "x")
+
+
+def test_runs_merge_later_benchmarks_replacing_earlier_ones():
+    later = {"benchmarks": [{**DOC["benchmarks"][0], "stats": {**DOC["benchmarks"][0]["stats"], "median": 0.001}},
+                            {"name": "test_imported[x]", "group": "imported",
+                             "stats": {"mean": 0.001, "median": 0.001, "max": 0.002, "rounds": 5}}]}
+    merged = report.merge([DOC, later])
+    names = [b["name"] for b in merged["benchmarks"]]
+    assert sorted(names) == sorted([b["name"] for b in DOC["benchmarks"]] + ["test_imported[x]"])
+    assert next(b for b in merged["benchmarks"] if b["name"] == "test_openvino_hop[stateful-1]")["stats"][
+        "median"] == 0.001
+    assert merged["machine_info"] == DOC["machine_info"]
