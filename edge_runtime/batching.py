@@ -101,7 +101,7 @@ class BatchedEngine:
 
     # ---- slots ----------------------------------------------------------------------------
     def slot(self) -> BatchSlot:
-        """A new stream: a free state row (zeroed), growing the state arrays when full."""
+        """A new stream: a free state row (at the start state), growing the state arrays when full."""
         with self._cv:
             if not self._free:
                 old = self._state[0].shape[0]
