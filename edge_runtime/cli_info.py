@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         a, s = m.architecture, m.streaming
         print(f"bundle      {bundle.path}")
         print(f"schema      {m.format} v{m.schema_version}")
-        print(f"model       {a.describe()}{', initial state stored' if a.initial_state else ''}, "
+        print(f"model       {a.describe()}{', stored start state' if a.initial_state else ''}, "
               f"{a.parameter_count()} parameters, {a.flops_per_sample()} FLOPs/sample")
         if s.mode == "window":
             stream = f"window: {s.window_samples} samples in, last {s.hop_samples} out per hop"

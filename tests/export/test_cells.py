@@ -152,3 +152,39 @@ def test_keras_builders_match_the_reference(name):
     back = weights_from_keras(plain, arch, initial=w)
     for key, value in w.to_arrays().items():
         np.testing.assert_array_equal(back.to_arrays()[key], value)
+
+
+@pytest.mark.parametrize("damage", ["z and r swapped", "reset before the recurrent product"])
+def test_a_wrong_gru_graph_is_refused(tmp_path, monkeypatch, damage):
+    """The GRU mapping is checked by verification, not trusted: a swapped gate order or the other
+    reset convention (linear_before_reset=False, the ONNX default) does not pass."""
+    import edgeamp.export.graphs as graphs
+    from edgeamp.export.exporter import ExportError
+
+    if damage == "z and r swapped":
+        right = graphs.ov_gru_weights
+
+        def wrong(kernel, recurrent_kernel, bias):
+            w, r, b = right(kernel, recurrent_kernel, bias)
+            u = r.shape[-1]
+            swap = np.r_[u : 2 * u, 0:u, 2 * u : 3 * u]
+            return w[:, swap], r[:, swap], np.concatenate([b[:, swap], b[:, 3 * u :]], axis=1)
+
+        monkeypatch.setattr(graphs, "ov_gru_weights", wrong)
+    else:
+        real = graphs.ops.gru_sequence
+
+        def before_reset(*args, **kwargs):
+            b = args[5]
+            args = list(args)
+            u = args[6]
+            args[5] = graphs._const(b.get_vector()[: 3 * u].reshape(1, 3 * u) + np.concatenate(
+                [np.zeros(2 * u), b.get_vector()[3 * u :]])[None])
+            return real(*args, **{**kwargs, "linear_before_reset": False})
+
+        monkeypatch.setattr(graphs.ops, "gru_sequence", before_reset)
+    arch = Architecture((8,), head=True, cell="gru")
+    weights = random_weights(arch, seed=4, scale=3.0)
+    path = write_bundle(tmp_path / "g.bundle", Bundle(Manifest(SR, arch, Streaming("stateful", HOP)), weights))
+    with pytest.raises(ExportError, match="no IR was written"):
+        export_bundle(path, variants=("stateful",), precisions=("f32",), verify_seconds=0.3)
