@@ -26,7 +26,7 @@ import numpy as np
 
 from .engines import compile_ir
 from .errors import DeviceError
-from .model import Architecture
+from .model import Architecture, state_name
 
 
 class BatchSlot:
@@ -64,11 +64,12 @@ class BatchedEngine:
                  lanes: int = 1, on_tick=None, initial: dict[str, np.ndarray] | None = None) -> None:
         self.arch = arch
         # per state input (``h_in0``, ``c_in0``...): the row a new or reset stream starts from
-        self._keys = [(kind, i) for i in range(len(arch.units)) for kind in arch.state_kinds]
-        units = [arch.units[i] for _, i in self._keys]
+        sizes = arch.state_sizes()
+        self._names = [(state_name(kind, i, "in"), state_name(kind, i, "out")) for kind, i, _ in sizes]
+        units = [width for _, _, width in sizes]
         initial = initial or {}
-        self._start = [np.asarray(initial.get(f"{kind}_in{i}", np.zeros(u)), np.float32)
-                       for (kind, i), u in zip(self._keys, units)]
+        self._start = [np.asarray(initial.get(name_in, np.zeros(u)), np.float32)
+                       for (name_in, _), u in zip(self._names, units)]
         self.hop_samples = hop_samples
         self.max_batch = max_batch
         self.wait_s = wait_ms / 1000.0
@@ -198,13 +199,14 @@ class BatchedEngine:
         inputs = {"audio": np.stack([a for _, a, _ in batch]).astype(np.float32, copy=False)}
         if self.arch.knobs:
             inputs["knobs"] = np.stack([k for _, _, k in batch]).astype(np.float32, copy=False)
-        for (kind, i), a in zip(self._keys, self._state):
-            inputs[f"{kind}_in{i}"] = a[rows][:, None, :]
+        for (name_in, _), a in zip(self._names, self._state):
+            inputs[name_in] = a[rows] if name_in == "fir_in" else a[rows][:, None, :]
         return inputs
 
     def _scatter(self, batch, rows, outputs: dict) -> None:
-        for (kind, i), a in zip(self._keys, self._state):
-            a[rows] = outputs[f"{kind}_out{i}"][:, 0, :]
+        for (_, name_out), a in zip(self._names, self._state):
+            out = outputs[name_out]
+            a[rows] = out if out.ndim == 2 else out[:, 0, :]
         for j, (slot, _, _) in enumerate(batch):
             slot._out[:] = outputs["output"][j]
             slot._done.set()
@@ -222,7 +224,7 @@ class _Lane:
         self.thread = threading.Thread(target=self._run, name=f"edgeamp-batch-lane{index}", daemon=True)
 
     def _run(self) -> None:
-        names = [f"{kind}_out{i}" for kind, i in self.engine._keys]
+        names = [name_out for _, name_out in self.engine._names]
         while True:
             job = self.jobs.get()
             if job is None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import ov_compat, reference
 from .errors import DeviceError
-from .model import Architecture, ModelWeights, Streaming
+from .model import Architecture, ModelWeights, Streaming, state_name
 
 
 class NumpyEngine:
@@ -72,7 +72,7 @@ def initial_inputs(arch: Architecture, weights: ModelWeights) -> dict[str, np.nd
     ``(U,)``: empty for a model that starts from zeros."""
     if not arch.initial_state:
         return {}
-    return {f"{kind}_in{i}": np.asarray(layer.initial(kind), np.float32)
+    return {state_name(kind, i, "in"): np.asarray(layer.initial(kind), np.float32)
             for i, layer in enumerate(weights.layers) for kind in arch.state_kinds}
 
 
@@ -124,12 +124,10 @@ class OpenVINOEngine:
         self._state_pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self._state_names: list[str] = []
         if variant == "explicit_state":
-            for i in range(len(arch.units)):
-                for kind in arch.state_kinds:
-                    self._state_pairs.append(
-                        (self.request.get_tensor(f"{kind}_in{i}").data, self.request.get_tensor(f"{kind}_out{i}").data)
-                    )
-                    self._state_names.append(f"{kind}_in{i}")
+            for kind, i, _ in arch.state_sizes():
+                self._state_pairs.append((self.request.get_tensor(state_name(kind, i, "in")).data,
+                                          self.request.get_tensor(state_name(kind, i, "out")).data))
+                self._state_names.append(state_name(kind, i, "in"))
         expected = window_samples if variant == "window" else streaming_hop
         if self._audio.shape != (1, expected):
             raise DeviceError(
@@ -151,22 +149,24 @@ class OpenVINOEngine:
                 # reset() returns a variable to its ReadValue initial value on current OpenVINO but to
                 # zeros on 2022.3 (measured: 0.013 max error on a stored start state): set it explicitly
                 n = len(self.arch.units)
-                self.set_state(tuple(tuple(self._initial[f"{kind}_in{i}"][None] for kind in self.arch.state_kinds)
-                                     for i in range(n)))
+                self.set_state(tuple(tuple(self._initial[state_name(kind, i, "in")][None]
+                                           for kind in self.arch.state_kinds) for i in range(n)))
 
     def set_state(self, state) -> None:
-        """Start the next hop from ``state`` (a reference State: per layer ``(h, c)`` or ``(h,)``, each ``(1, U)``):
+        """Start the next hop from ``state`` (a reference State: per layer ``(h, c)`` or ``(h,)``, each
+        ``(1, U)``, then a FIR stage's ``(history,)``; a shorter tuple sets the first tensors only):
         what verification uses to compare one hop at a time. Not for the window variant (no state)."""
+        values = [v for entry in state for v in entry]
         if self.variant == "explicit_state":
-            for (state_in, _), value in zip(self._state_pairs, (v for layer in state for v in layer)):
+            for (state_in, _), value in zip(self._state_pairs, values):
                 state_in[:] = np.asarray(value, np.float32).reshape(state_in.shape)
         elif self.variant == "stateful":
             by_name = {v.get_name() if hasattr(v, "get_name") else v.name: v for v in self.request.query_state()}
             ov = ov_compat.ov()
-            for layer, values in enumerate(state):
-                for kind, value in zip(self.arch.state_kinds, values):
-                    var = by_name[f"{kind}{layer}"]
-                    var.state = ov.Tensor(np.ascontiguousarray(np.asarray(value, np.float32).reshape(1, 1, -1)))
+            for (kind, i, _), value in zip(self.arch.state_sizes(), values):
+                var = by_name[state_name(kind, i)]
+                shape = (1, -1) if kind == "fir" else (1, 1, -1)
+                var.state = ov.Tensor(np.ascontiguousarray(np.asarray(value, np.float32).reshape(shape)))
         else:
             raise DeviceError("the window variant has no state to set")
 

@@ -11,7 +11,10 @@ is Keras 3's, per layer ``{cell}{i}/...``:
   reset, candidate); ``h_t = z * h_{t-1} + (1 - z) * h~``, ``h~ = tanh(x W_h + b_h + r * (h U_h + b'_h))``.
 
 A gate pre-activation is ``x @ kernel + h @ recurrent_kernel + bias``. The optional dense
-head is ``kernel (units_last, 1)``, ``bias (1,)``. With ``initial_state`` the stack starts
+head is ``kernel (units_last, 1)``, ``bias (1,)``. The optional long-memory stage is a learned
+FIR filter on the head's output, ``fir/taps (K,)``: ``out[t] = sum_k taps[k] * pre[t - k]``,
+before the input skip (a cabinet or transformer response the recurrent part need not carry);
+its state is the last ``K - 1`` head outputs. With ``initial_state`` the stack starts
 (and ``reset()`` returns) to a stored state ``{cell}{i}/h0`` (and ``/c0`` for LSTM), each
 ``(U,)``, instead of zeros: NAM's LSTM files carry one.
 """
@@ -88,6 +91,7 @@ class Architecture:
     knobs: tuple[Knob, ...] = ()
     cell: Cell = "lstm"
     initial_state: bool = False
+    fir_taps: int = 0  # 0: none; else the length of the learned FIR after the head (>= 2)
 
     def __post_init__(self) -> None:
         if not self.units or any(int(u) < 1 for u in self.units):
@@ -101,6 +105,8 @@ class Architecture:
         names = [k.name for k in self.knobs]
         if len(set(names)) != len(names):
             raise ConfigError(f"duplicate knob names in {names}")
+        if self.fir_taps == 1 or self.fir_taps < 0:
+            raise ConfigError(f"fir_taps must be 0 (no FIR stage) or at least 2, got {self.fir_taps}")
 
     @property
     def input_channels(self) -> int:
@@ -122,7 +128,14 @@ class Architecture:
     def describe(self) -> str:
         """``LSTM 64-64-1``, ``GRU 12 + dense head + input skip`` (for listings and errors)."""
         text = f"{self.cell.upper()} {'-'.join(map(str, self.units))}"
-        return text + (" + dense head" if self.head else "") + (" + input skip" if self.skip else "")
+        text += (" + dense head" if self.head else "") + (f" + FIR {self.fir_taps}" if self.fir_taps else "")
+        return text + (" + input skip" if self.skip else "")
+
+    def state_sizes(self) -> list[tuple[str, int, int]]:
+        """Every recurrent state tensor in graph order: ``(kind, layer, width)``; ``("fir", -1, K - 1)``
+        last when there is a FIR stage (its history of head outputs)."""
+        sizes = [(kind, i, u) for i, u in enumerate(self.units) for kind in self.state_kinds]
+        return sizes + ([("fir", -1, self.fir_taps - 1)] if self.fir_taps else [])
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         """The shape of every array in ``weights.npz``, by name."""
@@ -141,6 +154,8 @@ class Architecture:
         if self.head:
             shapes["head/kernel"] = (n_in, 1)
             shapes["head/bias"] = (1,)
+        if self.fir_taps:
+            shapes["fir/taps"] = (self.fir_taps,)
         return shapes
 
     def parameter_count(self) -> int:
@@ -155,7 +170,15 @@ class Architecture:
             n_in = units
         if self.head:
             flops += 2 * n_in
-        return flops
+        return flops + 2 * self.fir_taps
+
+
+def state_name(kind: str, layer: int, way: str = "") -> str:
+    """A state tensor's name in the graphs: ``h_in0``/``c_out1``/``fir_in`` (``way`` "in" or "out"),
+    or the stateful IR's variable (``way`` ""): ``h0``, ``c1``, ``fir``."""
+    if kind == "fir":
+        return f"fir_{way}" if way else "fir"
+    return f"{kind}_{way}{layer}" if way else f"{kind}{layer}"
 
 
 @dataclass(frozen=True)
@@ -187,6 +210,7 @@ class ModelWeights:
     head_kernel: np.ndarray | None = None  # (U_last, 1)
     head_bias: np.ndarray | None = None  # (1,)
     cell: Cell = "lstm"
+    fir_taps: np.ndarray | None = None  # (K,): taps[k] multiplies the head output k samples back
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -201,6 +225,8 @@ class ModelWeights:
         if self.head_kernel is not None:
             out["head/kernel"] = self.head_kernel
             out["head/bias"] = self.head_bias
+        if self.fir_taps is not None:
+            out["fir/taps"] = self.fir_taps
         return out
 
     @classmethod
@@ -235,9 +261,8 @@ class ModelWeights:
             )
             for i in range(len(arch.units))
         )
-        if arch.head:
-            return cls(layers, np.asarray(arrays["head/kernel"]), np.asarray(arrays["head/bias"]), arch.cell)
-        return cls(layers, cell=arch.cell)
+        head = (np.asarray(arrays["head/kernel"]), np.asarray(arrays["head/bias"])) if arch.head else (None, None)
+        return cls(layers, *head, arch.cell, get("fir/taps"))
 
     def astype(self, dtype: type) -> ModelWeights:
         cast = lambda a: None if a is None else np.asarray(a, dtype=dtype)  # noqa: E731
@@ -247,6 +272,7 @@ class ModelWeights:
             cast(self.head_kernel),
             cast(self.head_bias),
             self.cell,
+            cast(self.fir_taps),
         )
 
 
@@ -255,6 +281,10 @@ def random_weights(arch: Architecture, seed: int = 0, scale: float = 0.5) -> Mod
     rng = np.random.default_rng(seed)
     arrays = {}
     for name, shape in arch.expected_shapes().items():
+        if name == "fir/taps":  # near identity: the current sample, and a small decaying tail
+            arrays[name] = np.concatenate([[1.0], 0.3 * rng.uniform(-1, 1, shape[0] - 1)
+                                           * np.exp(-np.arange(1, shape[0]) / 8.0)]).astype(np.float32)
+            continue
         if name.endswith("kernel"):
             fan_in = shape[0]
         else:  # a bias (G*U,) or (2, G*U), or an initial state (U,): scaled by the layer's units

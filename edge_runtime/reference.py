@@ -2,7 +2,8 @@
 
 Kept small and obvious on purpose. Arrays are ``(batch, time, channels)``; channel 0 is
 the audio, channels 1.. are the normalised knob values. The state of a stack is a tuple
-with one entry per layer: ``(h, c)`` for LSTM, ``(h,)`` for GRU, each ``(batch, units)``.
+with one entry per layer: ``(h, c)`` for LSTM, ``(h,)`` for GRU, each ``(batch, units)``; a model
+with a FIR stage has one more entry last, ``(history,)``: its last ``K - 1`` inputs, ``(batch, K - 1)``.
 
 Two streaming semantics (docs/DESIGN.md):
 
@@ -28,7 +29,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def zero_state(arch: Architecture, batch: int = 1, dtype: type = np.float64) -> State:
-    return tuple(tuple(np.zeros((batch, u), dtype) for _ in arch.state_kinds) for u in arch.units)
+    layers = tuple(tuple(np.zeros((batch, u), dtype) for _ in arch.state_kinds) for u in arch.units)
+    return layers + _fir_state(arch, batch, dtype)
+
+
+def _fir_state(arch: Architecture, batch: int, dtype: type) -> State:
+    return ((np.zeros((batch, arch.fir_taps - 1), dtype),),) if arch.fir_taps else ()
 
 
 def initial_state(arch: Architecture, weights: ModelWeights, batch: int = 1, dtype: type = np.float64) -> State:
@@ -39,7 +45,18 @@ def initial_state(arch: Architecture, weights: ModelWeights, batch: int = 1, dty
     return tuple(
         tuple(np.tile(np.asarray(layer.initial(kind), dtype), (batch, 1)) for kind in arch.state_kinds)
         for layer in weights.layers
-    )
+    ) + _fir_state(arch, batch, dtype)
+
+
+def fir(taps: np.ndarray, y: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``out[t] = sum_k taps[k] * y[t - k]`` over ``y`` ``(batch, time)``, the samples before it from
+    ``history`` ``(batch, K - 1)`` (oldest first); returns the output and the new history."""
+    k = taps.shape[0]
+    full = np.concatenate([history, y], axis=1)
+    out = np.zeros_like(y)
+    for lag in range(k):
+        out += taps[lag] * full[:, k - 1 - lag : k - 1 - lag + y.shape[1]]
+    return out, full[:, full.shape[1] - (k - 1) :]
 
 
 def lstm_layer(
@@ -94,7 +111,7 @@ def forward(
     y = np.asarray(x, dtype=dtype)
     new_state = []
     layer_fn = LAYERS[weights.cell]
-    for w, layer_state in zip(weights.layers, state):
+    for w, layer_state in zip(weights.layers, state[: len(weights.layers)]):
         y, s = layer_fn(
             w.kernel.astype(dtype), w.recurrent_kernel.astype(dtype), w.bias.astype(dtype), y, layer_state
         )
@@ -102,6 +119,9 @@ def forward(
     if weights.head_kernel is not None:
         y = y @ weights.head_kernel.astype(dtype) + weights.head_bias.astype(dtype)
     out = y[..., 0]
+    if weights.fir_taps is not None:
+        out, history = fir(weights.fir_taps.astype(dtype), out, state[-1][0])
+        new_state.append((history,))
     if skip:
         out = out + np.asarray(x[..., 0], dtype=dtype)
     return out, tuple(new_state)

@@ -9,7 +9,10 @@ gate acting after the recurrent product is ``linear_before_reset=True``, whose `
 ``[b_z + b'_z, b_r + b'_r, b_h, b'_h]`` (input and recurrent bias of the candidate kept apart).
 A GRU layer has only ``h`` state (no ``c_in``/``c_out``, no ``c`` variable). A model with a
 stored initial state starts from it: the ``ReadValue`` initial values of ``stateful``, the
-constants of ``window``; ``explicit_state`` and ``batched`` get it from the engine.
+constants of ``window``; ``explicit_state`` and ``batched`` get it from the engine. A FIR stage
+(``arch.fir_taps``) is a ``Convolution`` over its history of head outputs and the hop, its
+history carried like the recurrent state: variable ``fir`` (stateful), ``fir_in``/``fir_out``
+``(B, K - 1)`` (explicit_state, batched), zeros (window).
 
 Variants (all batch 1, static shapes):
 
@@ -92,6 +95,17 @@ def _recurrent(arch: Architecture, y, states: list, seq_len, layer, layer_index:
                              "forward", name=f"lstm{layer_index}")
 
 
+def _fir(y, history, taps: np.ndarray, time: int):
+    """The FIR stage over ``y`` ``(B, T, 1)`` with ``history`` ``(B, K - 1)``: ``(B, T, 1)`` out and the
+    new history. Convolution is a cross-correlation, so the kernel is the taps reversed."""
+    k = taps.shape[0]
+    full = ops.concat([history, ops.squeeze(y, _i64([2]))], axis=1)  # (B, K - 1 + T), oldest first
+    kernel = _const(np.ascontiguousarray(taps[::-1]).reshape(1, 1, k))
+    out = ops.convolution(ops.unsqueeze(full, _i64([1])), kernel, [1], [0], [0], [1])  # (B, 1, T)
+    new_history = ops.slice(full, _i64([time]), _i64([time + k - 1]), _i64([1]), _i64([1]))
+    return ops.unsqueeze(ops.squeeze(out, _i64([1])), _i64([2])), new_history
+
+
 def _start(arch: Architecture, layer, kind: str) -> np.ndarray:
     """The ``(1, 1, U)`` state a stream starts from (the stored initial state, else zeros)."""
     value = layer.initial(kind) if arch.initial_state else np.zeros(layer.units)
@@ -136,6 +150,13 @@ def build_batched_graph(arch: Architecture, weights: ModelWeights, spec: GraphSp
             rnn.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
     if arch.head:
         y = ops.add(ops.matmul(y, _const(weights.head_kernel), False, False), _const(weights.head_bias))
+    if arch.fir_taps:
+        history = ops.parameter([-1, arch.fir_taps - 1], np.float32, name="fir_in")
+        history.output(0).get_tensor().set_names({"fir_in"})
+        params.append(history)
+        y, new_history = _fir(y, history, weights.fir_taps, hop)
+        results.append(ops.result(new_history, name="fir_out"))
+        new_history.output(0).get_tensor().set_names({"fir_out"})
     if arch.skip:
         y = ops.add(y, x_audio)
     y = ops.squeeze(y, _i64([2]))  # (B, T)
@@ -204,6 +225,22 @@ def build_graph(arch: Architecture, weights: ModelWeights, spec: GraphSpec) -> o
                 rnn.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
     if arch.head:
         y = ops.add(ops.matmul(y, _const(weights.head_kernel), False, False), _const(weights.head_bias))
+    if arch.fir_taps:
+        zeros = np.zeros((1, arch.fir_taps - 1), np.float32)
+        if spec.variant == "stateful":
+            history = ops6.read_value(_const(zeros), "fir", name="read_fir")
+        elif spec.variant == "explicit_state":
+            history = ops.parameter([1, arch.fir_taps - 1], np.float32, name="fir_in")
+            history.output(0).get_tensor().set_names({"fir_in"})
+            params.append(history)
+        else:
+            history = _const(zeros)
+        y, new_history = _fir(y, history, weights.fir_taps, time)
+        if spec.variant == "stateful":
+            sinks.append(ops6.assign(new_history, "fir", name="assign_fir"))
+        elif spec.variant == "explicit_state":
+            results.append(ops.result(new_history, name="fir_out"))
+            new_history.output(0).get_tensor().set_names({"fir_out"})
     if arch.skip:
         y = ops.add(y, x_audio)
     if spec.variant == "window":

@@ -115,6 +115,8 @@ def to_nam(bundle: Bundle) -> dict:
     if m.streaming.mode != "stateful":
         raise ModelFormatError(f"{fmt}: this is a window-mode model (each hop restarts from zero state over a "
                                f"{m.streaming.window_samples}-sample window); NAM runs one continuous state")
+    if arch.fir_taps:
+        raise ModelFormatError(f"{fmt}: NAM's LSTM has nothing to hold this model's {arch.fir_taps}-tap FIR stage")
     if len(set(arch.units)) != 1:
         raise ModelFormatError(f"{fmt}: NAM's LSTM has one hidden size for every layer; this model has "
                                f"{'-'.join(map(str, arch.units))}")

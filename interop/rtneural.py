@@ -124,6 +124,9 @@ def to_rtneural(bundle: Bundle) -> dict:
     if m.sample_rate != AIDAX_SAMPLE_RATE:
         raise ModelFormatError(f"{fmt}: AIDA-X runs models at {AIDAX_SAMPLE_RATE} Hz; this model is "
                                f"{m.sample_rate} Hz (the file has no sample-rate field to say otherwise)")
+    if arch.fir_taps:
+        raise ModelFormatError(f"{fmt}: RTNeural JSON has no layer AIDA-X would run as this model's "
+                               f"{arch.fir_taps}-tap FIR stage")
     if m.streaming.mode != "stateful":
         raise ModelFormatError(f"{fmt}: this is a window-mode model (each hop restarts from zero state over a "
                                f"{m.streaming.window_samples}-sample window); RTNeural runs one continuous state")

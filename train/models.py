@@ -44,10 +44,22 @@ def build_keras_model(arch: Architecture, *, batch_size: int | None = None, stat
         h = recurrent_layer(keras, arch, units, i, return_sequences=True, stateful=stateful)(h)
     if arch.head:
         h = keras.layers.Dense(1, name="head")(h)
+    if arch.fir_taps:  # each window starts from zeros, as in the window semantics
+        h = fir_layer(keras, arch, padding="causal")(h)
     if arch.skip:
         audio = keras.layers.Lambda(lambda t: t[..., :1], name="audio")(inp)
         h = keras.layers.Add(name="skip")([h, audio])
     return keras.Model(inp, h, name=name)
+
+
+def fir_layer(keras, arch: Architecture, padding: str = "valid"):
+    """The FIR stage as a one-channel Conv1D named ``fir`` (no bias), starting as the identity so that
+    a model with it trains from where one without it would. Keras' kernel is the taps reversed."""
+    k = arch.fir_taps
+    identity = np.zeros((k, 1, 1), np.float32)
+    identity[-1] = 1.0
+    return keras.layers.Conv1D(1, k, padding=padding, use_bias=False, name="fir",
+                               kernel_initializer=keras.initializers.Constant(identity))
 
 
 def check_cudnn_compatible(model) -> None:
@@ -70,6 +82,8 @@ def set_keras_weights(model, arch: Architecture, weights: ModelWeights) -> None:
         model.get_layer(f"{arch.cell}{i}").set_weights([w.kernel, w.recurrent_kernel, w.bias])
     if arch.head:
         model.get_layer("head").set_weights([weights.head_kernel, weights.head_bias])
+    if arch.fir_taps:
+        model.get_layer("fir").set_weights([np.ascontiguousarray(weights.fir_taps[::-1]).reshape(-1, 1, 1)])
 
 
 def weights_from_keras(model, arch: Architecture, initial: ModelWeights | None = None) -> ModelWeights:
@@ -87,7 +101,10 @@ def weights_from_keras(model, arch: Architecture, initial: ModelWeights | None =
                 raise ConfigError(f"{arch.describe()} stores an initial state: pass the weights it comes from")
             h0, c0 = initial.layers[i].h0, initial.layers[i].c0
         layers.append(LayerWeights(k, r, b, h0, c0))
+    head = (None, None)
     if arch.head:
-        hk, hb = (np.asarray(a, dtype=np.float32) for a in model.get_layer("head").get_weights())
-        return ModelWeights(tuple(layers), hk, hb, arch.cell)
-    return ModelWeights(tuple(layers), cell=arch.cell)
+        head = tuple(np.asarray(a, dtype=np.float32) for a in model.get_layer("head").get_weights())
+    taps = None
+    if arch.fir_taps:
+        taps = np.ascontiguousarray(np.asarray(model.get_layer("fir").get_weights()[0], np.float32)[::-1, 0, 0])
+    return ModelWeights(tuple(layers), *head, arch.cell, taps)

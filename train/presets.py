@@ -47,9 +47,11 @@ class TrainConfig:
     # quiet setting counts as much as a loud one in the energy-normalised loss (no-op without knobs)
     balance_settings: bool = True
     cell: Literal["lstm", "gru"] = "lstm"  # the recurrent cell of every layer
+    fir_taps: int = 0  # a learned FIR stage after the head (a cabinet's long linear response); 0: none
 
     def architecture(self, knobs: tuple[Knob, ...] = ()) -> Architecture:
-        return Architecture(self.units, head=self.head, skip=self.skip, knobs=knobs, cell=self.cell)
+        return Architecture(self.units, head=self.head, skip=self.skip, knobs=knobs, cell=self.cell,
+                            fir_taps=self.fir_taps)
 
     def streaming(self, sample_rate: int) -> Streaming:
         hop = ms_to_samples(self.hop_ms, sample_rate)

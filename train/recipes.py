@@ -157,7 +157,7 @@ class TbpttRecipe(Recipe):
         return build_training_model(self.arch, self.keras)
 
     def zero_states(self, batch: int, put: bool = True) -> list:
-        zeros = [np.zeros((batch, u), np.float32) for u in self.arch.units for _ in self.arch.state_kinds]
+        zeros = [np.zeros((batch, width), np.float32) for _, _, width in self.arch.state_sizes()]
         return [self.put(z) for z in zeros] if put else [self.tf.constant(z) for z in zeros]
 
     def step(self, sampler: Sampler, batch: int) -> tuple[float, int]:
