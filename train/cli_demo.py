@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeamp.edge_runtime.cli_common import positive_float
+from edgeamp.edge_runtime.cli_common import non_negative_int, positive_float
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="length of the demo performance (default 120)")
     p.add_argument("--seconds", dest="seconds", type=positive_float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--preset", default="stateful", help="model preset (default: stateful)")
+    p.add_argument("--fir-taps", type=non_negative_int,
+                   help="a learned FIR stage after the model (the teacher ends in a cabinet response); default: "
+                        "the preset's")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -56,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"[1/5] demo data: {args.seconds:.0f} s synthesised DI guitar + teacher amp -> {out / 'data'}")
     demo = write_demo_data(out / "data", seconds=args.seconds)
-    config = get_preset(args.preset)
-    print(f"[2/5] training preset {config.name} (LSTM {config.units}) for {args.minutes:g} min "
+    config = get_preset(args.preset, **({} if args.fir_taps is None else {"fir_taps": args.fir_taps}))
+    print(f"[2/5] training preset {config.name} ({config.architecture().describe()}) for {args.minutes:g} min "
           f"on the first {100 * (1 - 2 * config.val_fraction):.0f}% (then {100 * config.val_fraction:.0f}% validation, "
           f"{100 * config.val_fraction:.0f}% test)")
     specs = [PairSpec(str(demo.di), str(p)) for p in demo.targets.values()]
