@@ -20,7 +20,7 @@ class _Host:
 class ValidationSchedule:
     """``update(val_esr)`` after each validation: halves the learning rate after ``lr_decay_checks``
     validations without a new best (not below ``min_learning_rate``), and says stop after
-    ``patience_checks`` without one. ``lr_changes``: ``[check, new rate]`` pairs."""
+    ``patience_checks`` without one. ``lr_changes``: ``[step, new rate]`` pairs."""
 
     def __init__(self, keras, optimizer, *, lr_decay_checks: int, patience_checks: int, min_learning_rate: float,
                  best: float = math.inf) -> None:
