@@ -5,6 +5,7 @@ clip 4 validates (model selection), clip 5 is the test clip, scored once. Rows, 
 ``--minutes`` of wall-clock time on this machine:
 
 - ``edgeamp stateful``: ``edgeamp train --preset stateful`` (edgeamp aligns the pairs itself);
+- ``edgeamp stateful + FIR``: the same with the long-memory stage (``--fir-taps``, default 256);
 - ``NAM WaveNet lite``: NAM's own trainer (``nam-full``) with the "lite" WaveNet of NAM's
   simplified trainer (NAM 0.7-0.12's ``Architecture.LITE``; 0.13's keys), on the pairs exactly as
   edgeamp aligned them (written to float WAVs), ``max_time`` = the budget;
@@ -12,12 +13,13 @@ clip 4 validates (model selection), clip 5 is the test clip, scored once. Rows, 
 
 Every model is scored on the test clip with ``edgeamp.edge_runtime.metrics`` (ESR plain and
 pre-emphasised): NAM's models are run by NAM's own package (``init_from_nam``, the exported file).
+The JSON accumulates across invocations (rows of another setting or budget are kept).
 NAM needs torch: give a Python that has ``neural-amp-modeler`` (see
 ``tests/fixtures/interop/make_fixtures.py`` for the venv). Run by hand (one setting, three rows:
 three budgets of wall time plus scoring)::
 
     .venv/bin/python benchmarks/nam_peer.py --nam-python /tmp/fixenv/bin/python --minutes 8 \\
-        [--setting B1_M3_T7 --setting B10_M0_T0] [--rows edgeamp,wavenet-lite,lstm] [--out DIR]
+        [--setting B1_M3_T7 --setting B10_M0_T0] [--rows edgeamp,edgeamp-fir,wavenet-lite,lstm] [--out DIR]
 """
 
 from __future__ import annotations
@@ -112,9 +114,11 @@ def nam_row(name: str, net: dict, paths: dict, minutes: float, nam_python: str, 
     return {"row": name, "minutes": minutes, "model": str(exported[-1]), **score(y, np.load(out / "test_out.npy"))}
 
 
-def edgeamp_row(setting: str, minutes: float, out: Path) -> dict:
-    bundle = out / "edgeamp-stateful.bundle"
+def edgeamp_row(setting: str, minutes: float, out: Path, fir_taps: int = 0) -> dict:
+    bundle = out / (f"edgeamp-stateful-fir{fir_taps}.bundle" if fir_taps else "edgeamp-stateful.bundle")
     args = ["train", "--preset", "stateful", "--minutes", f"{minutes:g}", str(bundle)]
+    if fir_taps:
+        args += ["--fir-taps", str(fir_taps)]
     for n in (1, 2, 3):
         x, y = clip(setting, n)
         args += ["--input", str(x), "--target", str(y)]
@@ -124,7 +128,8 @@ def edgeamp_row(setting: str, minutes: float, out: Path) -> dict:
     print(f"$ edgeamp {' '.join(args)}", flush=True)
     subprocess.run([sys.executable, "-m", "edgeamp.edge_runtime", "-q", *args], check=True)
     m = json.loads((bundle / "manifest.json").read_text())
-    return {"row": "edgeamp stateful", "minutes": minutes, "steps": m["provenance"]["steps"],
+    return {"row": f"edgeamp stateful + FIR {fir_taps}" if fir_taps else "edgeamp stateful", "minutes": minutes,
+            "steps": m["provenance"]["steps"],
             "esr": m["metrics"]["esr"], "esr_pre_emphasis": m["metrics"]["esr_pre_emphasis"]}
 
 
@@ -133,17 +138,21 @@ def main() -> int:
     p.add_argument("--nam-python", required=True, help="a Python with torch and neural-amp-modeler")
     p.add_argument("--minutes", type=float, default=8.0)
     p.add_argument("--setting", action="append", help="B1_M3_T7 and/or B10_M0_T0 (default both)")
-    p.add_argument("--rows", default="edgeamp,wavenet-lite,lstm")
+    p.add_argument("--rows", default="edgeamp,edgeamp-fir,wavenet-lite,lstm")
+    p.add_argument("--fir-taps", type=int, default=256, help="the FIR stage of the edgeamp-fir row")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "nam_peer"))
     args = p.parse_args()
     rows = args.rows.split(",")
-    results = []
+    store = Path(args.out) / "nam_peer.json"
+    results = json.loads(store.read_text()) if store.is_file() else []
     for setting in args.setting or ["B1_M3_T7", "B10_M0_T0"]:
         out = Path(args.out) / setting
         out.mkdir(parents=True, exist_ok=True)
         paths = aligned(setting, out)
         if "edgeamp" in rows:
             results.append({"setting": setting, **edgeamp_row(setting, args.minutes, out)})
+        if "edgeamp-fir" in rows:
+            results.append({"setting": setting, **edgeamp_row(setting, args.minutes, out, args.fir_taps)})
         if "wavenet-lite" in rows:
             results.append({"setting": setting, **nam_row("NAM WaveNet lite", {"name": "WaveNet", "config":
                                                                                WAVENET_LITE}, paths, args.minutes,
@@ -151,7 +160,7 @@ def main() -> int:
         if "lstm" in rows:
             results.append({"setting": setting, **nam_row("NAM LSTM 1x24", {"name": "LSTM", "config": LSTM_STANDARD},
                                                           paths, args.minutes, args.nam_python, out / "lstm")})
-        (Path(args.out) / "nam_peer.json").write_text(json.dumps(results, indent=2) + "\n")
+        store.write_text(json.dumps(results, indent=2) + "\n")
     lines = ["| setting | model | minutes | test ESR | test ESR pre-emph |", "|---|---|---|---|---|"]
     lines += [f"| {r['setting']} | {r['row']} | {r['minutes']:g} | {r['esr']:.4f} | {r['esr_pre_emphasis']:.4f} |"
               for r in results]
