@@ -1,7 +1,8 @@
 """The whole pipeline on the built-in demo data, in about 5 minutes on a 2-core CPU.
 
 1. synthesise a DI guitar performance and render it through the teacher amp (pedalboard);
-2. train the `stateful` preset on the first 70% (time budget --minutes), the next 15% validating;
+2. train the `stateful` preset with a 512-tap FIR stage (--fir-taps) on the first 70% (time budget
+   --minutes), the next 15% validating;
 3. export hand-built OpenVINO IR and verify it against the numpy reference;
 4. stream the test clip (the last 15%, never used for training or selection) through the OpenVINO
    stateful runtime in 10 ms hops, as live audio would be;
@@ -24,6 +25,7 @@ import numpy as np
 from edgeamp.edge_runtime.cli_common import non_negative_int, positive_float
 
 log = logging.getLogger(__name__)
+DEMO_FIR_TAPS = 512
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,9 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="length of the demo performance (default 120)")
     p.add_argument("--seconds", dest="seconds", type=positive_float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--preset", default="stateful", help="model preset (default: stateful)")
-    p.add_argument("--fir-taps", type=non_negative_int,
-                   help="a learned FIR stage after the model (the teacher ends in a cabinet response); default: "
-                        "the preset's")
+    p.add_argument("--fir-taps", type=non_negative_int, default=DEMO_FIR_TAPS,
+                   help=f"the long-memory stage, a learned FIR after the model (the teacher ends in a cabinet "
+                        f"response; default {DEMO_FIR_TAPS}, 10.7 ms at 48 kHz: test-clip ESR 0.018 against 0.203 "
+                        "without it in the same 2.5 minutes); 0: none")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"[1/5] demo data: {args.seconds:.0f} s synthesised DI guitar + teacher amp -> {out / 'data'}")
     demo = write_demo_data(out / "data", seconds=args.seconds)
-    config = get_preset(args.preset, **({} if args.fir_taps is None else {"fir_taps": args.fir_taps}))
+    config = get_preset(args.preset, fir_taps=args.fir_taps)
     print(f"[2/5] training preset {config.name} ({config.architecture().describe()}) for {args.minutes:g} min "
           f"on the first {100 * (1 - 2 * config.val_fraction):.0f}% (then {100 * config.val_fraction:.0f}% validation, "
           f"{100 * config.val_fraction:.0f}% test)")
