@@ -94,7 +94,7 @@ def _level(url: str, port: int, n: int) -> dict:
 def test_concurrent_realtime_streams(benchmark, bundles, preset, mode):
     bundle = bundles(preset)
     cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "serve", str(bundle.path), "--port", "0",
-           "--device", "CPU", "--max-streams", str(max(LEVELS))] + (["--no-batch"] if mode == "unbatched" else [])
+           "--device", "CPU", "--max-streams", str(max(LEVELS))] + (["--batch"] if mode == "batched" else [])
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()

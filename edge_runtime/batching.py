@@ -2,21 +2,32 @@
 tick for every stream that has a hop ready. Knows nothing of HTTP or sockets.
 
 Each stream gets a :class:`BatchSlot`, which has the engine interface a :class:`Processor` takes
-(``hop_samples``, ``reset()``, ``run_hop(audio, knobs)``), so hop buffering, knob ramps, NaN
-handling and bypass stay the processor's, unchanged. A slot's LSTM state lives in its row of the
-engine's state arrays; a tick gathers the rows of the slots with a hop ready into the batch,
-runs it, and scatters outputs and new state back. ``run_hop`` blocks the calling thread until the
-tick that carries its hop has run, so many threads (one per stream) feed one tick.
+(``hop_samples``, ``reset()``, ``run_hop(audio, knobs)`` and its coroutine twin ``run_hop_async``),
+so hop buffering, knob ramps, NaN handling and bypass stay the processor's, unchanged. A slot's
+recurrent state lives in its row of the engine's state arrays; a tick gathers the rows of the slots
+with a hop ready into the batch, runs it, and scatters outputs and new state back.
 
-A tick runs when every active slot (one that submitted a hop within the last two hop durations)
-has its hop in, or the batch is full, or the first hop has waited ``wait_ms``: a lone stream is
-never delayed, and a stream that stalls holds the others back by at most ``wait_ms``. Ticks run
-on ``lanes`` inference requests at once (one per core, one thread each): a tick that finds every
-lane busy waits, and the hops that arrive meanwhile join it.
+Two ways in, one queue: ``run_hop`` blocks the calling thread until the tick that carries its hop
+has run (a thread per stream); ``run_hop_async`` awaits it on an asyncio loop (the service: no
+thread per stream, one wake-up of the loop per tick, not per hop).
+
+Ticks run on ``lanes`` inference requests at once, each on a thread of its own; each slot belongs
+to one lane (the one with the fewest slots when it joined) and its hops queue there. (A shared queue
+let an idle lane take each hop as it came, one at a time, while the other lane ran the rest: batch 1
+is the costliest hop there is.) Who runs a tick (the "combining" pattern, no scheduler in the hop's
+path): the caller that submits a hop dispatches its lane's tick itself when the lane is idle and the
+tick is due; a lane that finishes a tick takes the next one at once when hops are waiting. A tick is
+due when every active slot of the lane (one that submitted a hop within the last two hop durations)
+has its hop in, or the batch is full, or the first hop has waited ``wait_ms`` (a timer thread
+dispatches those): a lone stream is never delayed, and a stream that stalls holds the others back by
+at most ``wait_ms``. With ``wait_ms=0`` (the service's default) the hops that arrive while a lane is
+busy make its next batch. Hops of bulk streams (``priority=1``) go after real-time hops.
 """
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import threading
 import time
 from collections import Counter
@@ -28,18 +39,25 @@ from .engines import compile_ir
 from .errors import DeviceError
 from .model import Architecture, state_name
 
+REALTIME, BULK = 0, 1
+
 
 class BatchSlot:
     """One stream's handle on a :class:`BatchedEngine` (the engine interface of a Processor)."""
 
-    def __init__(self, engine: BatchedEngine, row: int) -> None:
+    def __init__(self, engine: BatchedEngine, row: int, lane: _Lane) -> None:
         self.engine = engine
         self.row = row
+        self.lane = lane
         self.hop_samples = engine.hop_samples
+        self.priority = REALTIME  # BULK: this stream's hops queue behind real-time ones
         self._out = np.zeros(engine.hop_samples, np.float32)
         self._audio = np.zeros(engine.hop_samples, np.float32)  # the hop in flight, copied in (no allocation)
         self._knobs = np.zeros((engine.hop_samples, len(engine.arch.knobs)), np.float32)
-        self._done = threading.Event()  # set by the lane that ran this slot's hop
+        self._done = threading.Event()  # set by the lane that ran this slot's hop (blocking callers)
+        self._waiter: tuple | None = None  # (loop, future) of an awaiting caller
+        self._in_flight = False  # a hop queued or in a running tick
+        self._released = False  # closed while in flight: its row is freed when the hop is done
         self.last_submit = 0.0
 
     def reset(self) -> None:
@@ -47,6 +65,10 @@ class BatchSlot:
 
     def run_hop(self, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:
         return self.engine.submit(self, audio, knobs)
+
+    async def run_hop_async(self, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:
+        await self.engine.submit_async(self, audio, knobs)
+        return self._out
 
     def close(self) -> None:
         self.engine.release(self)
@@ -75,25 +97,22 @@ class BatchedEngine:
         self.wait_s = wait_ms / 1000.0
         self.hop_s = hop_samples / 48000.0  # replaced by the sample rate through set_rate
         self.compiled = compiled if compiled is not None else compile_ir(xml_path, device, config)
-        self._lanes = [_Lane(self, i) for i in range(max(1, lanes))]
-        self._free_lanes = list(self._lanes)
         names = {n for port in self.compiled.inputs for n in port.get_names()}
         if "h_in0" not in names or self.compiled.input("audio").get_partial_shape()[0].is_static:
             raise DeviceError(f"{Path(xml_path).name} is not a batched IR (export the bundle with --variants batched)")
+        self._lanes = [_Lane(self, i) for i in range(max(1, lanes))]
         capacity = 8
         self._state = [np.zeros((capacity, u), np.float32) for u in units]  # one array per state input
         self._free: list[int] = list(range(capacity))
         self._slots: set[BatchSlot] = set()
-        self._pending: list[tuple[BatchSlot, np.ndarray, np.ndarray]] = []
-        self._first_ready = 0.0
         self._cv = threading.Condition()
         self._closed = False
         self.batch_sizes: Counter = Counter()  # hops per inference -> count
         self.waits_s: list[float] = []  # how long the first hop of each tick waited (recent ticks)
         self.ticks = 0
         self.on_tick = on_tick  # called (batch size, seconds the first hop waited) after each tick
-        self._thread = threading.Thread(target=self._loop, name="edgeamp-batch", daemon=True)
-        self._thread.start()
+        self._timer = threading.Thread(target=self._time_out, name="edgeamp-batch-timer", daemon=True)
+        self._timer.start()
         for lane in self._lanes:
             lane.thread.start()
 
@@ -109,17 +128,34 @@ class BatchedEngine:
                 self._state = [np.concatenate([a, np.zeros_like(a)]) for a in self._state]
                 self._free = list(range(old, 2 * old))
             row = self._free.pop(0)
-            slot = BatchSlot(self, row)
+            lane = min(self._lanes, key=lambda lane: len(lane.slots))
+            slot = BatchSlot(self, row, lane)
             self._slots.add(slot)
+            lane.slots.add(slot)
         self.reset_row(row)
         return slot
 
     def release(self, slot: BatchSlot) -> None:
+        """A stream leaves. A hop of it still queued is dropped; one in a running tick keeps the
+        row until the tick is done (so that no new stream's row is overwritten by it)."""
+        failed = None
         with self._cv:
-            if slot in self._slots:
-                self._slots.discard(slot)
+            if slot not in self._slots:
+                return
+            self._slots.discard(slot)
+            slot.lane.slots.discard(slot)
+            for q in slot.lane.queues:
+                if slot in q:
+                    q.remove(slot)
+                    slot._in_flight = False
+                    failed = slot
+            if slot._in_flight:
+                slot._released = True
+            else:
                 self._free.append(slot.row)
-                self._cv.notify_all()  # the batch may now be complete without it
+            self._cv.notify_all()  # the batch may now be complete without it
+        if failed is not None:
+            self._fail([failed], "the stream left with a hop queued")
 
     def reset_row(self, row: int) -> None:
         with self._cv:
@@ -129,109 +165,211 @@ class BatchedEngine:
     def close(self) -> None:
         with self._cv:
             self._closed = True
+            queued = []
+            for lane in self._lanes:
+                for q in lane.queues:
+                    queued += q
+                    q.clear()
             self._cv.notify_all()
-        self._thread.join(5)
+        self._fail(queued, "the batched engine closed while a hop waited")
+        self._timer.join(5)
         for lane in self._lanes:
             lane.jobs.put(None)
             lane.thread.join(5)
 
-    # ---- ticks ----------------------------------------------------------------------------
+    # ---- submitting -----------------------------------------------------------------------
     def submit(self, slot: BatchSlot, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:
-        with self._cv:
-            if self._closed:
-                raise DeviceError("the batched engine is closed")
-            if not self._pending:
-                self._first_ready = time.perf_counter()
-            slot._done.clear()
-            slot.last_submit = time.perf_counter()
-            np.copyto(slot._audio, audio)
-            np.copyto(slot._knobs, knobs.reshape(slot._knobs.shape))
-            self._pending.append((slot, slot._audio, slot._knobs))
-            self._cv.notify()  # only the scheduler waits on the condition: no thundering herd
+        """Run one hop of ``slot`` in the next tick; blocks until it has run, returns its output."""
+        slot._done.clear()
+        self._enqueue(slot, audio, knobs, None)
         while not slot._done.wait(1.0):
             if self._closed:
                 raise DeviceError("the batched engine closed while a hop waited")
+        if slot._waiter is not None:  # _fail set it to the error
+            raise slot._waiter
         return slot._out
 
-    def _expected(self, now: float) -> int:
-        """Hops a tick waits for: every slot active within the last two hop durations."""
-        recent = sum(1 for s in self._slots if now - s.last_submit < 2 * self.hop_s)
+    def submit_async(self, slot: BatchSlot, audio: np.ndarray, knobs: np.ndarray) -> asyncio.Future:
+        """Queue one hop of ``slot`` from a coroutine; the future is done when its tick has run
+        (the output is then in ``slot._out``)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._enqueue(slot, audio, knobs, (loop, fut))
+        return fut
+
+    def _enqueue(self, slot: BatchSlot, audio, knobs, waiter) -> None:
+        with self._cv:
+            if self._closed:
+                raise DeviceError("the batched engine is closed")
+            if slot._in_flight:
+                raise DeviceError("a stream submitted a hop while its previous one was still running")
+            now = time.perf_counter()
+            lane = slot.lane
+            if not lane.queued():
+                lane.first_ready = now
+            slot.last_submit = now
+            slot._waiter = waiter
+            slot._in_flight = True
+            np.copyto(slot._audio, audio)
+            np.copyto(slot._knobs, knobs.reshape(slot._knobs.shape))
+            lane.queues[1 if slot.priority else 0].append(slot)
+            job = self._take(lane, now) if not lane.busy and self._due(lane, now) else None
+            if job is None and self.wait_s > 0:
+                self._cv.notify()  # the timer thread, the only thread that waits on the condition
+        if job is not None:
+            job[0].jobs.put(job)
+
+    # ---- ticks (called with the lock held) ------------------------------------------------
+    def _expected(self, lane: _Lane, now: float) -> int:
+        """Hops a tick waits for: every slot of the lane active within the last two hop durations."""
+        recent = sum(1 for s in lane.slots if now - s.last_submit < 2 * self.hop_s)
         return max(1, min(self.max_batch, recent))
 
-    def _loop(self) -> None:
+    def _due(self, lane: _Lane, now: float) -> bool:
+        queued = lane.queued()
+        return queued > 0 and (now - lane.first_ready >= self.wait_s or queued >= self._expected(lane, now))
+
+    def _take(self, lane: _Lane, now: float) -> tuple:
+        """The lane's next tick: up to max_batch of its queued hops, real-time ones first, and the inputs."""
+        lane.busy = True
+        waited = now - lane.first_ready
+        realtime, bulk = lane.queues
+        batch = realtime[: self.max_batch]
+        del realtime[: len(batch)]
+        if len(batch) < self.max_batch and bulk:
+            more = bulk[: self.max_batch - len(batch)]
+            del bulk[: len(more)]
+            batch += more
+        if realtime or bulk:
+            lane.first_ready = now
+        rows = np.fromiter((s.row for s in batch), np.intp, len(batch))
+        inputs = {"audio": np.stack([s._audio for s in batch])}
+        if self.arch.knobs:
+            inputs["knobs"] = np.stack([s._knobs for s in batch])
+        for (name_in, _), a in zip(self._names, self._state):
+            inputs[name_in] = a[rows] if name_in == "fir_in" else a[rows][:, None, :]
+        return lane, batch, rows, inputs, waited
+
+    def _time_out(self) -> None:
+        """Dispatch ticks whose first hop has waited ``wait_ms`` (only needed when it is > 0)."""
         while True:
             with self._cv:
-                while True:
+                job = None
+                while job is None:
                     if self._closed:
                         return
                     now = time.perf_counter()
-                    if self._pending and self._free_lanes:
-                        waited = now - self._first_ready
-                        if len(self._pending) >= self._expected(now) or waited >= self.wait_s:
-                            break
-                        self._cv.wait(self.wait_s - waited)
+                    idle = [lane for lane in self._lanes if not lane.busy and lane.queued()]
+                    due = [lane for lane in idle if self._due(lane, now)]
+                    if due:
+                        job = self._take(due[0], now)
+                    elif idle:
+                        first = min(lane.first_ready for lane in idle)
+                        self._cv.wait(max(1e-4, self.wait_s - (now - first)))
                     else:
                         self._cv.wait()
-                waited = time.perf_counter() - self._first_ready
-                self.waits_s.append(waited)
-                batch = self._pending[: self.max_batch]
-                self._pending = self._pending[self.max_batch :]
-                if self._pending:
-                    self._first_ready = time.perf_counter()
-                rows = np.array([slot.row for slot, _, _ in batch])
-                inputs = self._gather(batch, rows)
-                lane = self._free_lanes.pop()
-            lane.jobs.put((batch, rows, inputs, waited))  # inferred outside the lock: slots join, leave, reset
+            job[0].jobs.put(job)
 
-    def _finish(self, lane: _Lane, batch, rows, outputs: dict, waited: float) -> None:
-        if self.on_tick is not None:
-            self.on_tick(len(batch), waited)
+    def _finish(self, lane: _Lane, batch: list[BatchSlot], rows, outputs: dict | DeviceError, waited: float):
+        """Scatter a tick's outputs and state, wake its callers; returns the lane's next job (the
+        hops queued meanwhile) or None. ``outputs`` is the error when the inference failed (the
+        rows keep their state)."""
+        failed = isinstance(outputs, DeviceError)
         with self._cv:
-            self._scatter(batch, rows, outputs)
+            if not failed:
+                for (_, name_out), a in zip(self._names, self._state):
+                    out = outputs[name_out]
+                    a[rows] = out if out.ndim == 2 else out[:, 0, :]
+            for j, slot in enumerate(batch):
+                if not failed:
+                    slot._out[:] = outputs["output"][j]
+                slot._in_flight = False
+                if slot._released:  # the stream left during the tick: its row is free now
+                    self._free.append(slot.row)
             self.ticks += 1
             self.batch_sizes[len(batch)] += 1
+            self.waits_s.append(waited)
             if len(self.waits_s) > 4096:
                 del self.waits_s[:2048]
-            self._free_lanes.append(lane)
-            self._cv.notify_all()
+            now = time.perf_counter()
+            job = self._take(lane, now) if not self._closed and self._due(lane, now) else None
+            if job is None:
+                lane.busy = False
+                if self.wait_s > 0:
+                    self._cv.notify()
+        if failed:
+            self._fail(batch, str(outputs))
+            return job
+        if self.on_tick is not None:
+            self.on_tick(len(batch), waited)
+        _wake(batch)
+        return job
 
-    def _gather(self, batch, rows) -> dict:
-        inputs = {"audio": np.stack([a for _, a, _ in batch]).astype(np.float32, copy=False)}
-        if self.arch.knobs:
-            inputs["knobs"] = np.stack([k for _, _, k in batch]).astype(np.float32, copy=False)
-        for (name_in, _), a in zip(self._names, self._state):
-            inputs[name_in] = a[rows] if name_in == "fir_in" else a[rows][:, None, :]
-        return inputs
+    def _fail(self, slots: list[BatchSlot], reason: str) -> None:
+        for slot in slots:
+            if not isinstance(slot._waiter, tuple):  # a blocked thread: it raises this
+                slot._waiter = DeviceError(reason)
+                slot._done.set()
+            else:
+                loop, fut = slot._waiter
+                try:
+                    loop.call_soon_threadsafe(_settle, [fut], DeviceError(reason))
+                except RuntimeError:  # the loop has closed: nobody awaits it any more
+                    pass
 
-    def _scatter(self, batch, rows, outputs: dict) -> None:
-        for (_, name_out), a in zip(self._names, self._state):
-            out = outputs[name_out]
-            a[rows] = out if out.ndim == 2 else out[:, 0, :]
-        for j, (slot, _, _) in enumerate(batch):
-            slot._out[:] = outputs["output"][j]
+
+def _wake(batch: list[BatchSlot]) -> None:
+    """Wake each hop's caller: set the events of blocking ones, one loop wake-up per loop."""
+    loops: dict = {}
+    for slot in batch:
+        if slot._waiter is None:
             slot._done.set()
+        else:
+            loop, fut = slot._waiter
+            loops.setdefault(loop, []).append(fut)
+    for loop, futs in loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle, futs, None)
+        except RuntimeError:  # the loop has closed: nobody awaits these any more
+            pass
+
+
+def _settle(futs: list, exc: BaseException | None) -> None:
+    for fut in futs:
+        if not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
 
 
 class _Lane:
     """One inference request of a BatchedEngine and the thread that runs its ticks."""
 
     def __init__(self, engine: BatchedEngine, index: int) -> None:
-        import queue
-
         self.engine = engine
         self.request = engine.compiled.create_infer_request()
-        self.jobs: queue.Queue = queue.Queue()
+        self.slots: set[BatchSlot] = set()  # the slots whose hops this lane runs
+        self.queues: tuple[list[BatchSlot], list[BatchSlot]] = ([], [])  # real-time hops, bulk hops
+        self.first_ready = 0.0  # when the oldest queued hop came
+        self.busy = False  # a tick is running (or handed to the thread)
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name=f"edgeamp-batch-lane{index}", daemon=True)
 
+    def queued(self) -> int:
+        return len(self.queues[0]) + len(self.queues[1])
+
     def _run(self) -> None:
-        names = [name_out for _, name_out in self.engine._names]
+        names = ["output"] + [name_out for _, name_out in self.engine._names]
         while True:
             job = self.jobs.get()
-            if job is None:
+            while job is not None:
+                _, batch, rows, inputs, waited = job
+                try:
+                    self.request.infer(inputs)
+                    outputs = {name: self.request.get_tensor(name).data.copy() for name in names}
+                except Exception as exc:  # the device failed this tick: its callers get the error
+                    outputs = DeviceError(f"batched inference failed: {exc}")
+                job = self.engine._finish(self, batch, rows, outputs, waited)
+            if self.engine._closed and self.jobs.empty():
                 return
-            batch, rows, inputs, waited = job
-            self.request.infer(inputs)
-            outputs = {"output": self.request.get_tensor("output").data.copy()}
-            for name in names:
-                outputs[name] = self.request.get_tensor(name).data.copy()
-            self.engine._finish(self, batch, rows, outputs, waited)

@@ -81,15 +81,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
                    help="hops computed at the same time (default: CPU count); one inference thread each")
     g = p.add_argument_group("batching")
-    g.add_argument("--no-batch", action="store_true",
-                   help="one inference per stream per hop (default: streams share batched inferences where the "
-                        "bundle has a batched IR)")
+    g.add_argument("--batch", action=argparse.BooleanOptionalAction, default=False,
+                   help="streams share batched inferences (the bundle's batched IR). Default --no-batch: one "
+                        "inference per stream per hop, which held as many streams or more in every measurement on "
+                        "2 cores (README, 'Streams held'): phase-spread real-time streams leave batches at 1-3 hops, "
+                        "and a batch-1 tick of the batched IR costs more than a stateful hop")
     g.add_argument("--batch-wait-ms", type=non_negative_float, default=BATCH_WAIT_MS, metavar="MS",
                    help=f"longest a ready hop waits for other streams' (default {BATCH_WAIT_MS:g})")
     g.add_argument("--max-batch", type=positive_int, default=32, help="most hops in one inference (default 32)")
-    g.add_argument("--batch-lanes", type=positive_int, default=1,
-                   help="batched inferences that may run at once, one thread each (default 1: measured best "
-                        "on 2 cores, where the second core serves the network side)")
+    g.add_argument("--batch-lanes", type=positive_int, default=os.cpu_count() or 1,
+                   help="batched inferences that may run at once, one thread each (default: CPU count; on 2 cores, "
+                        "seed topology, 8 streams: 2 lanes held them with 2 late hops in 2400, 1 lane had 11)")
     g = p.add_argument_group("local audio (optional)")
     g.add_argument("--audio-device", help="also run a duplex sound-card stream: device index or part of its name")
     g.add_argument("--audio-host-api", help="PortAudio host API for --audio-device, e.g. alsa, jack")
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_streams=args.max_streams, max_block=args.max_block, max_realtime=args.max_realtime,
                     send_seconds=args.send_timeout, idle_seconds=args.idle_timeout, drain_seconds=args.drain_timeout,
                     handshake_seconds=args.handshake_timeout)
-    batch = None if args.no_batch or args.backend != "openvino" else {
+    batch = None if not args.batch or args.backend != "openvino" else {
         "max_batch": args.max_batch, "wait_ms": args.batch_wait_ms, "lanes": args.batch_lanes}
     service = Service(args.bundle, options=options, limits=limits, token=args.token, workers=args.workers,
                       audio=audio, models_dir=args.models_dir, allow_origins=tuple(args.allow_origin), batch=batch)

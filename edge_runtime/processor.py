@@ -110,7 +110,8 @@ class Processor:
             )
         return block
 
-    def _run_hop(self) -> None:
+    def _next_hop(self) -> tuple[np.ndarray, np.ndarray]:
+        """The full input hop, made safe (NaN/Inf zeroed), and its knob rows (ramped after a change)."""
         if self._knob_changed:  # ramp from the old to the new values across this hop
             np.subtract(self._knob_target, self._knob_now, out=self._knob_delta)
             np.multiply(self._ramp, self._knob_delta, out=self._knobs)
@@ -125,9 +126,10 @@ class Processor:
         if not math.isfinite(self._in_sum.item()):  # one NaN would poison the LSTM state until reset()
             np.nan_to_num(self._in, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             self.stats.nonfinite_hops += 1
-        t0 = time.perf_counter_ns()
-        y = self.engine.run_hop(self._in, self._knobs)
-        dt = time.perf_counter_ns() - t0
+        return self._in, self._knobs
+
+    def _hop_done(self, y: np.ndarray, dt: int) -> None:
+        """Count the hop's compute time ``dt`` (ns) and queue its output (or the input, bypassed)."""
         self._times_ns[self.stats.hops % self._times_ns.shape[0]] = dt
         self.stats.hops += 1
         if dt > self.hop_seconds * 1e9:
@@ -153,12 +155,39 @@ class Processor:
 
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Process one mono float32 block; returns ``out`` (allocated when not given) of the same length."""
+        block, out = self._begin(block, out)
+        steps = self._steps(block, out)
+        try:
+            hop = next(steps)
+            while True:
+                hop = steps.send(self.engine.run_hop(*hop))
+        except StopIteration:
+            return out
+
+    async def process_async(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`process` for an engine whose hops are awaited (``engine.run_hop_async``: a batch
+        slot on an asyncio loop); the caller must not start another block before this one is done."""
+        block, out = self._begin(block, out)
+        steps = self._steps(block, out)
+        try:
+            hop = next(steps)
+            while True:
+                hop = steps.send(await self.engine.run_hop_async(*hop))
+        except StopIteration:
+            return out
+
+    def _begin(self, block, out) -> tuple[np.ndarray, np.ndarray]:
         block = self._check(block)
-        n = block.shape[0]
         if out is None:
-            out = np.empty(n, np.float32)
+            out = np.empty(block.shape[0], np.float32)
         elif out.shape != block.shape or out.dtype != np.float32:
             raise InputError(f"out must be float32 of shape {block.shape}, got {out.dtype} {out.shape}")
+        return block, out
+
+    def _steps(self, block: np.ndarray, out: np.ndarray):
+        """The block's work as a generator: yields each full hop's (audio, knobs) and takes back the
+        engine's output for it, so one body serves the blocking and the awaiting driver."""
+        n = block.shape[0]
         hop = self.hop_samples
         pos_in = pos_out = 0
         while pos_in < n:
@@ -167,13 +196,15 @@ class Processor:
             self._in_fill += take
             pos_in += take
             if self._in_fill == hop:
-                self._run_hop()
+                hop_in = self._next_hop()
+                t0 = time.perf_counter_ns()
+                y = yield hop_in
+                self._hop_done(y, time.perf_counter_ns() - t0)
                 self._in_fill = 0
             k = min(self._fifo_count, pos_in - pos_out)
             if k:
                 self._pop(out, pos_out, k)
                 pos_out += k
-        return out
 
     # ---- measurements ------------------------------------------------------------------
     def hop_times_ms(self) -> np.ndarray:

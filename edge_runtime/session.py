@@ -203,7 +203,9 @@ class ProcessorFactory:
 
         config = {}
         if self.choice.device.upper().startswith("CPU"):
-            config = ov_compat.cpu_config(1, self.options.inference_precision)  # one thread per lane
+            # one thread per lane, in streams of their own: with NUM_STREAMS 1 the plugin runs the
+            # lanes' requests one after another (two lanes measured 12 ms per tick against 6 alone)
+            config = ov_compat.cpu_config(int(lanes), self.options.inference_precision)
             config["NUM_STREAMS"] = str(int(lanes))
         engine = BatchedEngine(self.bundle.checked_ir(record), self.bundle.manifest.architecture, self.hop_samples,
                                device=self.choice.device, config=config, max_batch=max_batch, wait_ms=wait_ms,

@@ -37,15 +37,15 @@ class Service(Security, ControlRoutes, StreamRoutes):
         self.allow_origins = {o.rstrip("/").lower() for o in allow_origins}
         self.host = "127.0.0.1"
         self.workers = workers
-        # batching: one BatchedEngine per model, `workers` inference lanes; each stream's frame waits
-        # on its tick in a thread of its own, so the pool has a thread per stream
+        # batching: one BatchedEngine per model; a stream's frame awaits its ticks on the event loop.
+        # The pool runs unbatched streams (--no-batch, or a model without a batched IR)
         self.metrics = Metrics()
         self.batch = None if batch is None else {"lanes": 1, **batch, "on_tick": self.metrics.observe_batch}
         self.model = Model(bundle, self.options, self.batch)
         self.default_knobs: dict[str, float] = {}
         self.streams: dict[str, Stream] = {}
         self._ids = itertools.count(1)
-        self.pool = PriorityPool(workers if self.model.batched is None else max(workers, limits.max_streams))
+        self.pool = PriorityPool(workers)
         self.draining = False
         self._sockets: dict[str, object] = {}
         self._handshaking = 0

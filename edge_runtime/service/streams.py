@@ -149,8 +149,12 @@ class StreamRoutes:
                 error = {"type": "error", "reason": str(exc), "frame": stream.frames}
             else:
                 priority = PriorityPool.BULK if stream.bulk() else PriorityPool.REALTIME
-                for lo, hi in stream.slices():  # each slice its own job: other streams' hops interleave
-                    await self.pool.run(priority, stream.run, lo, hi)
+                if stream.slot is not None:  # batched: the hops join ticks from this loop, no thread per stream
+                    stream.slot.priority = priority
+                    await stream.proc.process_async(stream._x, stream._y)
+                else:
+                    for lo, hi in stream.slices():  # each slice its own job: other streams' hops interleave
+                        await self.pool.run(priority, stream.run, lo, hi)
                 out = stream.encoded()
                 frame = stream.frames
                 stream.frames += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -121,3 +122,128 @@ def test_an_ir_that_is_not_batched_is_refused(exported_bundles):
     bundle = read_bundle(exported_bundles["stateful"])
     with pytest.raises(DeviceError, match="not a batched IR"):
         BatchedEngine(bundle.checked_ir(bundle.manifest.exports["explicit_state-f32"]), bundle.architecture, 480)
+
+
+def test_streams_awaiting_on_one_event_loop_equal_their_unbatched_renders(exported_bundles):
+    """The service's path: every stream a coroutine on one loop (``process_async``), no thread per
+    stream; different signals, knobs, block sizes and a mid-way reset, two lanes."""
+    import asyncio
+
+    bundle = read_bundle(exported_bundles["stateful"])
+    factory = ProcessorFactory(bundle, device="CPU")
+    engine = factory.batched_engine(max_batch=8, wait_ms=5.0, lanes=2)  # a wait, so that batches form unloaded
+    cases = [(1, 9600, {"gain": 2.0}, None, 480), (2, 7200, {"gain": 9.0}, 4800, 480),
+             (3, 8640, {}, None, 1440), (4, 4800, {"gain": 0.5}, None, 960)]
+
+    async def one(seed, n, knobs, reset_at, block):
+        proc = factory.new(aligned=True, engine=engine.slot())  # no hop of latency: equal to the render
+        for name, value in knobs.items():
+            proc.set_knob(name, value)
+        proc.reset()
+        x, y = _signal(n, seed), np.zeros(n, np.float32)
+        for lo in range(0, n, block):
+            if lo == reset_at:
+                proc.reset()
+            await proc.process_async(x[lo:lo + block], y[lo:lo + block])
+            await asyncio.sleep(0)
+        proc.engine.close()
+        return y
+
+    async def main():
+        return await asyncio.gather(*(one(*case) for case in cases))
+
+    try:
+        outs = asyncio.run(main())
+        assert {len(lane.slots) for lane in engine._lanes} == {0}  # every row given back
+        assert max(engine.batch_sizes) > 1
+    finally:
+        engine.close()
+    for (seed, n, knobs, reset_at, block), y in zip(cases, outs):
+        expected = _unbatched(bundle, _signal(n, seed), knobs, reset_at, block)
+        err = np.max(np.abs(y - expected))
+        assert err <= 1e-5 * max(1.0, float(np.max(np.abs(expected)))), (seed, err)
+
+
+def test_lanes_are_streams_of_their_own_and_share_the_slots(exported_bundles):
+    """With NUM_STREAMS 1 the CPU plugin ran two lanes' requests one after the other."""
+    bundle = read_bundle(exported_bundles["stateful"])
+    engine = ProcessorFactory(bundle, device="CPU").batched_engine(lanes=2, wait_ms=0.0)
+    try:
+        assert int(engine.compiled.get_property("NUM_STREAMS")) == 2
+        slots = [engine.slot() for _ in range(5)]
+        assert sorted(len(lane.slots) for lane in engine._lanes) == [2, 3]
+        fuller = max(engine._lanes, key=lambda lane: len(lane.slots))
+        for s in [s for s in slots if s.lane is fuller][:2]:  # leaves it the emptier lane
+            s.close()
+        assert engine.slot().lane is fuller
+    finally:
+        engine.close()
+
+
+class _Gated:
+    """An inference request that waits for ``go`` (and may fail): ticks held where a test wants them."""
+
+    def __init__(self, request, fail: bool = False) -> None:
+        self.request, self.fail = request, fail
+        self.go, self.started = threading.Event(), threading.Event()
+        self.batches: list[list[float]] = []  # the first sample of each hop, per tick
+
+    def infer(self, inputs):
+        self.batches.append([round(float(v), 3) for v in inputs["audio"][:, 0]])
+        self.started.set()
+        assert self.go.wait(30)
+        if self.fail:
+            raise RuntimeError("device lost")
+        return self.request.infer(inputs)
+
+    def get_tensor(self, name):
+        return self.request.get_tensor(name)
+
+
+def _hop(value: float = 0.1):
+    return np.full(480, value, np.float32), np.zeros((480, 1), np.float32)
+
+
+def test_real_time_hops_go_before_bulk_hops_and_a_stream_that_leaves_mid_tick_keeps_its_row(exported_bundles):
+    bundle = read_bundle(exported_bundles["stateful"])
+    engine = ProcessorFactory(bundle, device="CPU").batched_engine(max_batch=1, wait_ms=0.0, lanes=1)
+    gate = _Gated(engine._lanes[0].request)
+    engine._lanes[0].request = gate
+    try:
+        first, bulk, realtime = engine.slot(), engine.slot(), engine.slot()
+        bulk.priority = 1
+        hops = {first: 0.1, bulk: 0.2, realtime: 0.3}
+        threads = [threading.Thread(target=engine.submit, args=(s, *_hop(hops[s]))) for s in hops]
+        threads[0].start()
+        assert gate.started.wait(30)  # `first` is in a running tick; the other two queue behind it
+        for t, queued in zip(threads[1:], (1, 2)):
+            t.start()
+            while engine._lanes[0].queued() < queued:
+                time.sleep(0.001)
+        first.close()  # leaves mid-tick: its row must not go to a new stream before the tick is done
+        newcomer = engine.slot()
+        assert newcomer.row != first.row
+        gate.go.set()
+        for t in threads[1:]:
+            t.join(30)
+        assert gate.batches == [[0.1], [0.3], [0.2]]  # the real-time hop overtook the bulk one
+        assert first.row in engine._free
+    finally:
+        gate.go.set()
+        engine.close()
+
+
+def test_a_failed_inference_fails_its_hops_and_the_lane_runs_on(exported_bundles):
+    bundle = read_bundle(exported_bundles["stateful"])
+    engine = ProcessorFactory(bundle, device="CPU").batched_engine(wait_ms=0.0, lanes=1)
+    gate = _Gated(engine._lanes[0].request, fail=True)
+    gate.go.set()
+    engine._lanes[0].request = gate
+    try:
+        slot = engine.slot()
+        with pytest.raises(DeviceError, match="device lost"):
+            engine.submit(slot, *_hop())
+        gate.fail = False
+        assert np.all(np.isfinite(engine.submit(slot, *_hop())))
+    finally:
+        engine.close()

@@ -75,7 +75,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(exported_bundles):
-    s = Server(exported_bundles["stateful"], "--workers", "2")
+    s = Server(exported_bundles["stateful"], "--workers", "2", "--batch")  # bystanders share batches
     yield s
     assert s.stop() == 0
 
@@ -120,6 +120,17 @@ def test_stream_equals_offline_render(server, exported_bundles, block):
     assert result.summary["latency_samples"] == (0 if block == 480 else 479)
 
 
+def test_the_default_service_is_unbatched_and_equals_the_offline_render(exported_bundles):
+    s = Server(exported_bundles["stateful"], "--workers", "1")
+    try:
+        x = _signal(0.3)
+        result = _run(stream_signal(s.url, x, SR, block=1000))
+        np.testing.assert_array_equal(result.output, _offline(exported_bundles["stateful"], x))
+        assert s.http("GET", "/model")[1]["batching"] == "unbatched"
+    finally:
+        assert s.stop() == 0
+
+
 def test_int16_stream_matches_within_quantisation(server, exported_bundles):
     x = _signal(0.3)
     result = _run(stream_signal(server.url, x, SR, fmt="int16"))
@@ -151,7 +162,7 @@ def _close(y, expected):
 def test_streams_share_batched_inferences(exported_bundles):
     """Six concurrent streams (signals, knobs, block sizes, start times differ) through one batched
     engine: each equals its own unbatched offline render, and /metrics shows batches of several."""
-    s = Server(exported_bundles["stateful"], "--workers", "2", "--batch-wait-ms", "5")
+    s = Server(exported_bundles["stateful"], "--workers", "2", "--batch", "--batch-wait-ms", "5")
     try:
         cases = [(seed, {"gain": float(seed)}, 480 if seed % 3 else 1000) for seed in range(1, 7)]
         xs = {seed: _signal(0.5 + 0.1 * seed, seed=seed) for seed, _, _ in cases}
@@ -284,7 +295,7 @@ def test_http_control_knobs_reset_bypass_and_errors(server):
 def test_hot_swap_mid_stream(exported_bundles, other_bundle):
     """A stream keeps running across a swap: frames before it come from model A, frames after
     it from model B starting from zero state, and nothing is dropped."""
-    s = Server(exported_bundles["stateful"], "--workers", "1", "--models-dir", str(other_bundle.parent))
+    s = Server(exported_bundles["stateful"], "--workers", "1", "--batch", "--models-dir", str(other_bundle.parent))
     try:
         x = _signal(0.4, seed=5)
         block, swap_at = 480, 20
