@@ -83,11 +83,12 @@ def table(doc: dict) -> str:
     for r in service:
         info = r["info"]
         lines += ["", f"{info.get('preset', 'seed')}, {info.get('mode', 'unbatched')}:", "",
-                  "| concurrent streams | round trip p50 ms | p99 ms | max ms | late hops | held |",
-                  "|---|---|---|---|---|---|"]
+                  "| concurrent streams | round trip p50 ms | p99 ms | max ms | late hops | held | server CPU, cores |",
+                  "|---|---|---|---|---|---|---|"]
         for lv in info["levels"]:
             lines.append(f"| {lv['streams']} | {lv['rtt_ms_p50']:.2f} | {lv['rtt_ms_p99']:.2f} "
-                         f"| {lv['rtt_ms_max']:.2f} | {lv['late_hops']} | {'yes' if lv['held'] else 'no'} |")
+                         f"| {lv['rtt_ms_max']:.2f} | {lv['late_hops']} | {'yes' if lv['held'] else 'no'} "
+                         f"| {fmt(lv.get('server_cpu_cores'), '.2f')} |")
         lines.append(f"\nMost concurrent real-time streams held: **{info['max_streams_held']}**.")
     return "\n".join(lines) + "\n"
 

@@ -7,7 +7,9 @@ would be) for a few seconds. A level is *held* when the service reports no late 
 client-side round trip per frame has p99 <= 20 ms (two blocks of buffering) and at most 0.1 % of
 hops are late (the issue's "no late hop" flipped on one VM hiccup in 1200 hops: the `stateful`
 preset unbatched held 16 streams in one run and 2 in the next; both counts are recorded).
-N goes up until a level is not held. Goals (issue: throughput): batched holds at least twice the unbatched count, and
+N goes up until a level is not held. Each level also records the server's CPU use (cores busy, all
+threads): steadier than the held count, which one VM hiccup flips, and what capacity planning needs.
+Goals (issue: throughput): batched holds at least twice the unbatched count, and
 >= 16 streams on 2 AVX-512 cores; a lone stream's p99 no worse than unbatched by more than the
 batch wait. The client runs on the same 2 cores, so every figure is a lower bound.
 Run: make bench   (or .venv/bin/python -m pytest benchmarks/test_service.py --benchmark-only)
@@ -72,19 +74,31 @@ async def _one(url: str, phase: float, frames: int) -> np.ndarray:
     return rtt * 1000.0
 
 
-def _level(url: str, port: int, n: int) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _level(url: str, port: int, n: int, pid: int | None = None) -> dict:
     frames = int(SECONDS * SR / BLOCK)
     late0 = _metric(port, "edgeamp_late_hops_total")
     hops0 = _metric(port, "edgeamp_hops_total")
+    cpu0, t0 = (_cpu_seconds(pid) if pid else 0.0), time.perf_counter()
 
     async def all_streams():
         return await asyncio.gather(*(_one(url, i * BLOCK / SR / n, frames) for i in range(n)))
 
     rtt = np.concatenate(asyncio.run(all_streams()))
+    cpu = (_cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0) if pid else None
     late = _metric(port, "edgeamp_late_hops_total") - late0
     p50, p99 = np.percentile(rtt, [50, 99])
     return {"streams": n, "rtt_ms_p50": float(p50), "rtt_ms_p99": float(p99), "rtt_ms_max": float(rtt.max()),
             "late_hops": int(late), "hops": int(_metric(port, "edgeamp_hops_total") - hops0),
+            "server_cpu_cores": cpu,  # the server's CPU time over the level's wall time (all its threads)
             "held": bool(late <= 0.001 * n * frames and p99 <= P99_LIMIT_MS),
             "held_strict": bool(late == 0 and p99 <= P99_LIMIT_MS)}
 
@@ -107,7 +121,7 @@ def test_concurrent_realtime_streams(benchmark, bundles, preset, mode):
         def sweep():
             levels.clear()
             for n in LEVELS:
-                levels.append(_level(url, port, n))
+                levels.append(_level(url, port, n, server.pid))
                 print(json.dumps(levels[-1]))
                 if not levels[-1]["held"]:
                     break

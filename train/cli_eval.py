@@ -18,7 +18,7 @@ from edgeamp.edge_runtime.audio_io import write_audio
 from edgeamp.edge_runtime.bundle import read_bundle
 from edgeamp.edge_runtime.cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int
 from edgeamp.edge_runtime.errors import InputError
-from edgeamp.edge_runtime.metrics import all_metrics, esr_verdict
+from edgeamp.edge_runtime.metrics import all_metrics, error_bands, esr_verdict
 from edgeamp.edge_runtime.render import render
 
 
@@ -49,6 +49,7 @@ def evaluate_pair(factory, input_path, target_path, out_dir, *, channel: int | N
     proc = factory.new()
     y_hat, seconds = render(proc, pair.x)
     metrics = all_metrics(pair.y, y_hat)
+    metrics["error_bands"] = error_bands(pair.y, y_hat, sr)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(input_path).stem
@@ -83,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  MSE               {doc['mse']:.3e}")
     print(f"  DC error          {doc['dc_error']:.3e}")
     print(f"  STFT distance     {doc['stft_distance']:.4f}")
+    print("  error by band     share of the error energy, the band's own ESR")
+    for b in doc["error_bands"]:
+        band = f"{b['low_hz']:g}-{b['high_hz']:g} Hz"
+        print(f"    {band:>16}  {100 * b['share']:5.1f} %  {b['band_esr']:.3g}")
     print(f"  runtime           {doc['runtime']}, {doc['real_time_factor']:.1f}x real time, {doc['latency']}")
     png = any(f.endswith(".png") for f in doc["files"])
     print(f"  wrote {', '.join(doc['files'])}" + ("" if png else " (no PNG: pip install matplotlib)"))

@@ -60,7 +60,7 @@ def test_cudnn_check_names_the_offending_setting():
 def test_unknown_preset_and_key():
     from edgeamp.train.presets import get_preset
 
-    with pytest.raises(ConfigError, match="unknown preset 'huge'; known presets: seed, small, stateful"):
+    with pytest.raises(ConfigError, match="unknown preset 'huge'; known presets: cab, seed, small, stateful"):
         get_preset("huge")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['colour'\]"):
         get_preset("small", colour="red")

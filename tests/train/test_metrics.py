@@ -52,3 +52,20 @@ def test_length_mismatch_raises():
 
 def test_verdicts():
     assert [M.esr_verdict(v) for v in (0.005, 0.02, 0.05, 0.5)] == ["great", "good", "may sound acceptable", "poor"]
+
+
+def test_error_bands_find_where_the_error_lives():
+    """An error of 30 Hz rumble shows up in the 0-50 Hz band: nearly all the error energy, and a
+    band ESR far above 1 where the target has almost nothing; the shares add up to 1."""
+    from edgeamp.edge_runtime.metrics import error_bands
+
+    sr = 48000
+    t = np.arange(2 * sr) / sr
+    y = 0.5 * np.sin(2 * np.pi * 1000 * t)
+    y_hat = y + 0.05 * np.sin(2 * np.pi * 30 * t)
+    bands = error_bands(y, y_hat, sr)
+    assert abs(sum(b["share"] for b in bands) - 1.0) < 1e-9
+    low = bands[0]
+    assert (low["low_hz"], low["high_hz"]) == (0.0, 50.0)
+    assert low["share"] > 0.99 and low["band_esr"] > 100
+    assert bands[-1]["high_hz"] == sr / 2
