@@ -6,6 +6,7 @@ clip 4 validates (model selection), clip 5 is the test clip, scored once. Rows, 
 
 - ``edgeamp stateful``: ``edgeamp train --preset stateful`` (edgeamp aligns the pairs itself);
 - ``edgeamp stateful + FIR``: the same with the long-memory stage (``--fir-taps``, default 256);
+- ``edgeamp cab``: ``--preset cab`` (``stateful`` with a 1024-tap FIR stage, plain + pre-emphasised ESR loss);
 - ``NAM WaveNet lite``: NAM's own trainer (``nam-full``) with the "lite" WaveNet of NAM's
   simplified trainer (NAM 0.7-0.12's ``Architecture.LITE``; 0.13's keys), on the pairs exactly as
   edgeamp aligned them (written to float WAVs), ``max_time`` = the budget;
@@ -15,11 +16,12 @@ Every model is scored on the test clip with ``edgeamp.edge_runtime.metrics`` (ES
 pre-emphasised): NAM's models are run by NAM's own package (``init_from_nam``, the exported file).
 The JSON accumulates across invocations (rows of another setting or budget are kept).
 NAM needs torch: give a Python that has ``neural-amp-modeler`` (see
-``tests/fixtures/interop/make_fixtures.py`` for the venv). Run by hand (one setting, three rows:
-three budgets of wall time plus scoring)::
+``tests/fixtures/interop/make_fixtures.py`` for the venv). Run by hand (each row costs its budget
+of wall time plus scoring; ``--rows none --readme README.md`` only rewrites the README's table)::
 
     .venv/bin/python benchmarks/nam_peer.py --nam-python /tmp/fixenv/bin/python --minutes 8 \\
-        [--setting B1_M3_T7 --setting B10_M0_T0] [--rows edgeamp,edgeamp-fir,wavenet-lite,lstm] [--out DIR]
+        [--setting B1_M3_T7 --setting B10_M0_T0] [--rows edgeamp,edgeamp-fir,edgeamp-cab,wavenet-lite,lstm]
+        [--out DIR] [--readme README.md]
 """
 
 from __future__ import annotations
@@ -114,9 +116,10 @@ def nam_row(name: str, net: dict, paths: dict, minutes: float, nam_python: str, 
     return {"row": name, "minutes": minutes, "model": str(exported[-1]), **score(y, np.load(out / "test_out.npy"))}
 
 
-def edgeamp_row(setting: str, minutes: float, out: Path, fir_taps: int = 0) -> dict:
-    bundle = out / (f"edgeamp-stateful-fir{fir_taps}.bundle" if fir_taps else "edgeamp-stateful.bundle")
-    args = ["train", "--preset", "stateful", "--minutes", f"{minutes:g}", str(bundle)]
+def edgeamp_row(setting: str, minutes: float, out: Path, fir_taps: int = 0, preset: str = "stateful") -> dict:
+    name = f"edgeamp-{preset}" + (f"-fir{fir_taps}" if fir_taps else "")
+    bundle = out / f"{name}-{minutes:g}min.bundle"
+    args = ["train", "--preset", preset, "--minutes", f"{minutes:g}", str(bundle)]
     if fir_taps:
         args += ["--fir-taps", str(fir_taps)]
     for n in (1, 2, 3):
@@ -128,7 +131,9 @@ def edgeamp_row(setting: str, minutes: float, out: Path, fir_taps: int = 0) -> d
     print(f"$ edgeamp {' '.join(args)}", flush=True)
     subprocess.run([sys.executable, "-m", "edgeamp.edge_runtime", "-q", *args], check=True)
     m = json.loads((bundle / "manifest.json").read_text())
-    return {"row": f"edgeamp stateful + FIR {fir_taps}" if fir_taps else "edgeamp stateful", "minutes": minutes,
+    labels = {"stateful": "edgeamp stateful", "cab": "edgeamp cab (FIR 1024, loss esr+esr_pre)"}
+    label = labels.get(preset, f"edgeamp {preset}")
+    return {"row": f"{label} + FIR {fir_taps}" if fir_taps else label, "minutes": minutes, "bundle": str(bundle),
             "steps": m["provenance"]["steps"],
             "esr": m["metrics"]["esr"], "esr_pre_emphasis": m["metrics"]["esr_pre_emphasis"]}
 
@@ -138,14 +143,16 @@ def main() -> int:
     p.add_argument("--nam-python", required=True, help="a Python with torch and neural-amp-modeler")
     p.add_argument("--minutes", type=float, default=8.0)
     p.add_argument("--setting", action="append", help="B1_M3_T7 and/or B10_M0_T0 (default both)")
-    p.add_argument("--rows", default="edgeamp,edgeamp-fir,wavenet-lite,lstm")
+    p.add_argument("--rows", default="edgeamp,edgeamp-fir,edgeamp-cab,wavenet-lite,lstm",
+                   help="rows to train and score; 'none' trains nothing (prints the table of what is stored)")
     p.add_argument("--fir-taps", type=int, default=256, help="the FIR stage of the edgeamp-fir row")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "nam_peer"))
+    p.add_argument("--readme", type=Path, help="also write the table between <!-- nam-peer:start/end --> there")
     args = p.parse_args()
     rows = args.rows.split(",")
     store = Path(args.out) / "nam_peer.json"
     results = json.loads(store.read_text()) if store.is_file() else []
-    for setting in args.setting or ["B1_M3_T7", "B10_M0_T0"]:
+    for setting in [] if rows == ["none"] else args.setting or ["B1_M3_T7", "B10_M0_T0"]:
         out = Path(args.out) / setting
         out.mkdir(parents=True, exist_ok=True)
         paths = aligned(setting, out)
@@ -153,6 +160,8 @@ def main() -> int:
             results.append({"setting": setting, **edgeamp_row(setting, args.minutes, out)})
         if "edgeamp-fir" in rows:
             results.append({"setting": setting, **edgeamp_row(setting, args.minutes, out, args.fir_taps)})
+        if "edgeamp-cab" in rows:
+            results.append({"setting": setting, **edgeamp_row(setting, args.minutes, out, preset="cab")})
         if "wavenet-lite" in rows:
             results.append({"setting": setting, **nam_row("NAM WaveNet lite", {"name": "WaveNet", "config":
                                                                                WAVENET_LITE}, paths, args.minutes,
@@ -161,10 +170,15 @@ def main() -> int:
             results.append({"setting": setting, **nam_row("NAM LSTM 1x24", {"name": "LSTM", "config": LSTM_STANDARD},
                                                           paths, args.minutes, args.nam_python, out / "lstm")})
         store.write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["| setting | model | minutes | test ESR | test ESR pre-emph |", "|---|---|---|---|---|"]
-    lines += [f"| {r['setting']} | {r['row']} | {r['minutes']:g} | {r['esr']:.4f} | {r['esr_pre_emphasis']:.4f} |"
-              for r in results]
+    lines = ["| setting | model | minutes | steps | test ESR | test ESR pre-emph |", "|---|---|---|---|---|---|"]
+    order = sorted(results, key=lambda r: (r["setting"] != "B1_M3_T7", r["minutes"]))  # stable: run order within
+    lines += [f"| {r['setting']} | {r['row']} | {r['minutes']:g} | {r.get('steps', '–')} | {r['esr']:.4f} "
+              f"| {r['esr_pre_emphasis']:.4f} |" for r in order]
     print("\n".join(lines))
+    if args.readme:
+        from report import update_readme
+
+        update_readme(args.readme, "\n".join(lines) + "\n", "<!-- nam-peer:start -->", "<!-- nam-peer:end -->")
     return 0
 
 

@@ -92,11 +92,13 @@ register(TrainConfig(
 ))
 register(dataclasses.replace(
     PRESETS["stateful"],
-    name="cab",  # `stateful` + a learned 1024-tap FIR stage (a cabinet's or output transformer's long linear response)
-    # Test clip file_5, 8 min each, 2-core AVX-512 EPYC (benchmarks/nam_peer.py; README, "Quality against NAM"):
-    # B10_M0_T0 0.0194 / 0.0224 (plain / pre-emphasised ESR) against FIR 256 0.0388 / 0.0405 and NAM's
-    # WaveNet lite 0.0203 / 0.0284.
+    name="cab",  # `stateful` + a learned 1024-tap FIR stage (a cabinet's or output transformer's long linear
+    # response), and the loss weighs plain ESR too: the pre-emphasised ESR alone barely sees below 200 Hz.
+    # Test clip file_5, 8 min, 2-core AVX-512 EPYC (README, "Quality against a peer"), plain / pre-emphasised
+    # ESR: B10_M0_T0 0.0092 / 0.0114 (pre-emphasised loss only: 0.0194 / 0.0224; NAM's WaveNet lite 0.0203 /
+    # 0.0284); B1_M3_T7 0.0190 / 0.0860 (0.0362 / 0.1804; WaveNet lite 0.0496 / 0.1837).
     fir_taps=1024,
+    loss="esr+esr_pre",
 ))
 register(TrainConfig(
     name="small",  # for CI and Pi-class boxes

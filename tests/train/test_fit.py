@@ -283,3 +283,14 @@ def test_tensorflow_banners_only_with_verbose(tmp_path):
     loud = subprocess.run([*cmd[:4], "-v", *cmd[4:-1], str(tmp_path / "b.bundle")], capture_output=True, text=True,
                           timeout=300)
     assert loud.returncode == 0, loud.stderr[-2000:]
+
+
+def test_the_cab_preset_is_stateful_with_a_1024_tap_fir_stage_and_the_summed_loss():
+    """The peer table's cab rows were trained as `--preset stateful --fir-taps 1024 --loss esr+esr_pre`."""
+    import dataclasses
+
+    from edgeamp.train.presets import get_preset
+
+    cab, stateful = get_preset("cab"), get_preset("stateful")
+    assert cab.fir_taps == 1024 and cab.architecture().fir_taps == 1024
+    assert dataclasses.replace(stateful, name="cab", fir_taps=1024, loss="esr+esr_pre") == cab
