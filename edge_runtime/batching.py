@@ -242,13 +242,19 @@ class BatchedEngine:
             batch += more
         if realtime or bulk:
             lane.first_ready = now
-        rows = np.fromiter((s.row for s in batch), np.intp, len(batch))
-        inputs = {"audio": np.stack([s._audio for s in batch])}
+        rows, inputs = self.batch_inputs(batch)
+        return lane, batch, rows, inputs, waited
+
+    def batch_inputs(self, slots: list[BatchSlot]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The rows of ``slots`` and one inference's inputs for them: each slot's hop in flight (its
+        audio and knob buffers) and its state rows. Called with the lock held (or before any tick)."""
+        rows = np.fromiter((s.row for s in slots), np.intp, len(slots))
+        inputs = {"audio": np.stack([s._audio for s in slots])}
         if self.arch.knobs:
-            inputs["knobs"] = np.stack([s._knobs for s in batch])
+            inputs["knobs"] = np.stack([s._knobs for s in slots])
         for (name_in, _), a in zip(self._names, self._state):
             inputs[name_in] = a[rows] if name_in == "fir_in" else a[rows][:, None, :]
-        return lane, batch, rows, inputs, waited
+        return rows, inputs
 
     def _time_out(self) -> None:
         """Dispatch ticks whose first hop has waited ``wait_ms`` (only needed when it is > 0)."""

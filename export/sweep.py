@@ -88,8 +88,7 @@ def batch_times_ms(bundle_path: Path, options: RuntimeOptions, batch: int, runs:
         lane = engine._lanes[0]
         slots = [engine.slot() for _ in range(batch)]
         hop = factory.hop_samples
-        batch_rows = [(s, np.zeros(hop, np.float32), np.zeros((hop, 0), np.float32)) for s in slots]
-        inputs = engine._gather(batch_rows, np.array([s.row for s in slots]))
+        _, inputs = engine.batch_inputs(slots)
         inputs["audio"] = np.random.default_rng(0).uniform(-0.5, 0.5, (batch, hop)).astype(np.float32)
         for _ in range(5):
             lane.request.infer(inputs)
