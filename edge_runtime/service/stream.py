@@ -34,6 +34,7 @@ class Stream:
         self.started = time.monotonic()
         self.samples_in = 0
         self.closing = False
+        self.close_done = None  # set while a close with its own code (1001 drain, 1007...) is under way
         self._x = np.zeros(hs.block_size, np.float32)
         self._y = np.zeros(hs.block_size, np.float32)
         self.bind(model, hs.knobs)

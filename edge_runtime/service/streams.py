@@ -96,6 +96,8 @@ class StreamRoutes:
                 self.metrics.bad_frames.labels("protocol").inc()
                 log.info("stream %s: %s", sid, ws.exception())
         finally:
+            if stream.close_done is not None:  # a close from outside (the drain's 1001) is under way:
+                await stream.close_done.wait()  # returning first would let aiohttp close with 1000
             stream.release()
             self._retire(stream.model)
             self.streams.pop(sid, None)
@@ -180,11 +182,14 @@ class StreamRoutes:
             async with stream.send_lock:
                 await ws.close(code=code, message=reason[:120].encode())
         stream.closing = True
+        done = stream.close_done = asyncio.Event()
         try:
             await asyncio.wait_for(close(), self.limits.drain_seconds)
         except (asyncio.TimeoutError, ConnectionResetError, RuntimeError):
             if stream.transport is not None:
                 stream.transport.abort()
+        finally:
+            done.set()
 
     def _retire(self, model: Model) -> None:
         """Close a swapped-out model's batched engine once its last stream has left it."""
