@@ -36,12 +36,6 @@ def model_output(spec: str, x: np.ndarray) -> np.ndarray:
     return read_mono(path)[0].astype(np.float64)
 
 
-def spectrum_db(x: np.ndarray, n_fft: int = 8192) -> np.ndarray:
-    win = np.hanning(n_fft)
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, (0, n_fft)), n_fft)[:: n_fft // 2]
-    return 10 * np.log10(np.mean(np.abs(np.fft.rfft(frames * win, axis=1)) ** 2, axis=0) + 1e-12)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="the DI clip (aligned with the target)")
@@ -52,7 +46,7 @@ def main() -> int:
     p.add_argument("--title", default="")
     args = p.parse_args()
     from edgeamp.edge_runtime.audio_io import read_mono
-    from edgeamp.edge_runtime.metrics import error_bands, esr, esr_pre_emphasis
+    from edgeamp.edge_runtime.metrics import error_bands, esr, esr_pre_emphasis, long_term_spectrum_db
 
     x, info = read_mono(args.input)
     sr = info.sample_rate
@@ -83,10 +77,10 @@ def main() -> int:
 
         fig, ax = plt.subplots(figsize=(10, 5))
         freqs = np.fft.rfftfreq(8192, 1 / sr)
-        ax.semilogx(freqs[1:], spectrum_db(y)[1:], color="k", lw=1.4, label="target (the amp)")
+        ax.semilogx(freqs[1:], long_term_spectrum_db(y)[1:], color="k", lw=1.4, label="target (the amp)")
         for name in names:
             yy, yh = outputs[name]
-            ax.semilogx(freqs[1:], spectrum_db(yy - yh)[1:], lw=1.0, alpha=0.85,
+            ax.semilogx(freqs[1:], long_term_spectrum_db(yy - yh)[1:], lw=1.0, alpha=0.85,
                         label=f"error: {name} (ESR {esr(yy, yh):.4f})")
         ax.set_xlim(20, sr / 2)
         ax.set_xlabel("Hz")

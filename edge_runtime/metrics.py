@@ -77,6 +77,14 @@ def multi_resolution_stft(y: np.ndarray, y_hat: np.ndarray, sizes=(256, 1024, 40
     return float(total / len(sizes))
 
 
+def long_term_spectrum_db(x: np.ndarray, n_fft: int = 8192) -> np.ndarray:
+    """Mean power spectrum in dB (Hann, half-overlapping frames of ``n_fft``, the signal padded by
+    one frame): the curve the comparison and error-spectrum plots draw, bins ``rfftfreq(n_fft)``."""
+    x = np.asarray(x, dtype=np.float64)
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, (0, n_fft)), n_fft)[:: n_fft // 2]
+    return 10 * np.log10(np.mean(np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2, axis=0) + 1e-12)
+
+
 BAND_EDGES_HZ = (0, 50, 100, 200, 400, 800, 1600, 3200, 6400)
 
 

@@ -48,13 +48,9 @@ def comparison(target: np.ndarray, prediction: np.ndarray, sample_rate: int, pat
     axes[0].set_xlabel(f"ms (from {lo / sample_rate:.2f} s)")
     axes[0].set_title(f"{title} waveform at the loudest moment".strip())
     axes[0].legend(loc="upper right")
+    from edgeamp.edge_runtime.metrics import long_term_spectrum_db as spectrum
+
     n_fft = 8192
-    win = np.hanning(n_fft)
-
-    def spectrum(x):
-        frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, (0, n_fft)), n_fft)[:: n_fft // 2]
-        return 10 * np.log10(np.mean(np.abs(np.fft.rfft(frames * win, axis=1)) ** 2, axis=0) + 1e-12)
-
     freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate)
     axes[1].semilogx(freqs[1:], spectrum(target)[1:], label="target")
     axes[1].semilogx(freqs[1:], spectrum(prediction)[1:], label="model", alpha=0.8)
