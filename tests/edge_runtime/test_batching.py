@@ -164,6 +164,15 @@ def test_streams_awaiting_on_one_event_loop_equal_their_unbatched_renders(export
         assert err <= 1e-5 * max(1.0, float(np.max(np.abs(expected)))), (seed, err)
 
 
+def test_unbatched_workers_run_at_once(exported_bundles):
+    """The service's workers share one compiled model with NUM_STREAMS = workers and one thread
+    each; the plugin keeps no more streams than threads, so the total must be threads x workers
+    (with 1 thread in all, two workers' hops ran one after the other)."""
+    factory = ProcessorFactory(read_bundle(exported_bundles["stateful"]), device="CPU", threads=1, num_streams=2)
+    assert int(factory.compiled.get_property("NUM_STREAMS")) == 2
+    assert int(factory.compiled.get_property("INFERENCE_NUM_THREADS")) == 2
+
+
 def test_lanes_are_streams_of_their_own_and_share_the_slots(exported_bundles):
     """With NUM_STREAMS 1 the CPU plugin ran two lanes' requests one after the other."""
     bundle = read_bundle(exported_bundles["stateful"])
