@@ -11,22 +11,27 @@ Two ways in, one queue: ``run_hop`` blocks the calling thread until the tick tha
 has run (a thread per stream); ``run_hop_async`` awaits it on an asyncio loop (the service: no
 thread per stream, one wake-up of the loop per tick, not per hop).
 
-Ticks run on ``lanes`` inference requests at once, each on a thread of its own; each slot belongs
-to one lane (the one with the fewest slots when it joined) and its hops queue there. (A shared queue
-let an idle lane take each hop as it came, one at a time, while the other lane ran the rest: batch 1
-is the costliest hop there is.) Who runs a tick (the "combining" pattern, no scheduler in the hop's
-path): the caller that submits a hop dispatches its lane's tick itself when the lane is idle and the
-tick is due; a lane that finishes a tick takes the next one at once when hops are waiting. A tick is
-due when every active slot of the lane (one that submitted a hop within the last two hop durations)
-has its hop in, or the batch is full, or the first hop has waited ``wait_ms`` (a timer thread
-dispatches those): a lone stream is never delayed, and a stream that stalls holds the others back by
-at most ``wait_ms``. With ``wait_ms=0`` (the service's default) the hops that arrive while a lane is
-busy make its next batch. Hops of bulk streams (``priority=1``) go after real-time hops.
+Ticks run on ``lanes`` inference requests, each on a thread of its own, from one queue. Who runs a
+tick (the "combining" pattern, no scheduler in the hop's path): the caller that submits a hop
+dispatches a tick itself when a lane is idle and the tick is due; a lane that finishes a tick takes
+the next one at once when it is due; a timer thread dispatches the ticks that fall due by waiting.
+
+When a tick is due decides what batching buys. Real-time streams arrive at spread phases, so a
+lane that runs whatever is ready as soon as it is idle (``wait_ms=0``) runs batches of 1-3 and is
+busy all the time: on 2 cores that cost more CPU than one inference per stream. So a tick is due
+when every active stream (one that submitted a hop within the last two hop durations) has its hop
+in, or the batch is full, or the first hop has waited as long as it can afford: ``wait_ms``, and
+never so long that the first hop would miss the deadline of ``DEADLINE`` hop durations from its
+arrival given what a tick of the queued size costs (a running fit of tick time against batch size,
+kept from the ticks run). A lone stream is never delayed, a stream that stalls holds the others back
+by at most ``wait_ms``, and under load the batches grow to what the deadline allows. Hops of bulk
+streams (``priority=1``) go after real-time hops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -39,16 +44,17 @@ from .engines import compile_ir
 from .errors import DeviceError
 from .model import Architecture, state_name
 
+log = logging.getLogger(__name__)
 REALTIME, BULK = 0, 1
+DEADLINE = 0.5  # a hop's tick should be done this many hop durations after the hop came in
 
 
 class BatchSlot:
     """One stream's handle on a :class:`BatchedEngine` (the engine interface of a Processor)."""
 
-    def __init__(self, engine: BatchedEngine, row: int, lane: _Lane) -> None:
+    def __init__(self, engine: BatchedEngine, row: int) -> None:
         self.engine = engine
         self.row = row
-        self.lane = lane
         self.hop_samples = engine.hop_samples
         self.priority = REALTIME  # BULK: this stream's hops queue behind real-time ones
         self._out = np.zeros(engine.hop_samples, np.float32)
@@ -57,6 +63,7 @@ class BatchSlot:
         self._done = threading.Event()  # set by the lane that ran this slot's hop (blocking callers)
         self._waiter: tuple | None = None  # (loop, future) of an awaiting caller
         self._in_flight = False  # a hop queued or in a running tick
+        self._queued = False  # a hop queued, its tick not started
         self._released = False  # closed while in flight: its row is freed when the hop is done
         self.last_submit = 0.0
 
@@ -74,11 +81,40 @@ class BatchSlot:
         self.engine.release(self)
 
 
+class TickCost:
+    """A running least-squares fit of tick time against batch size (``a + b * size``), recent ticks
+    weighing most; before two sizes have run, time per hop times the size (an overestimate)."""
+
+    def __init__(self, decay: float = 0.98) -> None:
+        self.decay = decay
+        self._n = self._x = self._xx = self._y = self._xy = 0.0
+
+    def add(self, size: int, seconds: float) -> None:
+        d = self.decay
+        self._n = d * self._n + 1.0
+        self._x = d * self._x + size
+        self._xx = d * self._xx + size * size
+        self._y = d * self._y + seconds
+        self._xy = d * self._xy + size * seconds
+
+    def __call__(self, size: int) -> float:
+        """Expected seconds for a tick of ``size`` hops (0 before any tick has run)."""
+        if self._n == 0.0:
+            return 0.0
+        spread = self._n * self._xx - self._x * self._x
+        if spread > 1e-6 * self._n * self._xx:
+            b = max(0.0, (self._n * self._xy - self._x * self._y) / spread)
+            return max(0.0, (self._y - b * self._x) / self._n + b * size)
+        return self._y / self._x * size
+
+
 class BatchedEngine:
     """A compiled ``batched`` IR and the state rows of every stream on it.
 
-    ``max_batch``: most hops in one inference. ``wait_ms``: longest a ready hop waits for others.
-    ``compiled``: an already compiled model to use (tests and the service pass one).
+    ``max_batch``: most hops in one inference. ``wait_ms``: longest a ready hop waits for others
+    (less when the tick would then end after ``DEADLINE`` hop durations). ``lanes``: inferences
+    that may run at once. ``compiled``: an already compiled model to use (tests and the service
+    pass one).
     """
 
     def __init__(self, xml_path: Path | str, arch: Architecture, hop_samples: int, *, device: str = "CPU",
@@ -105,8 +141,11 @@ class BatchedEngine:
         self._state = [np.zeros((capacity, u), np.float32) for u in units]  # one array per state input
         self._free: list[int] = list(range(capacity))
         self._slots: set[BatchSlot] = set()
+        self._queues: tuple[list[BatchSlot], list[BatchSlot]] = ([], [])  # real-time hops, bulk hops
+        self._first_ready = 0.0  # when the oldest queued hop came
         self._cv = threading.Condition()
         self._closed = False
+        self.cost = TickCost()
         self.batch_sizes: Counter = Counter()  # hops per inference -> count
         self.waits_s: list[float] = []  # how long the first hop of each tick waited (recent ticks)
         self.ticks = 0
@@ -127,12 +166,9 @@ class BatchedEngine:
                 old = self._state[0].shape[0]
                 self._state = [np.concatenate([a, np.zeros_like(a)]) for a in self._state]
                 self._free = list(range(old, 2 * old))
-            row = self._free.pop(0)
-            lane = min(self._lanes, key=lambda lane: len(lane.slots))
-            slot = BatchSlot(self, row, lane)
+            slot = BatchSlot(self, self._free.pop(0))
             self._slots.add(slot)
-            lane.slots.add(slot)
-        self.reset_row(row)
+        self.reset_row(slot.row)
         return slot
 
     def release(self, slot: BatchSlot) -> None:
@@ -143,11 +179,10 @@ class BatchedEngine:
             if slot not in self._slots:
                 return
             self._slots.discard(slot)
-            slot.lane.slots.discard(slot)
-            for q in slot.lane.queues:
+            for q in self._queues:
                 if slot in q:
                     q.remove(slot)
-                    slot._in_flight = False
+                    slot._in_flight = slot._queued = False
                     failed = slot
             if slot._in_flight:
                 slot._released = True
@@ -165,11 +200,9 @@ class BatchedEngine:
     def close(self) -> None:
         with self._cv:
             self._closed = True
-            queued = []
-            for lane in self._lanes:
-                for q in lane.queues:
-                    queued += q
-                    q.clear()
+            queued = self._queues[0] + self._queues[1]
+            for q in self._queues:
+                q.clear()
             self._cv.notify_all()
         self._fail(queued, "the batched engine closed while a hop waited")
         self._timer.join(5)
@@ -204,44 +237,61 @@ class BatchedEngine:
             if slot._in_flight:
                 raise DeviceError("a stream submitted a hop while its previous one was still running")
             now = time.perf_counter()
-            lane = slot.lane
-            if not lane.queued():
-                lane.first_ready = now
+            if not self.queued():
+                self._first_ready = now
             slot.last_submit = now
             slot._waiter = waiter
             slot._in_flight = True
             np.copyto(slot._audio, audio)
             np.copyto(slot._knobs, knobs.reshape(slot._knobs.shape))
-            lane.queues[1 if slot.priority else 0].append(slot)
-            job = self._take(lane, now) if not lane.busy and self._due(lane, now) else None
+            self._queues[1 if slot.priority else 0].append(slot)
+            slot._queued = True
+            lane = self._idle_lane()
+            job = self._take(lane, now) if lane is not None and self._wait_left(now) <= 0 else None
             if job is None and self.wait_s > 0:
                 self._cv.notify()  # the timer thread, the only thread that waits on the condition
         if job is not None:
             job[0].jobs.put(job)
 
     # ---- ticks (called with the lock held) ------------------------------------------------
-    def _expected(self, lane: _Lane, now: float) -> int:
-        """Hops a tick waits for: every slot of the lane active within the last two hop durations."""
-        recent = sum(1 for s in lane.slots if now - s.last_submit < 2 * self.hop_s)
-        return max(1, min(self.max_batch, recent))
+    def queued(self) -> int:
+        return len(self._queues[0]) + len(self._queues[1])
 
-    def _due(self, lane: _Lane, now: float) -> bool:
-        queued = lane.queued()
-        return queued > 0 and (now - lane.first_ready >= self.wait_s or queued >= self._expected(lane, now))
+    def _idle_lane(self) -> _Lane | None:
+        return next((lane for lane in self._lanes if not lane.busy), None)
+
+    def _wait_left(self, now: float) -> float:
+        """Seconds until the queued hops' tick is due (<= 0: due now; inf: nothing queued). Due
+        when no active stream's next hop is expected before the first queued hop's deadline
+        (streams are periodic: the next hop comes a hop after the last), else at that deadline."""
+        queued = self.queued()
+        if not queued:
+            return float("inf")
+        if queued >= self.max_batch:
+            return 0.0
+        deadline = self._first_ready + min(self.wait_s, DEADLINE * self.hop_s - self.cost(queued))
+        if now >= deadline:
+            return 0.0
+        for s in self._slots:
+            if not s._queued and now - s.last_submit < 2 * self.hop_s and s.last_submit + self.hop_s <= deadline:
+                return deadline - now  # a hop that would join this tick is on its way
+        return 0.0
 
     def _take(self, lane: _Lane, now: float) -> tuple:
-        """The lane's next tick: up to max_batch of its queued hops, real-time ones first, and the inputs."""
+        """The lane's next tick: up to max_batch of the queued hops, real-time ones first, and the inputs."""
         lane.busy = True
-        waited = now - lane.first_ready
-        realtime, bulk = lane.queues
+        waited = now - self._first_ready
+        realtime, bulk = self._queues
         batch = realtime[: self.max_batch]
         del realtime[: len(batch)]
         if len(batch) < self.max_batch and bulk:
             more = bulk[: self.max_batch - len(batch)]
             del bulk[: len(more)]
             batch += more
+        for slot in batch:
+            slot._queued = False
         if realtime or bulk:
-            lane.first_ready = now
+            self._first_ready = now
         rows, inputs = self.batch_inputs(batch)
         return lane, batch, rows, inputs, waited
 
@@ -257,7 +307,7 @@ class BatchedEngine:
         return rows, inputs
 
     def _time_out(self) -> None:
-        """Dispatch ticks whose first hop has waited ``wait_ms`` (only needed when it is > 0)."""
+        """Dispatch the ticks that fall due by waiting (only needed when ``wait_ms`` > 0)."""
         while True:
             with self._cv:
                 job = None
@@ -265,27 +315,28 @@ class BatchedEngine:
                     if self._closed:
                         return
                     now = time.perf_counter()
-                    idle = [lane for lane in self._lanes if not lane.busy and lane.queued()]
-                    due = [lane for lane in idle if self._due(lane, now)]
-                    if due:
-                        job = self._take(due[0], now)
-                    elif idle:
-                        first = min(lane.first_ready for lane in idle)
-                        self._cv.wait(max(1e-4, self.wait_s - (now - first)))
+                    lane = self._idle_lane()
+                    left = self._wait_left(now) if lane is not None else float("inf")
+                    if left <= 0:
+                        job = self._take(lane, now)
+                    elif left < float("inf"):
+                        self._cv.wait(max(1e-4, left))
                     else:
                         self._cv.wait()
             job[0].jobs.put(job)
 
-    def _finish(self, lane: _Lane, batch: list[BatchSlot], rows, outputs: dict | DeviceError, waited: float):
+    def _finish(self, lane: _Lane, batch: list[BatchSlot], rows, outputs: dict | DeviceError, waited: float,
+                seconds: float):
         """Scatter a tick's outputs and state, wake its callers; returns the lane's next job (the
-        hops queued meanwhile) or None. ``outputs`` is the error when the inference failed (the
-        rows keep their state)."""
+        hops queued meanwhile, when due) or None. ``outputs`` is the error when the inference failed
+        (the rows keep their state). ``seconds``: what the inference took."""
         failed = isinstance(outputs, DeviceError)
         with self._cv:
             if not failed:
                 for (_, name_out), a in zip(self._names, self._state):
                     out = outputs[name_out]
                     a[rows] = out if out.ndim == 2 else out[:, 0, :]
+                self.cost.add(len(batch), seconds)
             for j, slot in enumerate(batch):
                 if not failed:
                     slot._out[:] = outputs["output"][j]
@@ -298,7 +349,7 @@ class BatchedEngine:
             if len(self.waits_s) > 4096:
                 del self.waits_s[:2048]
             now = time.perf_counter()
-            job = self._take(lane, now) if not self._closed and self._due(lane, now) else None
+            job = self._take(lane, now) if not self._closed and self._wait_left(now) <= 0 else None
             if job is None:
                 lane.busy = False
                 if self.wait_s > 0:
@@ -310,6 +361,17 @@ class BatchedEngine:
             self.on_tick(len(batch), waited)
         _wake(batch)
         return job
+
+    def _abandon(self, lane: _Lane, batch: list[BatchSlot], exc: Exception) -> None:
+        """A tick that could not be finished: its callers get a DeviceError, the lane goes idle."""
+        with self._cv:
+            lane.busy = False
+            for slot in batch:
+                slot._in_flight = False
+                if slot._released:
+                    self._free.append(slot.row)
+            self._cv.notify()
+        self._fail(batch, f"batched tick failed: {exc!r}")
 
     def _fail(self, slots: list[BatchSlot], reason: str) -> None:
         for slot in slots:
@@ -355,15 +417,9 @@ class _Lane:
     def __init__(self, engine: BatchedEngine, index: int) -> None:
         self.engine = engine
         self.request = engine.compiled.create_infer_request()
-        self.slots: set[BatchSlot] = set()  # the slots whose hops this lane runs
-        self.queues: tuple[list[BatchSlot], list[BatchSlot]] = ([], [])  # real-time hops, bulk hops
-        self.first_ready = 0.0  # when the oldest queued hop came
         self.busy = False  # a tick is running (or handed to the thread)
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name=f"edgeamp-batch-lane{index}", daemon=True)
-
-    def queued(self) -> int:
-        return len(self.queues[0]) + len(self.queues[1])
 
     def _run(self) -> None:
         names = ["output"] + [name_out for _, name_out in self.engine._names]
@@ -371,11 +427,16 @@ class _Lane:
             job = self.jobs.get()
             while job is not None:
                 _, batch, rows, inputs, waited = job
+                t0 = time.perf_counter()
                 try:
                     self.request.infer(inputs)
                     outputs = {name: self.request.get_tensor(name).data.copy() for name in names}
                 except Exception as exc:  # the device failed this tick: its callers get the error
                     outputs = DeviceError(f"batched inference failed: {exc}")
-                job = self.engine._finish(self, batch, rows, outputs, waited)
+                try:
+                    job = self.engine._finish(self, batch, rows, outputs, waited, time.perf_counter() - t0)
+                except Exception as exc:  # a fault of ours: fail the tick's callers rather than leave them waiting
+                    log.exception("batched tick failed")
+                    job = self.engine._abandon(self, batch, exc)
             if self.engine._closed and self.jobs.empty():
                 return

@@ -50,7 +50,7 @@ from .cli_common import (
 )
 
 log = logging.getLogger(__name__)
-BATCH_WAIT_MS = 0.0  # measured (docs/DESIGN.md, "Batching"): 0 (dispatch when the lane is free) beats 0.5 and 2
+BATCH_WAIT_MS = 3.0  # measured (docs/DESIGN.md, "Batching")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -154,7 +154,7 @@ def test_streams_awaiting_on_one_event_loop_equal_their_unbatched_renders(export
 
     try:
         outs = asyncio.run(main())
-        assert {len(lane.slots) for lane in engine._lanes} == {0}  # every row given back
+        assert not engine._slots and not engine.queued()  # every stream gone, nothing left queued
         assert max(engine.batch_sizes) > 1
     finally:
         engine.close()
@@ -173,18 +173,13 @@ def test_unbatched_workers_run_at_once(exported_bundles):
     assert int(factory.compiled.get_property("INFERENCE_NUM_THREADS")) == 2
 
 
-def test_lanes_are_streams_of_their_own_and_share_the_slots(exported_bundles):
+def test_lanes_are_streams_of_their_own(exported_bundles):
     """With NUM_STREAMS 1 the CPU plugin ran two lanes' requests one after the other."""
     bundle = read_bundle(exported_bundles["stateful"])
     engine = ProcessorFactory(bundle, device="CPU").batched_engine(lanes=2, wait_ms=0.0)
     try:
         assert int(engine.compiled.get_property("NUM_STREAMS")) == 2
-        slots = [engine.slot() for _ in range(5)]
-        assert sorted(len(lane.slots) for lane in engine._lanes) == [2, 3]
-        fuller = max(engine._lanes, key=lambda lane: len(lane.slots))
-        for s in [s for s in slots if s.lane is fuller][:2]:  # leaves it the emptier lane
-            s.close()
-        assert engine.slot().lane is fuller
+        assert len(engine._lanes) == 2
     finally:
         engine.close()
 
@@ -227,7 +222,7 @@ def test_real_time_hops_go_before_bulk_hops_and_a_stream_that_leaves_mid_tick_ke
         assert gate.started.wait(30)  # `first` is in a running tick; the other two queue behind it
         for t, queued in zip(threads[1:], (1, 2)):
             t.start()
-            while engine._lanes[0].queued() < queued:
+            while engine.queued() < queued:
                 time.sleep(0.001)
         first.close()  # leaves mid-tick: its row must not go to a new stream before the tick is done
         newcomer = engine.slot()
@@ -254,5 +249,68 @@ def test_a_failed_inference_fails_its_hops_and_the_lane_runs_on(exported_bundles
             engine.submit(slot, *_hop())
         gate.fail = False
         assert np.all(np.isfinite(engine.submit(slot, *_hop())))
+    finally:
+        engine.close()
+
+
+def test_tick_cost_fits_time_against_batch_size():
+    from edgeamp.edge_runtime.batching import TickCost
+
+    cost = TickCost()
+    assert cost(4) == 0.0  # nothing run yet: no wait is cut short
+    cost.add(2, 0.004)
+    assert cost(4) == pytest.approx(0.008)  # one size seen: time per hop times the size
+    for _ in range(20):
+        cost.add(1, 0.002)
+        cost.add(4, 0.005)
+    assert cost(8) == pytest.approx(0.009, rel=0.05)  # 1 ms + 1 ms per hop
+    assert cost(1) == pytest.approx(0.002, rel=0.05)
+
+
+@pytest.mark.parametrize("coming_in_s, batched_with_it", [(0.05, True), (0.6, False)])
+def test_a_tick_waits_only_for_hops_on_their_way(exported_bundles, coming_in_s, batched_with_it):
+    """Streams are periodic: a hop waits for another stream's only when that one's next hop is
+    due within the wait (its last hop plus one hop duration); otherwise its tick runs at once."""
+    bundle = read_bundle(exported_bundles["stateful"])
+    engine = ProcessorFactory(bundle, device="CPU").batched_engine(wait_ms=300.0, lanes=1)
+    engine.set_rate(480)  # a 1 s hop: the deadline (DEADLINE hops) is far beyond the wait (and no
+    # tick has run yet, so the tick-cost fit cuts no wait short)
+    try:
+        a, b = engine.slot(), engine.slot()
+        b.last_submit = time.perf_counter() - engine.hop_s + coming_in_s  # b's next hop comes in coming_in_s
+        sizes = engine.batch_sizes.copy()
+        t = threading.Thread(target=engine.submit, args=(a, *_hop(0.1)))
+        start = time.perf_counter()
+        t.start()
+        if batched_with_it:
+            time.sleep(coming_in_s)
+            engine.submit(b, *_hop(0.2))
+        t.join(30)
+        ran = engine.batch_sizes - sizes
+        if batched_with_it:
+            assert ran == {2: 1}  # one tick carried both
+            assert engine.waits_s[-1] >= 0.8 * coming_in_s
+        else:
+            assert ran == {1: 1} and engine.waits_s[-1] < 0.25  # not held for the whole 300 ms wait
+            assert time.perf_counter() - start < 0.6
+    finally:
+        engine.close()
+
+
+def test_a_fault_in_finishing_a_tick_fails_its_hops_instead_of_hanging_them(exported_bundles):
+    bundle = read_bundle(exported_bundles["stateful"])
+    calls = []
+
+    def on_tick(size, waited):
+        calls.append(size)
+        if len(calls) == 1:
+            raise ValueError("metrics broke")
+
+    engine = ProcessorFactory(bundle, device="CPU").batched_engine(wait_ms=0.0, lanes=1, on_tick=on_tick)
+    try:
+        slot = engine.slot()
+        with pytest.raises(DeviceError, match="metrics broke"):
+            engine.submit(slot, *_hop())
+        assert np.all(np.isfinite(engine.submit(slot, *_hop())))  # the lane runs on
     finally:
         engine.close()
