@@ -71,14 +71,16 @@ def table(doc: dict) -> str:
     if service:
         lines += ["", "Streaming service on loopback (10 ms float32 frames paced in real time; the client runs on the "
                   "same cores; held = round-trip p99 <= 20 ms and at most 0.1 % late hops, strictly = no late hop):",
-                  "", "| model | service | streams held | held strictly | round trip p99 ms there |",
-                  "|---|---|---|---|---|"]
+                  "", "| model | service | streams held | held strictly | first level not held "
+                  "| round trip p99 ms there |",
+                  "|---|---|---|---|---|---|"]
         for r in service:
             info = r["info"]
             best = [lv for lv in info["levels"] if lv["held"]]
             strict = [lv["streams"] for lv in info["levels"] if lv.get("held_strict", lv["held"])]
             lines.append(f"| {info.get('preset', 'seed')} | {info.get('mode', 'unbatched')} "
                          f"| **{info['max_streams_held']}** | {max(strict) if strict else 0} "
+                         f"| {fmt(info.get('first_not_held'), 'd')} "
                          f"| {fmt(best[-1]['rtt_ms_p99'] if best else None, '.2f')} |")
     for r in service:
         info = r["info"]

@@ -7,8 +7,10 @@ would be) for a few seconds. A level is *held* when the service reports no late 
 client-side round trip per frame has p99 <= 20 ms (two blocks of buffering) and at most 0.1 % of
 hops are late (the issue's "no late hop" flipped on one VM hiccup in 1200 hops: the `stateful`
 preset unbatched held 16 streams in one run and 2 in the next; both counts are recorded).
-N goes up until a level is not held. Each level also records the server's CPU use (cores busy, all
-threads): steadier than the held count, which one VM hiccup flips, and what capacity planning needs.
+N goes up until a level is overloaded (more than 1 % late hops or p99 over 40 ms); the count held
+is the largest level held, and the first level not held is recorded too. Each level also records
+the server's CPU use (cores busy, all threads): steadier than the held count, which one VM hiccup
+flips, and what capacity planning needs.
 Goals (issue: throughput): batched holds at least twice the unbatched count, and
 >= 16 streams on 2 AVX-512 cores; a lone stream's p99 no worse than unbatched by more than the
 batch wait. The client runs on the same 2 cores, so every figure is a lower bound.
@@ -103,6 +105,12 @@ def _level(url: str, port: int, n: int, pid: int | None = None) -> dict:
             "held_strict": bool(late == 0 and p99 <= P99_LIMIT_MS)}
 
 
+def _overloaded(level: dict) -> bool:
+    """Past what the server can carry: the sweep stops here. A level that only misses "held" by a
+    few late hops (one VM pause) does not stop it, so the levels above still show their CPU."""
+    return level["late_hops"] > 0.01 * level["hops"] or level["rtt_ms_p99"] > 2 * P99_LIMIT_MS
+
+
 @pytest.mark.parametrize("mode", ["unbatched", "batched"])
 @pytest.mark.parametrize("preset", ["seed", "stateful"])
 def test_concurrent_realtime_streams(benchmark, bundles, preset, mode):
@@ -123,16 +131,18 @@ def test_concurrent_realtime_streams(benchmark, bundles, preset, mode):
             for n in LEVELS:
                 levels.append(_level(url, port, n, server.pid))
                 print(json.dumps(levels[-1]))
-                if not levels[-1]["held"]:
+                if _overloaded(levels[-1]):
                     break
 
         benchmark.group = f"service {preset} {mode}"
         benchmark.pedantic(sweep, rounds=1, iterations=1)
         held = [lv for lv in levels if lv["held"]]
         best = held[-1] if held else None
+        missed = [lv["streams"] for lv in levels if not lv["held"]]
         benchmark.extra_info.update({
             "preset": preset, "mode": mode,
             "max_streams_held": best["streams"] if best else 0,
+            "first_not_held": missed[0] if missed else None,
             "rtt_ms_p50": best["rtt_ms_p50"] if best else None,
             "rtt_ms_p99": best["rtt_ms_p99"] if best else None,
             "levels": levels,

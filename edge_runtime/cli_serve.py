@@ -50,7 +50,7 @@ from .cli_common import (
 )
 
 log = logging.getLogger(__name__)
-BATCH_WAIT_MS = 3.0  # measured (docs/DESIGN.md, "Batching")
+BATCH_WAIT_MS = 3.0  # measured (docs/DESIGN.md, "Batching"): 20-35 % less CPU than 0 at 8-16 streams
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,16 +82,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="hops computed at the same time (default: CPU count); one inference thread each")
     g = p.add_argument_group("batching")
     g.add_argument("--batch", action=argparse.BooleanOptionalAction, default=False,
-                   help="streams share batched inferences (the bundle's batched IR). Default --no-batch: one "
-                        "inference per stream per hop, which cost 15-26%% less server CPU at every load measured "
-                        "on 2 cores (README, performance): real-time streams at spread phases leave batches at "
-                        "1-3 hops, and a small batch of the batched IR costs more than stateful hops")
+                   help="streams share batched inferences (the bundle's batched IR). Saves CPU at high stream "
+                        "counts (on 2 cores, the stateful preset at 16 streams: 0.96 cores against 1.25 "
+                        "unbatched) but adds a few ms per hop, so VM pauses make more hops late. Default "
+                        "--no-batch: one inference per stream per hop (README, performance)")
     g.add_argument("--batch-wait-ms", type=non_negative_float, default=BATCH_WAIT_MS, metavar="MS",
-                   help=f"longest a ready hop waits for other streams' (default {BATCH_WAIT_MS:g})")
+                   help="longest a hop waits for other streams' hops that are due to arrive (never past half "
+                        f"a hop duration, tick included; a lone stream never waits). 0: run what is ready as "
+                        f"soon as a lane is free (default {BATCH_WAIT_MS:g})")
     g.add_argument("--max-batch", type=positive_int, default=32, help="most hops in one inference (default 32)")
     g.add_argument("--batch-lanes", type=positive_int, default=os.cpu_count() or 1,
-                   help="batched inferences that may run at once, one thread each (default: CPU count; on 2 cores, "
-                        "seed topology, 8 streams: 2 lanes held them with 2 late hops in 2400, 1 lane had 11)")
+                   help="batched inferences that may run at once, one thread each (default: CPU count; on 2 "
+                        "cores, 8 seed streams at wait 3: 1 lane had 271 late hops in 2400, 2 lanes 5-20)")
     g = p.add_argument_group("local audio (optional)")
     g.add_argument("--audio-device", help="also run a duplex sound-card stream: device index or part of its name")
     g.add_argument("--audio-host-api", help="PortAudio host API for --audio-device, e.g. alsa, jack")

@@ -25,7 +25,7 @@ DOC = {
          "stats": {"mean": 0.03, "median": 0.03, "max": 0.05, "rounds": 30}, "extra_info": {"ops": ["Loop"]}},
         {"name": "test_concurrent_realtime_streams", "group": "service",
          "stats": {"mean": 6.0, "median": 6.0, "max": 6.0, "rounds": 1},
-         "extra_info": {"max_streams_held": 2, "levels": [
+         "extra_info": {"max_streams_held": 2, "first_not_held": 4, "levels": [
              {"streams": 2, "rtt_ms_p50": 5.4, "rtt_ms_p99": 9.1, "rtt_ms_max": 10.3, "late_hops": 0, "held": True},
              {"streams": 4, "rtt_ms_p50": 7.9, "rtt_ms_p99": 23.0, "rtt_ms_max": 29.4, "late_hops": 0, "held": False},
          ]}},
@@ -40,6 +40,7 @@ def test_table_and_readme_update(tmp_path):
     assert row in text
     assert "| convert: hop_speed[converted] | 30.000 | – | 50.000 | – | – | – | – | – | – |" in text
     assert "| 4 | 7.90 | 23.00 | 29.40 | 0 | no |" in text and "streams held: **2**" in text
+    assert "| seed | unbatched | **2** | 2 | 4 | 9.10 |" in text  # held, strictly, first level not held
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.START}\nold table\n{report.END}\noutro\n")
     src = tmp_path / "b.json"
