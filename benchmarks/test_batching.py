@@ -76,7 +76,7 @@ def test_batched_ir_dynamic_or_static_batch(benchmark, bundles, batch):
             req.infer(feeds)
             times[shape].append(time.perf_counter() - t)
 
-    benchmark.group = "seed batched IR, one 10 ms hop, 1 thread: dynamic then static batch"
+    benchmark.group = "seed batched IR, 10 ms hop, 1 thread: dynamic + static batch in turn (each in extra_info)"
     benchmark.pedantic(both, rounds=100, iterations=1, warmup_rounds=10)
     medians = {shape: float(np.median(t[10:])) * 1000 for shape, t in times.items()}
     benchmark.extra_info.update({"batch": batch, "dynamic_ms": medians["dynamic"], "static_ms": medians["static"],

@@ -352,8 +352,8 @@ class BatchedEngine:
             job = self._take(lane, now) if not self._closed and self._wait_left(now) <= 0 else None
             if job is None:
                 lane.busy = False
-                if self.wait_s > 0:
-                    self._cv.notify()
+                if self.wait_s > 0 and self.queued():
+                    self._cv.notify()  # the timer: queued hops now have an idle lane
         if failed:
             self._fail(batch, str(outputs))
             return job
