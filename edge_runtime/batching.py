@@ -18,14 +18,15 @@ the next one at once when it is due; a timer thread dispatches the ticks that fa
 
 When a tick is due decides what batching buys. Real-time streams arrive at spread phases, so a
 lane that runs whatever is ready as soon as it is idle (``wait_ms=0``) runs batches of 1-3 and is
-busy all the time: on 2 cores that cost more CPU than one inference per stream. So a tick is due
-when every active stream (one that submitted a hop within the last two hop durations) has its hop
-in, or the batch is full, or the first hop has waited as long as it can afford: ``wait_ms``, and
-never so long that the first hop would miss the deadline of ``DEADLINE`` hop durations from its
-arrival given what a tick of the queued size costs (a running fit of tick time against batch size,
-kept from the ticks run). A lone stream is never delayed, a stream that stalls holds the others back
-by at most ``wait_ms``, and under load the batches grow to what the deadline allows. Hops of bulk
-streams (``priority=1``) go after real-time hops.
+busy all the time: on 2 cores that cost more CPU than one inference per stream. So the queued hops
+wait for the hops that are on their way: a tick is due when the batch is full, or when no active
+stream (one that submitted a hop within the last two hop durations) is expected to submit its next
+hop (a hop duration after its last: streams are periodic) before the first queued hop's deadline,
+else at that deadline. The deadline is the first hop's arrival plus ``wait_ms``, cut so that the
+tick ends within ``DEADLINE`` hop durations given what a tick of the queued size costs (a running
+fit of tick time against batch size, kept from the ticks run). A lone stream is never delayed, nor
+are streams whose hops are too far apart to share a tick; a stream that stalls holds the others
+back by at most ``wait_ms``. Hops of bulk streams (``priority=1``) go after real-time hops.
 """
 
 from __future__ import annotations
@@ -437,6 +438,7 @@ class _Lane:
                     job = self.engine._finish(self, batch, rows, outputs, waited, time.perf_counter() - t0)
                 except Exception as exc:  # a fault of ours: fail the tick's callers rather than leave them waiting
                     log.exception("batched tick failed")
-                    job = self.engine._abandon(self, batch, exc)
+                    self.engine._abandon(self, batch, exc)
+                    job = None
             if self.engine._closed and self.jobs.empty():
                 return

@@ -50,7 +50,7 @@ from .cli_common import (
 )
 
 log = logging.getLogger(__name__)
-BATCH_WAIT_MS = 3.0  # measured (docs/DESIGN.md, "Batching"): 20-35 % less CPU than 0 at 8-16 streams
+BATCH_WAIT_MS = 3.0  # measured (docs/DESIGN.md, "Batching"): 25-35 % less CPU than 0 at 8-16 streams
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,12 +88,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--no-batch: one inference per stream per hop (README, performance)")
     g.add_argument("--batch-wait-ms", type=non_negative_float, default=BATCH_WAIT_MS, metavar="MS",
                    help="longest a hop waits for other streams' hops that are due to arrive (never past half "
-                        f"a hop duration, tick included; a lone stream never waits). 0: run what is ready as "
+                        "a hop duration, tick included; a lone stream never waits). 0: run what is ready as "
                         f"soon as a lane is free (default {BATCH_WAIT_MS:g})")
     g.add_argument("--max-batch", type=positive_int, default=32, help="most hops in one inference (default 32)")
     g.add_argument("--batch-lanes", type=positive_int, default=os.cpu_count() or 1,
                    help="batched inferences that may run at once, one thread each (default: CPU count; on 2 "
-                        "cores, 8 seed streams at wait 3: 1 lane had 271 late hops in 2400, 2 lanes 5-20)")
+                        "cores, 8 seed streams at wait 3, one lane made over 10x the late hops of two)")
     g = p.add_argument_group("local audio (optional)")
     g.add_argument("--audio-device", help="also run a duplex sound-card stream: device index or part of its name")
     g.add_argument("--audio-host-api", help="PortAudio host API for --audio-device, e.g. alsa, jack")
