@@ -50,7 +50,7 @@ from .cli_common import (
 )
 
 log = logging.getLogger(__name__)
-BATCH_WAIT_MS = 3.0  # measured (docs/DESIGN.md, "Batching"): 25-35 % less CPU than 0 at 8-16 streams
+BATCH_WAIT_MS = 3.0  # measured (docs/DESIGN.md, "Batching"): 25-37 % less CPU than 0 at 8-16 streams
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
