@@ -155,12 +155,7 @@ class ProcessorFactory:
 
         config = {}
         if choice.device.upper().startswith("CPU"):
-            # ``threads`` is per request: the plugin's INFERENCE_NUM_THREADS is the total, and it
-            # keeps no more streams than threads (NUM_STREAMS 2 with 1 thread ran one request at a
-            # time: the service's two workers took 2.85 ms per seed hop each instead of 1.5)
-            streams = int(options.num_streams)
-            config = ov_compat.cpu_config(options.threads and options.threads * streams, options.inference_precision)
-            config["NUM_STREAMS"] = str(streams)
+            config = ov_compat.cpu_config(options.threads, options.inference_precision, options.num_streams)
         self.xml_path = bundle.checked_ir(self.entry)
         self.compiled = compile_ir(self.xml_path, choice.device, config)
         self.choice = choice
@@ -207,10 +202,9 @@ class ProcessorFactory:
 
         config = {}
         if self.choice.device.upper().startswith("CPU"):
-            # one thread per lane, in streams of their own: with NUM_STREAMS 1 the plugin runs the
+            # one thread per lane, each lane a stream of its own: with NUM_STREAMS 1 the plugin ran the
             # lanes' requests one after another (two lanes measured 12 ms per tick against 6 alone)
-            config = ov_compat.cpu_config(int(lanes), self.options.inference_precision)
-            config["NUM_STREAMS"] = str(int(lanes))
+            config = ov_compat.cpu_config(1, self.options.inference_precision, lanes)
         engine = BatchedEngine(self.bundle.checked_ir(record), self.bundle.manifest.architecture, self.hop_samples,
                                device=self.choice.device, config=config, max_batch=max_batch, wait_ms=wait_ms,
                                lanes=lanes, on_tick=on_tick,
