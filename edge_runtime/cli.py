@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("edgeamp.train.cli_train", "train a model from DI/amp recordings (or --demo) into a bundle"),
     "eval": ("edgeamp.train.cli_eval", "score a bundle on a DI/amp pair: ESR, MSE, DC, spectra, plots"),
     "info": ("edgeamp.edge_runtime.cli_info", "show a bundle's manifest; --verify recomputes its golden data"),
-    "import": ("edgeamp.interop.cli_import", "import a NAM .nam, AIDA-X/RTNeural .json or Keras-2 .h5 into a bundle"),
+    "import": ("edgeamp.interop.cli_import", "import a NAM .nam, AIDA-X/RTNeural or GuitarML .json, Keras-2 .h5"),
     "import-legacy": (
         "edgeamp.export.cli_legacy",
         "convert a Keras-2/TF1 CuDNNLSTM .h5 (the original experiment) into a bundle",

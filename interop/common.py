@@ -15,39 +15,22 @@ from edgeamp.edge_runtime.model import Architecture, Knob, LayerWeights, ModelWe
 
 MAX_MODEL_BYTES = 64 << 20  # the largest NAM LSTM or RTNeural JSON seen is a few MB
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-FORMATS = ("nam", "rtneural", "keras-h5")
 
 
 @dataclass(frozen=True)
 class Imported:
     """A model read from another tool's file: what a bundle needs, and what the file said."""
 
-    format: str  # "nam" or "rtneural"
+    format: str  # a name in interop/formats.py: "nam", "rtneural", "guitarml"
     architecture: Architecture
     weights: ModelWeights
     sample_rate: int | None  # None: the file does not say
     metadata: dict = field(default_factory=dict)  # what the file carries (name, gear, loudness...)
     version: str | None = None
-
-
-def detect_format(path: Path) -> str:
-    """``nam``, ``rtneural`` or ``keras-h5`` from the file's content (not its name)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: no such file")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head.startswith(HDF5_MAGIC):
-        return "keras-h5"
-    doc = read_json(path)
-    if isinstance(doc, dict) and "architecture" in doc and "weights" in doc:
-        return "nam"
-    if isinstance(doc, dict) and "layers" in doc and "in_shape" in doc:
-        return "rtneural"
-    keys = sorted(doc)[:8] if isinstance(doc, dict) else type(doc).__name__
-    raise ModelFormatError(
-        f"{path}: a JSON document edgeamp does not know (top level: {keys}); edgeamp imports NAM .nam files "
-        "(keys architecture, config, weights), RTNeural/AIDA-X JSON (keys in_shape, layers) and Keras-2 .h5")
+    input_gain: float = 1.0  # linear levels the file's player applies around the model (AIDA-X in_gain/out_gain)
+    output_gain: float = 1.0
+    # the file's own test pair (AIDA-X input_batch/output_batch): model input (T, channels) and output (T,)
+    check: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def read_json(path: Path) -> object:
@@ -97,15 +80,36 @@ def positive_int(value, what: str, source: str) -> int:
     return int(value)
 
 
-def sample_rate_from(value, source: str) -> int | None:
-    """A sample rate the file states (NAM allows a float such as 48000.0); None when absent."""
+def sample_rate_from(value, source: str, what: str = "sample_rate") -> int | None:
+    """A sample rate the file states: a number (NAM allows a float such as 48000.0) or a string of
+    one (AIDA-X writes ``"48000"``); None when absent."""
     if value is None:
         return None
+    if isinstance(value, str) and len(value) <= 32:
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ModelFormatError(f"{source}: {what} {value!r} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ModelFormatError(f"{source}: sample_rate {value!r} is not a number")
-    if value != int(value) or not 1000 <= value <= 768000:
-        raise ModelFormatError(f"{source}: sample_rate {value!r} Hz is not a whole audio rate")
+        raise ModelFormatError(f"{source}: {what} {str(value)[:40]!r} is not a number")
+    if not 1000 <= value <= 768000 or value != int(value):
+        raise ModelFormatError(f"{source}: {what} {value!r} Hz is not a whole audio rate")
     return int(value)
+
+
+def gain_from_db(value, what: str, source: str) -> float:
+    """A level in dB the file states (AIDA-X's ``in_gain``/``out_gain``) as a linear factor; 1 when absent."""
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ModelFormatError(f"{source}: {what} {str(value)[:40]!r} must be a number of dB")
+    if abs(value) > 60:
+        raise ModelFormatError(f"{source}: {what} {value:g} dB is beyond +-60 dB; refused")
+    return float(10.0 ** (value / 20.0))
+
+
+def gain_to_db(gain: float) -> float:
+    return float(20.0 * math.log10(gain))
 
 
 # ---- exact rewrites for writing a bundle in another format --------------------------------------

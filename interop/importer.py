@@ -1,46 +1,95 @@
-"""Import another tool's model file as a bundle; write a bundle as another tool's model file."""
+"""Import another tool's model file as a bundle; write a bundle as another tool's model file.
+
+Every format goes through the one table in :mod:`formats`; the Keras-2 ``.h5`` through
+``export/legacy.py``. An import is staged in a sibling folder and swapped in only once it is
+written, exported and verified: a bundle already at ``out`` stays as it was when the import
+fails or is interrupted.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
+from edgeamp.edge_runtime import reference
 from edgeamp.edge_runtime.atomic import atomic_write_bytes
-from edgeamp.edge_runtime.bundle import Bundle, Manifest, check_bundle_target, read_bundle, write_bundle
+from edgeamp.edge_runtime.bundle import IR_DIR, Bundle, Manifest, check_bundle_target, read_bundle, write_bundle
 from edgeamp.edge_runtime.errors import ModelFormatError
 from edgeamp.edge_runtime.hashing import sha256_file
 from edgeamp.edge_runtime.model import Streaming, hop_from_ms
 
-from .common import Imported, detect_format, read_json
-from .nam import read_nam, to_nam
-from .rtneural import read_rtneural, to_rtneural
+from .common import Imported
+from .formats import FORMATS, KERAS_H5, WRITERS, detect_format, read_json_model
 
 log = logging.getLogger(__name__)
-EXPORT_FORMATS = {"nam": (to_nam, ".nam"), "aidax": (to_rtneural, ".aidax")}
+LEGACY_ORIGINAL = {"sample_rate": 48000, "window_samples": 5280, "hop_samples": 480}
 
 
 def read_model(path: Path | str, *, knob_names: list[str] | None = None) -> Imported:
-    """A NAM ``.nam`` or RTNeural/AIDA-X JSON model file, parsed and checked (nothing is written)."""
+    """A ``.nam``, RTNeural/AIDA-X or GuitarML JSON model file, parsed and checked (nothing is
+    written). A Keras ``.h5`` needs a window and hop: use :func:`import_model`."""
     path = Path(path)
-    fmt = detect_format(path)
-    if fmt == "keras-h5":
-        raise ModelFormatError(f"{path}: a Keras .h5: import it with `edgeamp import` (or import-legacy), which "
-                               "asks for its window and hop")
-    doc = read_json(path)
-    if fmt == "nam":
-        if knob_names:
-            raise ModelFormatError(f"{path}: a NAM LSTM has no knobs to name")
-        return read_nam(doc, str(path))
-    return read_rtneural(doc, str(path), knob_names)
+    if detect_format(path) == KERAS_H5:
+        raise ModelFormatError(f"{path}: a Keras .h5 holds no sample rate, window or hop: import it with "
+                               "import_model(..., sample_rate=..., window_samples=..., hop_samples=...) or "
+                               "`edgeamp import` (--original for the original experiment's)")
+    return read_json_model(path, knob_names)[1]
+
+
+def check_against_file(model: Imported) -> dict | None:
+    """How close the numpy reference comes to the file's own test output (AIDA-X's
+    ``input_batch``/``output_batch``: gains at 1, parameters at 0, from zero state), or None."""
+    if model.check is None:
+        return None
+    x, y = model.check
+    out, _ = reference.run_stateful(model.architecture, model.weights, x[None].astype(np.float64))
+    err = np.abs(out[0] - y.astype(np.float64))
+    return {"samples": int(y.shape[0]), "max_abs_error": float(err.max()),
+            "esr": float(np.sum(err**2) / max(float(np.sum(y.astype(np.float64) ** 2)), 1e-30))}
+
+
+def _legacy(path: Path, sample_rate: int | None, window_samples: int | None, hop_samples: int | None,
+            original: bool):
+    from edgeamp.export.legacy import legacy_to_weights, read_legacy_h5
+
+    model = read_legacy_h5(path)
+    arch, weights = legacy_to_weights(model, source=str(path))
+    given = {"sample_rate": sample_rate, "window_samples": window_samples or model.window_samples,
+             "hop_samples": hop_samples}
+    for name, value in given.items():
+        if value is None and not original:
+            raise ModelFormatError(f"{path}: a Keras .h5 does not say its {name.replace('_', ' ')}: pass "
+                                   f"--{name.replace('_', '-')} (the original experiment used "
+                                   f"{LEGACY_ORIGINAL[name]}) or --original")
+        given[name] = value or LEGACY_ORIGINAL[name]
+    if given["hop_samples"] > given["window_samples"]:
+        raise ModelFormatError(f"{path}: hop_samples {given['hop_samples']} is larger than window_samples "
+                               f"{given['window_samples']}")
+    streaming = Streaming("window", hop_samples=given["hop_samples"], window_samples=given["window_samples"])
+    imported = Imported(KERAS_H5, arch, weights, given["sample_rate"],
+                        {"keras_version": model.keras_version,
+                         "layers": [f"{layer.name}:{layer.class_name}" for layer in model.layers]})
+    return imported, streaming
 
 
 def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None = None, hop_ms: float = 10.0,
-                 hop_samples: int | None = None, knob_names: list[str] | None = None, export: bool = False) -> Bundle:
-    """Write the bundle of a NAM or RTNeural model file at ``out`` (stateful streaming, ``hop_ms``
-    hops) and return it. The sample rate comes from the file where it says one; ``sample_rate``
-    must agree with it, and is required where the file says none. ``export``: also build and
-    verify its OpenVINO IR (what ``edgeamp.load`` runs). Nothing is written on error.
+                 hop_samples: int | None = None, knob_names: list[str] | None = None, export: bool = False,
+                 variants: tuple[str, ...] | None = None, verify_seconds: float = 10.0,
+                 window_samples: int | None = None, original: bool = False) -> Bundle:
+    """Write the bundle of a model file at ``out`` and return it: a NAM ``.nam``, an RTNeural/AIDA-X
+    or GuitarML JSON (stateful streaming, ``hop_ms`` hops), or a Keras-2 ``.h5`` of the original
+    experiment (window mode: ``window_samples``/``hop_samples``, or ``original=True`` for 5280/480
+    at 48000 Hz). The sample rate comes from the file where it says one; ``sample_rate`` must agree
+    with it, and is required where the file says none. ``export``: also build and verify its
+    OpenVINO IR (``variants``: which; default every variant the bundle's mode has). Nothing is
+    written on error, and a bundle already at ``out`` is kept until the new one is complete.
 
     ::
 
@@ -48,50 +97,72 @@ def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None =
         amp = edgeamp.load(bundle)
     """
     path = Path(path)
+    out = Path(out)
     check_bundle_target(out)
-    model = read_model(path, knob_names=knob_names)
-    rate = model.sample_rate
-    if rate is None and sample_rate is None:
-        what = "NAM's docs say to assume 48000 Hz" if model.format == "nam" else "AIDA-X runs models at 48000 Hz"
-        raise ModelFormatError(f"{path}: the file does not say its sample rate; pass --sample-rate ({what})")
-    if rate is not None and sample_rate is not None and rate != sample_rate:
-        raise ModelFormatError(f"{path}: the file says {rate} Hz, --sample-rate says {sample_rate} Hz: a model only "
-                               "sounds right at its own rate (edgeamp resamples other rates at run time)")
-    rate = rate or sample_rate
-    hop = hop_samples or hop_from_ms(hop_ms, rate)
-    manifest = Manifest(
-        sample_rate=rate,
-        architecture=model.architecture,
-        streaming=Streaming("stateful", hop),
-        provenance={
-            "imported_from": path.name,
-            "imported_sha256": sha256_file(path),
-            "source_format": model.format,
-            "source_version": model.version,
-            "source_metadata": model.metadata,
-        },
-    )
-    write_bundle(out, Bundle(manifest, model.weights))
+    fmt = detect_format(path)
+    if fmt == KERAS_H5:
+        model, streaming = _legacy(path, sample_rate, window_samples, hop_samples, original)
+        rate = model.sample_rate
+    else:
+        if window_samples or original:
+            raise ModelFormatError(f"{path} is not a Keras .h5: a window length and --original do not apply")
+        spec, model = read_json_model(path, knob_names)
+        rate = model.sample_rate
+        if rate is None and sample_rate is None:
+            raise ModelFormatError(f"{path}: the file does not say its sample rate; pass --sample-rate "
+                                   f"({spec.rate_hint})")
+        if rate is not None and sample_rate is not None and rate != sample_rate:
+            raise ModelFormatError(f"{path}: the file says {rate} Hz, --sample-rate says {sample_rate} Hz: a model "
+                                   "only sounds right at its own rate (edgeamp resamples other rates at run time)")
+        rate = rate or sample_rate
+        streaming = Streaming("stateful", hop_samples or hop_from_ms(hop_ms, rate))
+    provenance = {
+        "imported_from": path.name,
+        "imported_sha256": sha256_file(path),
+        "source_format": model.format,
+        "source_version": model.version,
+        "source_metadata": model.metadata,
+    }
+    check = check_against_file(model)
+    if check is not None:
+        provenance["source_check"] = check
+        log.info("%s: the file's own test output (%d samples) reproduced within %.2e max abs (ESR %.2e)", path.name,
+                 check["samples"], check["max_abs_error"], check["esr"])
+    manifest = Manifest(sample_rate=rate, architecture=model.architecture, streaming=streaming,
+                        input_gain=model.input_gain, output_gain=model.output_gain, provenance=provenance)
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-{os.getpid()}-", dir=out.absolute().parent))
+    try:
+        staged = staging / out.name
+        write_bundle(staged, Bundle(manifest, model.weights))
+        if export:
+            from edgeamp.export.exporter import export_bundle
+
+            export_bundle(staged, variants=variants, verify_seconds=verify_seconds)
+        bundle = read_bundle(staged)
+        # the old bundle's IR (other hops, other variants) belong to the old model: not carried over
+        folders = {IR_DIR: staged / IR_DIR} if (staged / IR_DIR).is_dir() else {}
+        write_bundle(out, replace(bundle, path=None), keep_ir=False, folders=folders)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("imported %s (%s, %s) at %d Hz into %s", path.name, model.format, model.architecture.describe(), rate,
              out)
-    if export:
-        from edgeamp.export.exporter import export_bundle
-
-        return export_bundle(out)
     return read_bundle(out)
 
 
 def export_model(bundle: Bundle | Path | str, out: Path | str, fmt: str) -> Path:
     """Write ``bundle`` as a ``fmt`` (``nam`` or ``aidax``) file at ``out``, atomically. Features the
     format cannot express are refused with ModelFormatError naming them, before anything is written."""
-    if fmt not in EXPORT_FORMATS:
-        raise ModelFormatError(f"unknown format {fmt!r}; choose {' or '.join(EXPORT_FORMATS)}")
+    if fmt not in WRITERS:
+        raise ModelFormatError(f"unknown format {fmt!r}; choose {' or '.join(WRITERS)}")
     if not isinstance(bundle, Bundle):
         bundle = read_bundle(bundle)
     out = Path(out)
+    spec = WRITERS[fmt]
     if out.is_dir():
-        example = out / ("amp" + EXPORT_FORMATS[fmt][1])
-        raise ModelFormatError(f"{out} is a directory; give the file to write, e.g. {example}")
-    convert, _ = EXPORT_FORMATS[fmt]
-    doc = convert(bundle)
+        raise ModelFormatError(f"{out} is a directory; give the file to write, e.g. {out / ('amp' + spec.suffix)}")
+    doc = spec.write(bundle)
     return atomic_write_bytes(out, (json.dumps(doc, allow_nan=False) + "\n").encode())
+
+
+__all__ = ["FORMATS", "check_against_file", "export_model", "import_model", "read_model"]

@@ -31,6 +31,10 @@ METADATA_KEYS = ("name", "modeled_by", "gear_make", "gear_model", "gear_type", "
                  "input_level_dbu", "output_level_dbu", "date", "training")
 
 
+def detect(doc: object) -> bool:
+    return isinstance(doc, dict) and "architecture" in doc and "weights" in doc
+
+
 def _version(doc: dict, source: str) -> str:
     version = doc.get("version")
     m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", str(version)) if isinstance(version, str) else None

@@ -11,21 +11,49 @@ lists: ``lstm`` ``[kernel (in, 4U), recurrent (U, 4U), bias (4U,)]`` (gates i, f
 ``dense`` ``[kernel (in, out), bias (out,)]``. RTNeural ignores an LSTM/GRU layer's
 ``activation`` (its cells are tanh/sigmoid) and applies a dense layer's. Every layer starts from
 zero state.
+
+What AIDA-X adds around the model (``aidadsp-plugin.cpp``, ``loadModelFromStream`` and
+``applyModel``): top-level ``in_gain``/``out_gain`` in dB (absent: 0 dB); the input is scaled by
+``in_gain`` before the model (and before the skip adds it); ``out_gain`` scales the model's output
+only when there is no ``in_skip`` (with a skip AIDA-X ignores it, and so does edgeamp). Its files
+state ``metadata.samplerate`` as a string (``"48000"``); older ones a number, or a top-level
+``samplerate``. ``input_batch``/``output_batch``: 2048 samples of the model's own test, run from
+zero state with both gains at 1 and every parameter at 0 (AIDA-X checks it within 1e-5 on load).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from edgeamp.edge_runtime.bundle import Bundle
 from edgeamp.edge_runtime.errors import ModelFormatError
 from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
 
-from .common import Imported, as_array, fold_gains, fold_knob_ranges, knobs_for, positive_int, sample_rate_from
+from .common import (
+    Imported,
+    as_array,
+    fold_gains,
+    fold_knob_ranges,
+    gain_from_db,
+    gain_to_db,
+    knobs_for,
+    positive_int,
+    sample_rate_from,
+)
 
 # RTNeural's activation names (model_loader.h createActivation); "" is none
 ACTIVATIONS = ("", "tanh", "relu", "sigmoid", "softmax", "elu")
 RECURRENT = ("lstm", "gru")
 OTHER_TYPES = ("conv1d", "conv2d", "time-distributed-dense", "prelu", "batchnorm", "batchnorm2d", "activation")
 AIDAX_SAMPLE_RATE = 48000
+MAX_UNITS = 1024  # bounds a hostile header before any weight is read (AIDA-X's largest compiled size is 80)
+MAX_LAYERS = 16
+MAX_INPUTS = 16  # AIDA-X takes at most 3 (audio + 2 parameters)
+MAX_CHECK_SAMPLES = 1 << 16
+
+
+def detect(doc: object) -> bool:
+    return isinstance(doc, dict) and "layers" in doc and "in_shape" in doc
 
 
 def _units(layer: dict, index: int, source: str) -> int:
@@ -44,12 +72,17 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
     if not isinstance(in_shape, list) or not in_shape:
         raise ModelFormatError(f"{source}: 'in_shape' must be a list like [null, null, 1]")
     channels = positive_int(in_shape[-1], "in_shape[-1] (input channels)", source)
+    if channels > MAX_INPUTS:
+        raise ModelFormatError(f"{source}: in_shape declares {channels} input channels; RTNeural models take audio "
+                               f"and a few parameters (at most {MAX_INPUTS} here); refused before reading weights")
     skip = doc.get("in_skip", 0)
     if skip not in (0, 1) or isinstance(skip, bool):
         raise ModelFormatError(f"{source}: in_skip {skip!r}: edgeamp adds the audio channel only (in_skip 0 or 1)")
     layers = doc.get("layers")
     if not isinstance(layers, list) or not layers:
         raise ModelFormatError(f"{source}: 'layers' must be a non-empty list")
+    if len(layers) > MAX_LAYERS:
+        raise ModelFormatError(f"{source}: {len(layers)} layers; edgeamp reads at most {MAX_LAYERS}")
     cells, parsed, head = set(), [], None
     n_prev = channels
     for index, layer in enumerate(layers):
@@ -67,6 +100,9 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
             raise ModelFormatError(f"{source}: layer {index} ({kind}) follows the dense layer; edgeamp deploys "
                                    "recurrent layers followed by one linear dense output layer")
         units = _units(layer, index, source) if kind in (*RECURRENT, "dense") else 0
+        if units > MAX_UNITS:
+            raise ModelFormatError(f"{source}: layer {index} ({kind}) declares {units} units (at most {MAX_UNITS} "
+                                   "here); refused before reading weights")
         where = f"layer {index} ({kind}, {units} units)"
         if kind in RECURRENT:
             cells.add(kind)
@@ -111,8 +147,32 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
     arch = Architecture(tuple(layer.units for layer in parsed), head=head is not None, skip=bool(skip),
                         knobs=knobs, cell=cell)
     weights = ModelWeights(tuple(parsed), *(head or (None, None)), cell=cell)
-    rate = meta.get("samplerate", meta.get("sample_rate"))
-    return Imported("rtneural", arch, weights, sample_rate_from(rate, source), dict(meta))
+    rate = None
+    for where, holder in (("metadata", meta), ("", doc)):
+        for key in ("samplerate", "sample_rate"):
+            if holder.get(key) is not None and rate is None:
+                rate = sample_rate_from(holder[key], source, f"{where + '.' if where else ''}{key}")
+    input_gain = gain_from_db(doc.get("in_gain"), "in_gain", source)
+    output_gain = 1.0 if skip else gain_from_db(doc.get("out_gain"), "out_gain", source)
+    return Imported("rtneural", arch, weights, rate, dict(meta), input_gain=input_gain, output_gain=output_gain,
+                    check=_check_pair(doc, channels, source))
+
+
+def _check_pair(doc: dict, channels: int, source: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The file's ``input_batch``/``output_batch`` as model input ``(T, channels)`` (parameters at 0,
+    as AIDA-X's own check runs) and output ``(T,)``; None when the file has none."""
+    x, y = doc.get("input_batch"), doc.get("output_batch")
+    if x is None and y is None:
+        return None
+    if not isinstance(x, list) or not isinstance(y, list) or len(x) != len(y) or not x:
+        raise ModelFormatError(f"{source}: input_batch and output_batch must be two lists of the same length")
+    if len(x) > MAX_CHECK_SAMPLES:
+        raise ModelFormatError(f"{source}: input_batch holds {len(x)} samples (at most {MAX_CHECK_SAMPLES} here)")
+    audio = as_array(x, (len(x),), "input_batch", source)
+    out = as_array(y, (len(y),), "output_batch", source)
+    model_in = np.zeros((len(x), channels), np.float32)
+    model_in[:, 0] = audio
+    return model_in, out
 
 
 def to_rtneural(bundle: Bundle) -> dict:
@@ -134,7 +194,13 @@ def to_rtneural(bundle: Bundle) -> dict:
             float(abs(layer.initial(kind)).max()) > 0 for layer in bundle.weights.layers for kind in arch.state_kinds):
         raise ModelFormatError(f"{fmt}: RTNeural starts every layer from zero state; this model stores an initial "
                                "state (an imported NAM LSTM does)")
-    weights = fold_gains(arch, bundle.weights, m.input_gain, m.output_gain, fmt)
+    # AIDA-X applies in_gain (dB) before the model and the skip, and out_gain after the model when there
+    # is no skip: where the bundle's gains fit that, they are written as levels; else folded into weights
+    in_gain, out_gain, levels = m.input_gain, m.output_gain, {}
+    if in_gain > 0 and (out_gain > 0 and not arch.skip or out_gain == 1.0):
+        levels = {k: round(gain_to_db(g), 9) for k, g in (("in_gain", in_gain), ("out_gain", out_gain)) if g != 1.0}
+        in_gain = out_gain = 1.0
+    weights = fold_gains(arch, bundle.weights, in_gain, out_gain, fmt)
     arch, weights = fold_knob_ranges(arch, weights, 0.0, 1.0)
     layers = []
     for layer in weights.layers:
@@ -146,6 +212,7 @@ def to_rtneural(bundle: Bundle) -> dict:
     doc = {"in_shape": [None, None, arch.input_channels], "layers": layers}
     if arch.skip:
         doc["in_skip"] = 1
+    doc.update(levels)
     doc["metadata"] = {"samplerate": m.sample_rate, "exported_by": "edgeamp",
                        "parameters": [{"name": k.name, "minimum": k.minimum, "maximum": k.maximum,
                                        "default": k.default} for k in arch.knobs]}

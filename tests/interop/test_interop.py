@@ -129,8 +129,9 @@ def test_round_trip_through_the_format_keeps_the_model(imported, tmp_path, name,
 
 
 def test_edgeamp_models_export_exactly_with_gains_knob_ranges_and_no_head(tmp_path):
-    """Features a format lacks but an exact rewrite exists for: gains fold into weights, knob
-    ranges become AIDA-X's 0..1, a head-less stack gets a unit head in .nam."""
+    """Features a format lacks but an exact rewrite exists for: gains fold into weights (.nam) or
+    become AIDA-X's in_gain/out_gain, knob ranges become AIDA-X's 0..1, a head-less stack gets a
+    unit head in .nam."""
     cases = [
         (Architecture((8,), head=True), 0.7, 1.6, "nam", {}),
         (Architecture((1,), head=False), 1.3, 1.0, "nam", {}),
@@ -144,7 +145,9 @@ def test_edgeamp_models_export_exactly_with_gains_knob_ranges_and_no_head(tmp_pa
         src = write_bundle(tmp_path / f"src{i}.bundle", Bundle(manifest, random_weights(arch, seed=i, scale=1.4)))
         out = export_model(src, tmp_path / f"m{i}.{fmt}", fmt)
         back = import_model(out, tmp_path / f"back{i}.bundle", sample_rate=SR)
-        assert back.manifest.input_gain == 1.0 and back.manifest.output_gain == 1.0
+        # .nam has no levels (folded into the weights); AIDA-X files carry in_gain/out_gain in dB
+        levels = (1.0, 1.0) if fmt == "nam" else (pytest.approx(gin), pytest.approx(gout))
+        assert (back.manifest.input_gain, back.manifest.output_gain) == levels
         assert [k.name for k in back.architecture.knobs] == list(arch.knob_names)
         want = edgeamp.load(src, backend="numpy", knobs=knobs)(X, SR)
         got = edgeamp.load(back.path, backend="numpy", knobs=knobs)(X, SR)
