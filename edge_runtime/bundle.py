@@ -297,7 +297,8 @@ def read_manifest(path: Path | str) -> Manifest:
     if not path.exists():
         raise BundleError(f"no bundle at {path}")
     if not path.is_dir():
-        raise BundleError(f"{path} is not a bundle directory")
+        raise BundleError(f"{path} is not a bundle directory (a capture file .nam/.aidax/.json opens with "
+                          "edgeamp.load(path), which imports it, or `edgeamp import FILE OUT.bundle`)")
     mpath = path / MANIFEST
     if not mpath.is_file():
         raise BundleError(f"{path}: missing {MANIFEST}, this is not a (complete) edgeamp bundle")

@@ -27,7 +27,14 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli_common import add_runtime_arguments, int_list, non_negative_int, options_from_args, positive_int
+from .cli_common import (
+    add_runtime_arguments,
+    int_list,
+    non_negative_int,
+    options_from_args,
+    positive_int,
+    resolve_bundle,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.hop_ms and len(args.hop_ms) > 1:
         raise ConfigError("several --hop-ms values make a sweep: add --arch (or give one hop)")
     args.hop_ms = args.hop_ms[0] if args.hop_ms else None
+    resolve_bundle(args)
     bundle = read_bundle(args.bundle)
     result = bench_bundle(bundle, options_from_args(args), hops=args.hops, warmup=args.warmup, peak=not args.no_peak)
     out = Path(args.out_dir)

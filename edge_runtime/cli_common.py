@@ -43,6 +43,28 @@ def add_runtime_arguments(p: argparse.ArgumentParser, *, hop_list: bool = False)
                         "ESR); GPUs and NPUs run f16 natively. `edgeamp bench` reports the ESR it costs")
     g.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="set a knob in its own units, e.g. --knob gain=7 (repeatable)")
+    add_cache_argument(g)
+
+
+def add_cache_argument(p) -> None:
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="where a capture file given instead of a bundle (.nam, .aidax, .json) is imported once and "
+                        "reused (default ~/.cache/edgeamp/captures, or $EDGEAMP_CACHE_DIR)")
+
+
+def resolve_bundle(args: argparse.Namespace, *, batched: bool = False) -> None:
+    """Let ``args.bundle`` be a capture file: replaced by its cached bundle (imported once, with the
+    IR the device needs; ``batched``: the batched IR too). A bundle directory is left as it is."""
+    path = getattr(args, "bundle", None)
+    if not path:
+        return
+    from edgeamp.interop import capture  # the CLI sits above every stage; the runtime never imports interop
+
+    if capture.is_capture(path):
+        args.bundle = str(capture.open_capture(path, device=getattr(args, "device", "auto"),
+                                               variant=getattr(args, "variant", None),
+                                               strict=getattr(args, "strict", False), batched=batched,
+                                               cache_dir=getattr(args, "cache_dir", None)))
 
 
 def _number_type(kind: type, minimum: float, above: bool, words: str):

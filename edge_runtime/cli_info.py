@@ -16,12 +16,13 @@ import argparse
 import json
 
 from .bundle import BundleError, read_bundle, verify_golden
-from .cli_common import positive_float
+from .cli_common import add_cache_argument, positive_float, resolve_bundle
 from .config import to_dict
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", metavar="BUNDLE", help="a model bundle directory")
+    p.add_argument("bundle", metavar="BUNDLE", help="a model bundle directory, or a capture file (.nam, .aidax, .json)")
+    add_cache_argument(p)
     p.add_argument("--verify", action="store_true", help="recompute golden data with the numpy reference")
     p.add_argument(
         "--tolerance", type=positive_float, default=1e-5, help="max abs error that --verify accepts (default: 1e-5)"
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_bundle(args)
     bundle = read_bundle(args.bundle)
     m = bundle.manifest
     result = verify_bundle(bundle) if args.verify else None

@@ -26,7 +26,7 @@ import json
 import sys
 
 from .bundle import read_bundle
-from .cli_common import add_runtime_arguments, factory_from_args, positive_float, positive_int
+from .cli_common import add_runtime_arguments, factory_from_args, positive_float, positive_int, resolve_bundle
 from .errors import ConfigError
 
 
@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .live import KeyControl, LiveEngine, open_settings, resolve_device, run_live
 
+    resolve_bundle(args)
     bundle = read_bundle(args.bundle)
     factory = factory_from_args(args, bundle)
     proc = factory.new(aligned=True)

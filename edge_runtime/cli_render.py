@@ -17,7 +17,7 @@ import argparse
 import logging
 
 from .bundle import read_bundle
-from .cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int
+from .cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int, resolve_bundle
 from .render import render_file
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_bundle(args)
     bundle = read_bundle(args.bundle)
     r = render_file(factory_from_args(args, bundle), args.input, args.output,
                     channel=None if args.channel is None else args.channel - 1, allow_resample=args.resample,

@@ -47,6 +47,7 @@ from .cli_common import (
     port_number,
     positive_float,
     positive_int,
+    resolve_bundle,
 )
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from .service import Limits, Service, check_exposure
 
     check_exposure(args.host, args.token)
+    resolve_bundle(args, batched=args.batch)
     options = options_from_args(args).replace(knobs={})
     options = options.replace(threads=args.threads or 1)  # one inference thread per worker, as --workers says
     audio = None

@@ -26,6 +26,7 @@ class Format:
     detect: Callable[[object], bool]
     read: Callable[..., Imported]  # (doc, source, knob_names) -> Imported
     rate_hint: str  # what to say when the file states no sample rate
+    player_rate: int  # the rate the format's players run a model at that states none
     write: Callable | None = None  # (bundle) -> dict, where edgeamp writes the format
     write_name: str | None = None  # export-model --format NAME
     suffix: str | None = None  # the file suffix edgeamp writes
@@ -38,12 +39,14 @@ def _read_nam(doc, source, knob_names):
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("nam", "NAM .nam", nam.detect, _read_nam, "NAM's docs say to assume 48000 Hz", nam.to_nam, "nam", ".nam"),
+    Format("nam", "NAM .nam", nam.detect, _read_nam, "NAM's docs say to assume 48000 Hz", 48000, nam.to_nam, "nam",
+           ".nam"),
     Format("rtneural", "RTNeural/AIDA-X JSON", rtneural.detect, rtneural.read_rtneural,
-           f"AIDA-X runs models at {rtneural.AIDAX_SAMPLE_RATE} Hz", rtneural.to_rtneural, "aidax", ".aidax"),
+           f"AIDA-X runs models at {rtneural.AIDAX_SAMPLE_RATE} Hz", rtneural.AIDAX_SAMPLE_RATE, rtneural.to_rtneural,
+           "aidax", ".aidax"),
     Format("guitarml", "GuitarML/Automated-GuitarAmpModelling JSON", guitarml.detect, guitarml.read_guitarml,
            f"GuitarML's players (Proteus, NeuralPi) run their models at {guitarml.PLAYER_SAMPLE_RATE} Hz; files "
-           "named 48k were recorded at 48000 Hz"),
+           "named 48k were recorded at 48000 Hz", guitarml.PLAYER_SAMPLE_RATE),
 )
 KERAS_H5 = "keras-h5"
 WRITERS = {f.write_name: f for f in FORMATS if f.write}

@@ -81,15 +81,18 @@ def _legacy(path: Path, sample_rate: int | None, window_samples: int | None, hop
 
 def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None = None, hop_ms: float = 10.0,
                  hop_samples: int | None = None, knob_names: list[str] | None = None, export: bool = False,
-                 variants: tuple[str, ...] | None = None, verify_seconds: float = 10.0,
-                 window_samples: int | None = None, original: bool = False) -> Bundle:
+                 variants: tuple[str, ...] | None = None, precisions: tuple[str, ...] = ("f32", "f16"),
+                 verify_seconds: float = 10.0, window_samples: int | None = None, original: bool = False,
+                 default_sample_rate: int | None = None) -> Bundle:
     """Write the bundle of a model file at ``out`` and return it: a NAM ``.nam``, an RTNeural/AIDA-X
     or GuitarML JSON (stateful streaming, ``hop_ms`` hops), or a Keras-2 ``.h5`` of the original
     experiment (window mode: ``window_samples``/``hop_samples``, or ``original=True`` for 5280/480
     at 48000 Hz). The sample rate comes from the file where it says one; ``sample_rate`` must agree
     with it, and is required where the file says none. ``export``: also build and verify its
-    OpenVINO IR (``variants``: which; default every variant the bundle's mode has). Nothing is
-    written on error, and a bundle already at ``out`` is kept until the new one is complete.
+    OpenVINO IR (``variants``, ``precisions``: which; default every variant the bundle's mode has,
+    f32 and f16). ``default_sample_rate``: the rate to assume, with a log line, where neither the file
+    nor ``sample_rate`` says one. Nothing is written on error, and a bundle already at ``out`` is
+    kept until the new one is complete.
 
     ::
 
@@ -108,6 +111,10 @@ def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None =
             raise ModelFormatError(f"{path} is not a Keras .h5: a window length and --original do not apply")
         spec, model = read_json_model(path, knob_names)
         rate = model.sample_rate
+        if rate is None and sample_rate is None and default_sample_rate is not None:
+            log.info("%s says no sample rate: taken as %d Hz (%s; import it with --sample-rate to choose another)",
+                     path.name, default_sample_rate, spec.rate_hint)
+            sample_rate = default_sample_rate
         if rate is None and sample_rate is None:
             raise ModelFormatError(f"{path}: the file does not say its sample rate; pass --sample-rate "
                                    f"({spec.rate_hint})")
@@ -138,7 +145,7 @@ def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None =
         if export:
             from edgeamp.export.exporter import export_bundle
 
-            export_bundle(staged, variants=variants, verify_seconds=verify_seconds)
+            export_bundle(staged, variants=variants, precisions=precisions, verify_seconds=verify_seconds)
         bundle = read_bundle(staged)
         # the old bundle's IR (other hops, other variants) belong to the old model: not carried over
         folders = {IR_DIR: staged / IR_DIR} if (staged / IR_DIR).is_dir() else {}

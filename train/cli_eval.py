@@ -16,7 +16,13 @@ from pathlib import Path
 
 from edgeamp.edge_runtime.audio_io import write_audio
 from edgeamp.edge_runtime.bundle import read_bundle
-from edgeamp.edge_runtime.cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int
+from edgeamp.edge_runtime.cli_common import (
+    add_runtime_arguments,
+    factory_from_args,
+    latency_summary,
+    positive_int,
+    resolve_bundle,
+)
 from edgeamp.edge_runtime.errors import InputError
 from edgeamp.edge_runtime.metrics import all_metrics, error_bands, esr_verdict
 from edgeamp.edge_runtime.render import render
@@ -69,6 +75,7 @@ def evaluate_pair(factory, input_path, target_path, out_dir, *, channel: int | N
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_bundle(args)
     bundle = read_bundle(args.bundle)
     doc = evaluate_pair(factory_from_args(args, bundle), args.input, args.target, args.out_dir,
                         channel=args.channel, align=not args.no_align,
