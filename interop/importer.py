@@ -157,9 +157,10 @@ def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None =
     return read_bundle(out)
 
 
-def export_model(bundle: Bundle | Path | str, out: Path | str, fmt: str) -> Path:
+def export_model(bundle: Bundle | Path | str, out: Path | str, fmt: str, **options) -> Path:
     """Write ``bundle`` as a ``fmt`` (``nam`` or ``aidax``) file at ``out``, atomically. Features the
-    format cannot express are refused with ModelFormatError naming them, before anything is written."""
+    format cannot express are refused with ModelFormatError naming them, before anything is written.
+    ``options`` go to the format's writer (``nam``: ``loudness_input``; ``aidax``: ``strict``)."""
     if fmt not in WRITERS:
         raise ModelFormatError(f"unknown format {fmt!r}; choose {' or '.join(WRITERS)}")
     if not isinstance(bundle, Bundle):
@@ -168,7 +169,7 @@ def export_model(bundle: Bundle | Path | str, out: Path | str, fmt: str) -> Path
     spec = WRITERS[fmt]
     if out.is_dir():
         raise ModelFormatError(f"{out} is a directory; give the file to write, e.g. {out / ('amp' + spec.suffix)}")
-    doc = spec.write(bundle)
+    doc = spec.write(bundle, **options)
     return atomic_write_bytes(out, (json.dumps(doc, allow_nan=False) + "\n").encode())
 
 

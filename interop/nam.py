@@ -14,7 +14,12 @@ initial state.
 
 from __future__ import annotations
 
+import datetime
+import importlib.resources
+import logging
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +29,8 @@ from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
 
 from .common import Imported, as_array, fold_gains, positive_int, sample_rate_from
 
+log = logging.getLogger(__name__)
+LOUDNESS_ENV = "EDGEAMP_NAM_LOUDNESS_INPUT"
 # .nam versions whose LSTM layout is the one above: 0.5.x (2023) to 0.7.x (NAM 0.13)
 READS = ((0, 5), (0, 6), (0, 7))
 WRITES = "0.5.4"  # the LSTM layout is unchanged since 0.5; every NAM player reads 0.5.x
@@ -102,8 +109,47 @@ def read_nam(doc: object, source: str) -> Imported:
                     {k: meta[k] for k in METADATA_KEYS if k in meta}, version)
 
 
-def to_nam(bundle: Bundle) -> dict:
-    """The ``.nam`` document of a bundle; refuses, naming the feature, what NAM's LSTM cannot express."""
+def loudness_input_path() -> Path | None:
+    """NAM's standard loudness input (``loudness_input.wav``, shipped in NAM's Python package): from
+    ``$EDGEAMP_NAM_LOUDNESS_INPUT``, else the installed ``nam`` package; None when neither has it."""
+    env = os.environ.get(LOUDNESS_ENV)
+    if env:
+        return Path(env)
+    try:
+        path = importlib.resources.files("nam").joinpath("models/_resources/loudness_input.wav")
+    except (ModuleNotFoundError, TypeError):
+        return None
+    return Path(str(path)) if path.is_file() else None
+
+
+def nam_levels(bundle: Bundle, loudness_input: Path | str) -> dict[str, float]:
+    """NAM's ``loudness`` and ``gain`` metadata, computed as NAM's ``nam/models/base.py`` does:
+    loudness is the RMS in dB of the model's output (from its start state) on the standard input;
+    gain (0..1) compares the summed RMS output at input gains 0, 0.1, ..., 1 with the straight line
+    (no compression: 0) and the square (full compression: 1)."""
+    import soundfile as sf
+
+    from edgeamp.edge_runtime import reference
+
+    x, _ = sf.read(str(loudness_input), dtype="float64", always_2d=True)
+    x = x[:, 0]
+    m = bundle.manifest
+    gains = np.linspace(0.0, 1.0, 11)
+    batch = (gains[:, None] * x[None, :] * m.input_gain)[:, :, None]
+    y, _ = reference.run_stateful(m.architecture, bundle.weights, batch)
+    rms = np.sqrt(np.mean(np.square(y * m.output_gain), axis=1))
+    loudness = float(20.0 * np.log10(max(rms[-1], 1e-30)))
+    max_gain = rms[-1] * len(gains)
+    min_gain = 0.5 * max_gain
+    gain = float(np.clip((rms.sum() - min_gain) / max(max_gain - min_gain, 1e-30), 0.0, 1.0))
+    return {"loudness": loudness, "gain": gain}
+
+
+def to_nam(bundle: Bundle, *, loudness_input: Path | str | None = None) -> dict:
+    """The ``.nam`` document of a bundle; refuses, naming the feature, what NAM's LSTM cannot express.
+    The metadata is NAM's: name, date, input/output levels where the bundle knows them, and
+    ``loudness``/``gain`` computed on NAM's standard input (``loudness_input``, default
+    :func:`loudness_input_path`; without it they are left out, with a log line)."""
     m = bundle.manifest
     arch = m.architecture
     fmt = "NAM .nam"
@@ -137,6 +183,16 @@ def to_nam(bundle: Bundle) -> dict:
         flat += [np.ones(1), np.zeros(1)]
     meta = dict(m.provenance.get("source_metadata", {})) if m.provenance.get("source_format") == "nam" else {}
     meta.setdefault("name", bundle.path.name.removesuffix(".bundle") if bundle.path else "edgeamp model")
+    now = datetime.datetime.now()
+    meta["date"] = {k: getattr(now, k) for k in ("year", "month", "day", "hour", "minute", "second")}
+    source = loudness_input or loudness_input_path()
+    if source is not None:
+        meta.update(nam_levels(bundle, source))  # the model's own, not the imported file's
+    else:
+        meta.pop("loudness", None)
+        meta.pop("gain", None)
+        log.info("NAM's loudness input was not found (install NAM's Python package, or set %s): the .nam has no "
+                 "loudness/gain metadata, so NAM players will not normalise its level", LOUDNESS_ENV)
     meta["exported_by"] = "edgeamp"
     return {
         "version": WRITES,

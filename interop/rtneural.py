@@ -23,6 +23,8 @@ zero state with both gains at 1 and every parameter at 0 (AIDA-X checks it withi
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from edgeamp.edge_runtime.bundle import Bundle
@@ -50,6 +52,31 @@ MAX_UNITS = 1024  # bounds a hostile header before any weight is read (AIDA-X's 
 MAX_LAYERS = 16
 MAX_INPUTS = 16  # AIDA-X takes at most 3 (audio + 2 parameters)
 MAX_CHECK_SAMPLES = 1 << 16
+
+
+# what AIDA-X's player compiles in (AIDA-X src/model_variant.hpp, the same list in aidadsp-lv2's
+# rt-neural-generic): one lstm or gru layer of these sizes, then dense(units -> 1), 1 to 3 inputs.
+# Any other file is refused by the player ("Unable to identify a known model architecture!").
+AIDAX_PLAYER_UNITS = (8, 12, 16, 20, 24, 32, 40, 64, 80)
+AIDAX_PLAYER_INPUTS = (1, 2, 3)
+log = logging.getLogger(__name__)
+
+
+def aidax_player_problem(arch: Architecture) -> str | None:
+    """Why AIDA-X's player would refuse this architecture (None: it runs it)."""
+    if len(arch.units) != 1:
+        return (f"AIDA-X's player runs one recurrent layer; this model has {len(arch.units)} "
+                f"({'-'.join(map(str, arch.units))})")
+    if not arch.head:
+        return "AIDA-X's player runs a recurrent layer followed by a dense layer; this model has no dense head"
+    if arch.input_channels not in AIDAX_PLAYER_INPUTS:
+        return f"AIDA-X's player takes audio and at most 2 parameters; this model has {len(arch.knobs)} knobs"
+    units = arch.units[0]
+    if units not in AIDAX_PLAYER_UNITS:
+        near = min(AIDAX_PLAYER_UNITS, key=lambda u: (abs(u - units), u))
+        return (f"AIDA-X's player compiles {arch.cell.upper()} sizes {', '.join(map(str, AIDAX_PLAYER_UNITS))}; "
+                f"this model's is {units} (nearest: {near}, retrain at that size)")
+    return None
 
 
 def detect(doc: object) -> bool:
@@ -175,12 +202,19 @@ def _check_pair(doc: dict, channels: int, source: str) -> tuple[np.ndarray, np.n
     return model_in, out
 
 
-def to_rtneural(bundle: Bundle) -> dict:
+def to_rtneural(bundle: Bundle, *, strict: bool = False) -> dict:
     """The RTNeural JSON (AIDA-X ``.aidax``) of a bundle; refuses, naming the feature, what AIDA-X
-    cannot run. Knob ranges are rewritten exactly into AIDA-X's 0..1 parameters."""
+    cannot run. Knob ranges are rewritten exactly into AIDA-X's 0..1 parameters. A model RTNeural
+    runs but AIDA-X's player does not compile in (:func:`aidax_player_problem`) is written with a
+    warning, or refused with ``strict``."""
     m = bundle.manifest
     arch = m.architecture
     fmt = "AIDA-X/RTNeural JSON"
+    problem = aidax_player_problem(arch)
+    if problem and strict:
+        raise ModelFormatError(f"{fmt}: {problem} (--strict)")
+    if problem:
+        log.warning("%s: %s; RTNeural itself and other players load the file", fmt, problem)
     if m.sample_rate != AIDAX_SAMPLE_RATE:
         raise ModelFormatError(f"{fmt}: AIDA-X runs models at {AIDAX_SAMPLE_RATE} Hz; this model is "
                                f"{m.sample_rate} Hz (the file has no sample-rate field to say otherwise)")

@@ -268,3 +268,42 @@ def test_keras_h5_goes_through_the_same_import(tmp_path, capsys):
     assert "exported and verified" in capsys.readouterr().out
     assert cli_main(["import", str(src), str(tmp_path / "c.bundle"), "--original", "--no-export"]) == 0
     assert read_bundle(tmp_path / "c.bundle").manifest.exports == {}
+
+
+# ---- what players read beside the weights -------------------------------------------------------
+def test_aidax_export_checks_the_sizes_aidax_compiles_in(tmp_path, caplog, capsys):
+    b = import_model(FIX / "rtneural_gru_2.json", tmp_path / "two.bundle", sample_rate=48000)  # GRU 5-3
+    with caplog.at_level("WARNING", logger="edgeamp"):
+        export_model(b, tmp_path / "two.aidax", "aidax")
+    assert "runs one recurrent layer; this model has 2 (5-3)" in caplog.text
+    with pytest.raises(ModelFormatError, match="--strict"):
+        export_model(b, tmp_path / "strict.aidax", "aidax", strict=True)
+    assert not (tmp_path / "strict.aidax").exists()
+    odd = import_model(FIX / "aidax_gru.aidax", tmp_path / "odd.bundle", sample_rate=48000)  # GRU 5
+    assert cli_main(["export-model", str(odd.path), str(tmp_path / "odd.aidax"), "--format", "aidax",
+                     "--strict"]) == 2
+    assert "sizes 8, 12, 16, 20, 24, 32, 40, 64, 80; this model's is 5 (nearest: 8" in capsys.readouterr().err
+    ok = import_model(FIX / "aidax_gru_12.aidax", tmp_path / "ok.bundle", sample_rate=48000)
+    assert cli_main(["export-model", str(ok.path), str(tmp_path / "ok.aidax"), "--format", "aidax", "--strict"]) == 0
+
+
+def test_nam_export_writes_nam_metadata_with_loudness_as_nam_computes_it(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from edgeamp.interop import nam
+
+    b = import_model(FIX / "nam_lstm_2x4.nam", tmp_path / "n.bundle")
+    loud = tmp_path / "loudness_input.wav"
+    x = (0.5 * np.sin(2 * np.pi * 110 * np.arange(24000) / 48000)).astype(np.float32)
+    sf.write(loud, x, 48000, subtype="FLOAT")
+    doc = json.loads(export_model(b, tmp_path / "n.nam", "nam", loudness_input=loud).read_text())
+    meta = doc["metadata"]
+    y = edgeamp.load(b.path, backend="numpy")(x, 48000).astype(np.float64)
+    assert meta["loudness"] == pytest.approx(20 * np.log10(np.sqrt(np.mean(y**2))), abs=1e-4)
+    assert 0.0 <= meta["gain"] <= 1.0
+    assert set(meta["date"]) == {"year", "month", "day", "hour", "minute", "second"}
+    assert (meta["input_level_dbu"], meta["output_level_dbu"], meta["gear_make"]) == (12.5, 18.0, "Test")
+    # without NAM's input file the levels are left out rather than copied from a different model
+    monkeypatch.setattr(nam, "loudness_input_path", lambda: None)
+    meta = json.loads(export_model(b, tmp_path / "m.nam", "nam").read_text())["metadata"]
+    assert "loudness" not in meta and "gain" not in meta and meta["name"] == "fixture nam_lstm_2x4"
