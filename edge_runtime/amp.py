@@ -179,8 +179,7 @@ class Amp:
         a = m.architecture
         return {
             "bundle": str(self.bundle.path) if self.bundle.path else None,
-            "architecture": {"cell": a.cell, "units": list(a.units), "head": a.head, "skip": a.skip,
-                             "initial_state": a.initial_state, "parameters": a.parameter_count()},
+            "architecture": a.summary(),
             "sample_rate": self.sample_rate,
             "hop_samples": self.hop_samples,
             "backend": self.factory.backend,

@@ -137,6 +137,8 @@ class BatchedEngine:
         names = {n for port in self.compiled.inputs for n in port.get_names()}
         if "h_in0" not in names or self.compiled.input("audio").get_partial_shape()[0].is_static:
             raise DeviceError(f"{Path(xml_path).name} is not a batched IR (export the bundle with --variants batched)")
+        # a state input is (B, width), or (B, 1, U) where the graph's op wants that (LSTMSequence's state)
+        self._middle_axis = [len(self.compiled.input(name_in).get_partial_shape()) == 3 for name_in, _ in self._names]
         self._lanes = [_Lane(self, i) for i in range(max(1, lanes))]
         capacity = 8
         self._state = [np.zeros((capacity, u), np.float32) for u in units]  # one array per state input
@@ -303,8 +305,8 @@ class BatchedEngine:
         inputs = {"audio": np.stack([s._audio for s in slots])}
         if self.arch.knobs:
             inputs["knobs"] = np.stack([s._knobs for s in slots])
-        for (name_in, _), a in zip(self._names, self._state):
-            inputs[name_in] = a[rows] if name_in == "fir_in" else a[rows][:, None, :]
+        for (name_in, _), a, middle in zip(self._names, self._state, self._middle_axis):
+            inputs[name_in] = a[rows][:, None, :] if middle else a[rows]
         return rows, inputs
 
     def _time_out(self) -> None:

@@ -28,6 +28,7 @@ from . import reference
 from .atomic import atomic_directory
 from .config import from_dict, to_dict
 from .errors import BundleError, ConfigError
+from .families import ModelArchitecture
 from .hashing import sha256_file
 from .metrics import esr
 from .model import Architecture, ModelWeights, Streaming
@@ -84,7 +85,7 @@ class Manifest:
     maps a key such as ``stateful-f32`` to its :class:`ExportRecord`."""
 
     sample_rate: int
-    architecture: Architecture
+    architecture: ModelArchitecture  # a family in families.py, told apart by its "family" key
     streaming: Streaming
     input_gain: float = 1.0
     output_gain: float = 1.0
@@ -330,8 +331,7 @@ def read_bundle(path: Path | str) -> Bundle:
     """Load and check a bundle; every problem raises :class:`BundleError` naming the file."""
     path = Path(path)
     manifest = read_manifest(path)
-    weights = ModelWeights.from_arrays(manifest.architecture,
-                                       _load_npz(path / WEIGHTS, manifest.architecture.expected_shapes()))
+    weights = manifest.architecture.load_weights(_load_npz(path / WEIGHTS, manifest.architecture.expected_shapes()))
     g = _load_npz(path / GOLDEN)
     try:
         golden = Golden(g["input"], g["knobs"], g["output"])

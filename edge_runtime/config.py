@@ -58,6 +58,15 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        tagged = {typing.get_args(typing.get_type_hints(a).get("family"))[:1]: a for a in inner
+                  if dataclasses.is_dataclass(a) and "family" in {f.name for f in dataclasses.fields(a)}}
+        if len(tagged) == len(inner) > 1 and isinstance(value, dict):  # a union of families: the "family" key picks
+            first = next(iter(tagged))  # a mapping without the key is the first family (older files)
+            family = (value.get("family", first[0]),)
+            if family not in tagged:
+                raise ConfigError(f"{where}: family {value.get('family')!r} is not one of "
+                                  f"{[k[0] for k in tagged]}")
+            return from_dict(tagged[family], value, where)
         return _convert(inner[0], value, where)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)

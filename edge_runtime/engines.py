@@ -68,12 +68,14 @@ class NumpyEngine:
 
 
 def initial_inputs(arch: Architecture, weights: ModelWeights) -> dict[str, np.ndarray]:
-    """The start state of an explicit-state or batched graph, by input name (``h_in0``...), float32
-    ``(U,)``: empty for a model that starts from zeros."""
+    """The start state of an explicit-state or batched graph, by input name (``h_in0``...), float32,
+    each flat (its width in ``arch.state_sizes()``): empty for a model that starts from zeros. Any
+    model family: the values are the reference's own start state."""
     if not arch.initial_state:
         return {}
-    return {state_name(kind, i, "in"): np.asarray(layer.initial(kind), np.float32)
-            for i, layer in enumerate(weights.layers) for kind in arch.state_kinds}
+    values = [v for entry in reference.initial_state(arch, weights, 1, np.float64) for v in entry]
+    return {state_name(kind, i, "in"): np.asarray(value, np.float32).reshape(-1)
+            for (kind, i, _), value in zip(arch.state_sizes(), values)}
 
 
 def compile_ir(xml_path: Path | str, device: str = "CPU", config: dict[str, str] | None = None):
@@ -148,9 +150,9 @@ class OpenVINOEngine:
             if self._initial:
                 # reset() returns a variable to its ReadValue initial value on current OpenVINO but to
                 # zeros on 2022.3 (measured: 0.013 max error on a stored start state): set it explicitly
-                n = len(self.arch.units)
-                self.set_state(tuple(tuple(self._initial[state_name(kind, i, "in")][None]
-                                           for kind in self.arch.state_kinds) for i in range(n)))
+                self.set_state(tuple((self._initial[state_name(kind, i, "in")],) if state_name(kind, i, "in")
+                                     in self._initial else (np.zeros(width, np.float32),)
+                                     for kind, i, width in self.arch.state_sizes()))
 
     def set_state(self, state) -> None:
         """Start the next hop from ``state`` (a reference State: per layer ``(h, c)`` or ``(h,)``, each
@@ -165,7 +167,7 @@ class OpenVINOEngine:
             ov = ov_compat.ov()
             for (kind, i, _), value in zip(self.arch.state_sizes(), values):
                 var = by_name[state_name(kind, i)]
-                shape = (1, -1) if kind == "fir" else (1, 1, -1)
+                shape = tuple(var.state.shape)  # each variable keeps the shape its graph gave it
                 var.state = ov.Tensor(np.ascontiguousarray(np.asarray(value, np.float32).reshape(shape)))
         else:
             raise DeviceError("the window variant has no state to set")

@@ -92,6 +92,7 @@ class Architecture:
     cell: Cell = "lstm"
     initial_state: bool = False
     fir_taps: int = 0  # 0: none; else the length of the learned FIR after the head (>= 2)
+    family: Literal["recurrent"] = "recurrent"  # the model family (edge_runtime/families.py)
 
     def __post_init__(self) -> None:
         if not self.units or any(int(u) < 1 for u in self.units):
@@ -130,6 +131,16 @@ class Architecture:
         text = f"{self.cell.upper()} {'-'.join(map(str, self.units))}"
         text += (" + dense head" if self.head else "") + (f" + FIR {self.fir_taps}" if self.fir_taps else "")
         return text + (" + input skip" if self.skip else "")
+
+    def summary(self) -> dict:
+        """What listings and the service's /model show of the architecture."""
+        return {"family": self.family, "cell": self.cell, "units": list(self.units), "head": self.head,
+                "skip": self.skip, "fir_taps": self.fir_taps, "initial_state": self.initial_state,
+                "parameters": self.parameter_count()}
+
+    def load_weights(self, arrays: dict[str, np.ndarray]) -> ModelWeights:
+        """The weights of this architecture from ``weights.npz``'s arrays, checked."""
+        return ModelWeights.from_arrays(self, arrays)
 
     def state_sizes(self) -> list[tuple[str, int, int]]:
         """Every recurrent state tensor in graph order: ``(kind, layer, width)``; ``("fir", -1, K - 1)``
@@ -211,6 +222,7 @@ class ModelWeights:
     head_bias: np.ndarray | None = None  # (1,)
     cell: Cell = "lstm"
     fir_taps: np.ndarray | None = None  # (K,): taps[k] multiplies the head output k samples back
+    family = "recurrent"  # the model family (not a field: the arrays say everything else)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+from .families import REFERENCES
 from .model import Architecture, ModelWeights
 
 LayerState = tuple[np.ndarray, ...]
@@ -29,6 +30,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def zero_state(arch: Architecture, batch: int = 1, dtype: type = np.float64) -> State:
+    if arch.family in REFERENCES:
+        return REFERENCES[arch.family][2](arch, batch, dtype)
     layers = tuple(tuple(np.zeros((batch, u), dtype) for _ in arch.state_kinds) for u in arch.units)
     return layers + _fir_state(arch, batch, dtype)
 
@@ -40,6 +43,8 @@ def _fir_state(arch: Architecture, batch: int, dtype: type) -> State:
 def initial_state(arch: Architecture, weights: ModelWeights, batch: int = 1, dtype: type = np.float64) -> State:
     """The state a stream starts from and ``reset()`` returns to: the stored initial state of a
     model that has one (``arch.initial_state``, e.g. an imported NAM LSTM), else zeros."""
+    if arch.family in REFERENCES:
+        return REFERENCES[arch.family][1](arch, weights, batch, dtype)
     if not arch.initial_state:
         return zero_state(arch, batch, dtype)
     return tuple(
@@ -106,7 +111,10 @@ LAYERS = {"lstm": lstm_layer, "gru": gru_layer}
 def forward(
     weights: ModelWeights, x: np.ndarray, state: State, *, skip: bool = False
 ) -> tuple[np.ndarray, State]:
-    """The whole stack over ``x`` ``(batch, time, channels)``: returns ``(batch, time)`` and the new state."""
+    """The whole model over ``x`` ``(batch, time, channels)``: returns ``(batch, time)`` and the new state.
+    A model of another family than the recurrent one runs its own reference (``families.py``)."""
+    if weights.family in REFERENCES:
+        return REFERENCES[weights.family][0](weights, x, state)
     dtype = state[0][0].dtype
     y = np.asarray(x, dtype=dtype)
     new_state = []

@@ -115,6 +115,9 @@ def compare(y: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 
 SENSITIVITY_SCALE = 100.0  # allowed error, in units of the reference's own response to f32 input rounding
+# the max abs error's allowance is wider: one perturbation underestimates where the response peaks (3 of 105
+# real GuitarML captures measured 1.2-1.5x over 100x in max abs error at an ESR of 2e-11 to 1e-10)
+SENSITIVITY_ABS_SCALE = 1000.0
 PERTURBATION = 1e-7  # relative input change that stands for f32 rounding (half an f32 ulp is 6e-8)
 CHAOTIC_ESR = 1e-6  # the reference moves this much under PERTURBATION: its stream cannot be followed
 ESR_CEILING = 1e-4  # never accepted, however sensitive the model: a wrong graph gives 1e-2 or worse
@@ -128,8 +131,9 @@ def judge(y: np.ndarray, ref: np.ndarray, ref_perturbed: np.ndarray | None, tole
     ``round_off``: max abs error within ``tolerance`` per unit of the reference's peak above full
     scale. That fails on sensitive models (random or large weights), where rounding the input to
     f32 alone moves the float64 reference by more. ``sensitivity``: then the error must stay within
-    SENSITIVITY_SCALE times the reference's own response to an f32-sized input change
-    (``ref_perturbed``), in max abs error and in ESR (floored at 1e-9, capped at ESR_CEILING). A
+    SENSITIVITY_ABS_SCALE times the reference's own response to an f32-sized input change
+    (``ref_perturbed``) in max abs error and SENSITIVITY_SCALE times it in ESR (floored at 1e-9,
+    capped at ESR_CEILING). A
     wrong graph (gate order, bias, a layer's weights) gives an ESR of 1e-2 or worse, far outside
     either bound.
     """
@@ -140,7 +144,7 @@ def judge(y: np.ndarray, ref: np.ndarray, ref_perturbed: np.ndarray | None, tole
         return result
     sens_abs = float(np.max(np.abs(ref_perturbed - ref)))
     sens_esr = esr(ref, ref_perturbed)
-    abs_limit = max(limit, SENSITIVITY_SCALE * sens_abs)
+    abs_limit = max(limit, SENSITIVITY_ABS_SCALE * sens_abs)
     esr_limit = min(ESR_CEILING, max(1e-9, SENSITIVITY_SCALE**2 * sens_esr))
     result.update(criterion="sensitivity", reference_sensitivity=sens_abs, reference_sensitivity_esr=sens_esr,
                   limit=abs_limit, esr_limit=esr_limit,

@@ -165,11 +165,17 @@ def build_batched_graph(arch: Architecture, weights: ModelWeights, spec: GraphSp
     out = ops.result(y, name="output")
     y.output(0).get_tensor().set_names({"output"})
     model = ov.Model([out, *results], params, "edgeamp_batched")
+    return model
+
+
+def build_graph(arch, weights, spec: GraphSpec) -> ov.Model:
+    """The ``spec.variant`` graph of a model of any family (the family's builder from BUILDERS)."""
+    model = BUILDERS[arch.family](arch, weights, spec)
     _stable_names(model)
     return model
 
 
-def build_graph(arch: Architecture, weights: ModelWeights, spec: GraphSpec) -> ov.Model:
+def build_recurrent_graph(arch: Architecture, weights: ModelWeights, spec: GraphSpec) -> ov.Model:
     if spec.variant == "batched":
         return build_batched_graph(arch, weights, spec)
     if spec.variant not in VARIANTS:
@@ -254,7 +260,6 @@ def build_graph(arch: Architecture, weights: ModelWeights, spec: GraphSpec) -> o
     model = ov.Model([out, *results], params, f"edgeamp_{spec.variant}")
     for sink in sinks:
         model.add_sinks([sink])
-    _stable_names(model)
     return model
 
 
@@ -270,3 +275,13 @@ def _stable_names(model: ov.Model) -> None:
 
 def _i64(values) -> ov.Node:
     return ops.constant(np.array(values, dtype=np.int64))
+
+
+def _wavenet(arch, weights, spec):
+    from .wavenet_graph import build_wavenet_graph
+
+    return build_wavenet_graph(arch, weights, spec)
+
+
+# each model family's graph builder (edge_runtime/families.py lists the families)
+BUILDERS = {"recurrent": build_recurrent_graph, "wavenet": _wavenet}

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from edgeamp.edge_runtime.bundle import MANIFEST, read_bundle
-from edgeamp.edge_runtime.errors import BundleError
+from edgeamp.edge_runtime.errors import BundleError, ModelFormatError
 from edgeamp.edge_runtime.hashing import sha256_file
 
 from .formats import FORMATS, KERAS_H5, detect_format
@@ -55,7 +55,10 @@ def bundle_for(path: Path | str, *, variants: tuple[str, ...] = ("stateful",), p
     """The bundle of capture file ``path``, imported into the cache on first use, with the IR
     ``variants`` exported and verified in ``precisions`` (each once; later calls reuse them)."""
     path = Path(path)
-    fmt = detect_format(path)
+    try:
+        fmt = detect_format(path)
+    except ModelFormatError as exc:
+        raise BundleError(f"{path} is not a bundle directory, nor a model file edgeamp imports ({exc})") from exc
     if fmt == KERAS_H5:
         raise BundleError(f"{path}: a Keras .h5 says no sample rate, window or hop: import it first with "
                           f"`edgeamp import {path} OUT.bundle --original` (or give --sample-rate, --window-samples, "

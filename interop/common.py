@@ -49,6 +49,8 @@ def read_json(path: Path) -> object:
                                "RTNeural JSON model") from exc
     try:
         return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ModelFormatError(f"{path}: the JSON is nested too deeply to be a model file") from None
     except ModelFormatError as exc:
         raise ModelFormatError(f"{path}: {exc}") from exc
     except json.JSONDecodeError as exc:

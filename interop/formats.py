@@ -47,6 +47,8 @@ FORMATS: tuple[Format, ...] = (
     Format("guitarml", "GuitarML/Automated-GuitarAmpModelling JSON", guitarml.detect, guitarml.read_guitarml,
            f"GuitarML's players (Proteus, NeuralPi) run their models at {guitarml.PLAYER_SAMPLE_RATE} Hz; files "
            "named 48k were recorded at 48000 Hz", guitarml.PLAYER_SAMPLE_RATE),
+    Format("guitarml-conv", "GuitarML SmartGuitarAmp/SmartAmpPro JSON", guitarml.detect_convolutional,
+           guitarml.read_convolutional, "", guitarml.PLAYER_SAMPLE_RATE),
 )
 KERAS_H5 = "keras-h5"
 WRITERS = {f.write_name: f for f in FORMATS if f.write}
@@ -60,8 +62,11 @@ def detect_format(path: Path | str) -> str:
     """The format's name (``nam``, ``rtneural``, ``guitarml`` or ``keras-h5``) from the file's
     content, not its name."""
     path = Path(path)
+    if nam.is_nam_directory(path):
+        return "nam"
     if not path.is_file():
-        raise ModelFormatError(f"{path}: no such file" + (" (a directory: is it a bundle?)" if path.is_dir() else ""))
+        raise ModelFormatError(f"{path}: no such file" + (" (a directory, and not NAM's model directory with "
+                                                          "config.json and weights.npy)" if path.is_dir() else ""))
     with open(path, "rb") as fh:
         if fh.read(8).startswith(HDF5_MAGIC):
             return KERAS_H5
@@ -78,7 +83,9 @@ def _json_format(doc: object, path: Path) -> Format:
 
 
 def read_json_model(path: Path, knob_names: list[str] | None = None) -> tuple[Format, Imported]:
-    """A JSON model file read with its format's reader (nothing is written)."""
+    """A JSON model file (or NAM's model directory) read with its format's reader (nothing is written)."""
+    if nam.is_nam_directory(path):
+        return FORMATS[0], nam.read_nam_directory(path)
     doc = read_json(path)
     fmt = _json_format(doc, path)
     return fmt, fmt.read(doc, str(path), knob_names)

@@ -143,3 +143,17 @@ def read_guitarml(doc: object, source: str, knob_names: list[str] | None = None)
     weights = ModelWeights(tuple(layers), head_kernel, head_bias, cell=cell)
     meta = {"model": doc["model_data"].get("model"), "unit_type": unit}
     return Imported("guitarml", arch, weights, None, meta)
+
+
+# GuitarML's convolutional formats: recognised, so that the refusal names them
+def detect_convolutional(doc: object) -> bool:
+    return isinstance(doc, dict) and (
+        {"residual_channels", "dilations", "variables"} <= set(doc)  # SmartGuitarAmp / SmartGuitarPedal WaveNet
+        or {"conv1d", "conv1d_1", "dense"} <= set(doc))  # SmartAmpPro (Conv1D front end + LSTM)
+
+
+def read_convolutional(doc: dict, source: str, knob_names=None) -> Imported:
+    kind = ("SmartGuitarAmp/SmartGuitarPedal WaveNet" if "residual_channels" in doc
+            else "SmartAmpPro Conv1D + LSTM")
+    raise ModelFormatError(f"{source}: a GuitarML {kind} model; edgeamp does not import this format yet (NAM "
+                           "WaveNet .nam, NAM LSTM, AIDA-X/RTNeural and GuitarML LSTM/GRU JSON import)")

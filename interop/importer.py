@@ -125,7 +125,7 @@ def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None =
         streaming = Streaming("stateful", hop_samples or hop_from_ms(hop_ms, rate))
     provenance = {
         "imported_from": path.name,
-        "imported_sha256": sha256_file(path),
+        "imported_sha256": _source_hash(path),
         "source_format": model.format,
         "source_version": model.version,
         "source_metadata": model.metadata,
@@ -155,6 +155,18 @@ def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None =
     log.info("imported %s (%s, %s) at %d Hz into %s", path.name, model.format, model.architecture.describe(), rate,
              out)
     return read_bundle(out)
+
+
+def _source_hash(path: Path) -> str:
+    """SHA-256 of the model file, or of a NAM model directory's config.json and weights.npy together."""
+    if not path.is_dir():
+        return sha256_file(path)
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("config.json", "weights.npy"):
+        h.update(bytes.fromhex(sha256_file(path / name)))
+    return h.hexdigest()
 
 
 def export_model(bundle: Bundle | Path | str, out: Path | str, fmt: str, **options) -> Path:

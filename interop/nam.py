@@ -28,6 +28,7 @@ from edgeamp.edge_runtime.errors import ModelFormatError
 from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
 
 from .common import Imported, as_array, fold_gains, positive_int, sample_rate_from
+from .nam_wavenet import read_wavenet, wavenet_config, wavenet_weights
 
 log = logging.getLogger(__name__)
 LOUDNESS_ENV = "EDGEAMP_NAM_LOUDNESS_INPUT"
@@ -60,12 +61,17 @@ def read_nam(doc: object, source: str) -> Imported:
         raise ModelFormatError(f"{source}: a .nam file holds a JSON object, this one holds {type(doc).__name__}")
     version = _version(doc, source)
     arch_name = doc.get("architecture")
-    if arch_name in ("WaveNet", "PackedWaveNet", "SlimmableWaveNet"):
-        raise ModelFormatError(f"{source}: WaveNet .nam models are convolutional; edgeamp deploys LSTM/GRU models "
-                               "(NAM's LSTM architecture imports)")
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    kept = {k: meta[k] for k in METADATA_KEYS if k in meta}
+    if arch_name == "WaveNet":
+        arch, weights = read_wavenet(doc, source)
+        return Imported("nam", arch, weights, sample_rate_from(doc.get("sample_rate"), source), kept, version)
+    if arch_name in ("PackedWaveNet", "SlimmableWaveNet", "SlimmableContainer"):
+        raise ModelFormatError(f"{source}: architecture {arch_name!r} is NAM's A2 (slimmable/packed WaveNet); "
+                               "edgeamp imports NAM's A1 WaveNet and LSTM")
     if arch_name != "LSTM":
-        raise ModelFormatError(f"{source}: architecture {arch_name!r} is not recurrent; edgeamp deploys LSTM/GRU "
-                               "models (NAM's LSTM architecture imports)")
+        raise ModelFormatError(f"{source}: architecture {str(arch_name)[:40]!r} is not one edgeamp imports (NAM's "
+                               "WaveNet and LSTM)")
     config = doc.get("config")
     if not isinstance(config, dict):
         raise ModelFormatError(f"{source}: 'config' must be an object with input_size, hidden_size, num_layers")
@@ -104,9 +110,7 @@ def read_nam(doc: object, source: str) -> Imported:
     head_bias = take(1).copy()
     arch = Architecture(tuple([hidden] * layers_n), head=True, initial_state=True)
     weights = ModelWeights(tuple(layers), head_kernel, head_bias)
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    return Imported("nam", arch, weights, sample_rate_from(doc.get("sample_rate"), source),
-                    {k: meta[k] for k in METADATA_KEYS if k in meta}, version)
+    return Imported("nam", arch, weights, sample_rate_from(doc.get("sample_rate"), source), kept, version)
 
 
 def loudness_input_path() -> Path | None:
@@ -153,6 +157,17 @@ def to_nam(bundle: Bundle, *, loudness_input: Path | str | None = None) -> dict:
     m = bundle.manifest
     arch = m.architecture
     fmt = "NAM .nam"
+    if m.streaming.mode != "stateful":
+        raise ModelFormatError(f"{fmt}: this is a window-mode model (each hop restarts from zero state over a "
+                               f"{m.streaming.window_samples}-sample window); NAM runs one continuous state")
+    if arch.family == "wavenet":
+        scale = np.float32(bundle.weights["wavenet/head_scale"][0] * m.output_gain)
+        config = wavenet_config(arch, float(str(scale)))  # the shortest decimal of the stored float32 (0.02)
+        doc = {"version": WRITES, "architecture": "WaveNet", "config": config,
+               "weights": wavenet_weights(arch, bundle.weights, m.input_gain, m.output_gain),
+               "sample_rate": m.sample_rate}
+        doc["metadata"] = _metadata(bundle, loudness_input)
+        return doc
     if arch.cell != "lstm":
         raise ModelFormatError(f"{fmt}: NAM's recurrent architecture is an LSTM; this model is a GRU "
                                "(export it as --format aidax)")
@@ -162,9 +177,6 @@ def to_nam(bundle: Bundle, *, loudness_input: Path | str | None = None) -> dict:
     if arch.skip:
         raise ModelFormatError(f"{fmt}: NAM's LSTM has no input skip (y = head(h)); this model adds its input "
                                "to the output")
-    if m.streaming.mode != "stateful":
-        raise ModelFormatError(f"{fmt}: this is a window-mode model (each hop restarts from zero state over a "
-                               f"{m.streaming.window_samples}-sample window); NAM runs one continuous state")
     if arch.fir_taps:
         raise ModelFormatError(f"{fmt}: NAM's LSTM has nothing to hold this model's {arch.fir_taps}-tap FIR stage")
     if len(set(arch.units)) != 1:
@@ -181,6 +193,18 @@ def to_nam(bundle: Bundle, *, loudness_input: Path | str | None = None) -> dict:
         flat += [weights.head_kernel[:, 0], weights.head_bias]
     else:  # the last layer has 1 unit (so all do) and is the output: a head of weight 1, bias 0 is exact
         flat += [np.ones(1), np.zeros(1)]
+    return {
+        "version": WRITES,
+        "architecture": "LSTM",
+        "config": {"input_size": 1, "hidden_size": hidden, "num_layers": len(arch.units)},
+        "weights": [float(v) for v in np.concatenate([np.asarray(a, np.float64).ravel() for a in flat])],
+        "sample_rate": m.sample_rate,
+        "metadata": _metadata(bundle, loudness_input),
+    }
+
+
+def _metadata(bundle: Bundle, loudness_input) -> dict:
+    m = bundle.manifest
     meta = dict(m.provenance.get("source_metadata", {})) if m.provenance.get("source_format") == "nam" else {}
     meta.setdefault("name", bundle.path.name.removesuffix(".bundle") if bundle.path else "edgeamp model")
     now = datetime.datetime.now()
@@ -194,11 +218,43 @@ def to_nam(bundle: Bundle, *, loudness_input: Path | str | None = None) -> dict:
         log.info("NAM's loudness input was not found (install NAM's Python package, or set %s): the .nam has no "
                  "loudness/gain metadata, so NAM players will not normalise its level", LOUDNESS_ENV)
     meta["exported_by"] = "edgeamp"
-    return {
-        "version": WRITES,
-        "architecture": "LSTM",
-        "config": {"input_size": 1, "hidden_size": hidden, "num_layers": len(arch.units)},
-        "weights": [float(v) for v in np.concatenate([np.asarray(a, np.float64).ravel() for a in flat])],
-        "sample_rate": m.sample_rate,
-        "metadata": meta,
-    }
+    return meta
+
+
+def is_nam_directory(path: Path) -> bool:
+    """NAM's model directory from before the .nam file (NAM 0.2-0.4): ``config.json`` + ``weights.npy``."""
+    return path.is_dir() and (path / "config.json").is_file() and (path / "weights.npy").is_file()
+
+
+def read_nam_directory(path: Path) -> Imported:
+    """A WaveNet from NAM's older model directory; its ``inputs.npy``/``outputs.npy`` (NAM's own test
+    pair, made with the start padding NAM's prewarm matches) become the import's check."""
+    from .common import MAX_MODEL_BYTES, read_json
+
+    source = str(path)
+    doc = read_json(path / "config.json")
+    if not isinstance(doc, dict) or doc.get("architecture") != "WaveNet":
+        found = doc.get("architecture") if isinstance(doc, dict) else type(doc).__name__
+        raise ModelFormatError(f"{source}: a NAM model directory of architecture {str(found)[:40]!r}; edgeamp reads "
+                               "WaveNet directories (later NAM LSTMs come as .nam files)")
+
+    def load(name: str) -> np.ndarray:
+        f = path / name
+        if f.stat().st_size > MAX_MODEL_BYTES:
+            raise ModelFormatError(f"{f}: {f.stat().st_size >> 20} MiB; refused")
+        try:
+            arr = np.load(f, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ModelFormatError(f"{f}: not a numpy array file ({exc})") from exc
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.floating):
+            raise ModelFormatError(f"{f}: expected a flat array of floats, got {arr.dtype} {arr.shape}")
+        return arr
+
+    weights = load("weights.npy")
+    arch, w = read_wavenet({"config": doc.get("config"), "weights": weights.tolist()}, source)
+    check = None
+    if (path / "inputs.npy").is_file() and (path / "outputs.npy").is_file():
+        x, y = load("inputs.npy"), load("outputs.npy")
+        if x.shape == y.shape:
+            check = (x.astype(np.float32)[:, None], y.astype(np.float32))
+    return Imported("nam", arch, w, None, {}, str(doc.get("version")), check=check)

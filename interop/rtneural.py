@@ -210,6 +210,9 @@ def to_rtneural(bundle: Bundle, *, strict: bool = False) -> dict:
     m = bundle.manifest
     arch = m.architecture
     fmt = "AIDA-X/RTNeural JSON"
+    if arch.family != "recurrent":
+        raise ModelFormatError(f"{fmt}: this is a {arch.describe()}; edgeamp writes recurrent models (LSTM/GRU) as "
+                               "RTNeural JSON (export it with --format nam)")
     problem = aidax_player_problem(arch)
     if problem and strict:
         raise ModelFormatError(f"{fmt}: {problem} (--strict)")

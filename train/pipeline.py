@@ -256,6 +256,9 @@ def check_fine_tune(init: Bundle, knobs: tuple[Knob, ...], rate: int, config: Tr
     """The architecture to fine-tune: ``init``'s, after checking it fits the data and the recipe."""
     m = init.manifest
     where = f"--init-from {init.path}"
+    if m.architecture.family != "recurrent":
+        raise ConfigError(f"{where}: a {m.architecture.describe()}; edgeamp trains recurrent models (LSTM/GRU), "
+                          "not this family")
     if m.sample_rate != rate:
         raise ConfigError(f"{where}: the model runs at {m.sample_rate} Hz, the recordings are {rate} Hz")
     if tuple(k.name for k in knobs) != m.architecture.knob_names:

@@ -49,8 +49,7 @@ class Model:
             "hop_samples": self.factory.hop_samples,
             "mode": self.factory.mode,
             "device": self.factory.device,
-            "architecture": {"cell": self.arch.cell, "units": list(self.arch.units), "head": self.arch.head,
-                             "skip": self.arch.skip},
+            "architecture": self.arch.summary(),
             "knobs": [{"name": k.name, "minimum": k.minimum, "maximum": k.maximum, "default": k.default}
                       for k in self.arch.knobs],
             "metrics": m.metrics,

@@ -76,6 +76,7 @@ def test_f32_failure_writes_nothing(tmp_path, monkeypatch):
     before = (tmp_path / "amp.bundle" / "manifest.json").read_bytes()
     monkeypatch.setattr(exporter, "F32_TOLERANCE", 0.0)
     monkeypatch.setattr(exporter, "SENSITIVITY_SCALE", 0.0)
+    monkeypatch.setattr(exporter, "SENSITIVITY_ABS_SCALE", 0.0)
     with pytest.raises(ExportError, match=r"max abs error .* \(limit 0\), ESR .*; no IR was written"):
         export_bundle(path, verify_seconds=0.1)
     assert (tmp_path / "amp.bundle" / "manifest.json").read_bytes() == before

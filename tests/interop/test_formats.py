@@ -39,7 +39,7 @@ GUITARML = {
 
 def test_the_format_table_detects_each_format_by_content(tmp_path):
     names = {f.name for f in FORMATS}
-    assert names == {"nam", "rtneural", "guitarml"}
+    assert names == {"nam", "rtneural", "guitarml", "guitarml-conv"}
     assert detect_format(FIX / "guitarml_lstm_8.json") == "guitarml"
     assert detect_format(FIX / "aidax_gru.aidax") == "rtneural"
     assert detect_format(FIX / "nam_lstm_1x6.nam") == "nam"
