@@ -19,6 +19,8 @@ examples:
   edgeamp bench amp.bundle --device CPU --threads 1 --hop-ms 5 --out-dir bench/cpu-5ms
   edgeamp bench amp.bundle --device MYRIAD --json        # OpenVINO 2022.3 + a Myriad stick
   edgeamp bench --arch 64,64,1 --arch 32 --hop-ms 1,2.5,5,10 --batch 1,4,16 --device NPU
+  edgeamp bench --arch wavenet:standard --arch wavenet:feather --hop-ms 2.5,10 --batch 1,4 --device CPU
+  edgeamp bench capture.nam --device CPU --threads 1     # a capture file opens through the import cache
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE", nargs="?", help="a bundle (or none, with --arch)")
     p.add_argument("--arch", action="append", default=[], metavar="UNITS",
                    help="sweep: layer sizes of a random-weight model, e.g. 64,64,1 (the original: last layer 1 unit, "
-                        "no head), 32 (with a dense head) or gru:12 (a GRU, AIDA-X's size); repeatable")
+                        "no head), 32 (with a dense head), gru:12 (a GRU, AIDA-X's size) or wavenet:standard (NAM's "
+                        "WaveNet sizes: standard, lite, feather, nano); repeatable")
     p.add_argument("--batch", type=int_list, metavar="B[,B...]",
                    help="sweep: also time the batched IR at these batch sizes, e.g. 1,4,16")
     p.add_argument("--hops", type=positive_int, default=1000, help="hops to time (default 1000: 10 s at 10 ms hops)")

@@ -22,7 +22,8 @@ Weights (``weights.npz``, names ``wavenet/a{i}/...`` and ``wavenet/a{i}/l{j}/...
 ``head_bias``), and ``wavenet/head_scale (1,)``.
 
 State: what a hop carries to the next is each layer's input history, its last ``d * (K - 1)``
-samples per channel, ``(batch, C * d * (K - 1))`` (channel-major, oldest first), named
+samples per channel, ``(batch, d * (K - 1) * C)`` (time-major: oldest sample first, its C
+channels together, the layout the CPU plugin runs convolutions in), named
 ``h{g}`` for the g-th layer with a history. A NAM player prewarms a WaveNet on reset with its
 receptive field of silence, so it starts from the response to silence, not zeros: the bundle
 stores that state (``wavenet/a{i}/l{j}/h0``) and every stream starts and resets to it.
@@ -258,7 +259,7 @@ def initial_state(arch: WaveNetArchitecture, weights: WaveNetWeights, batch: int
     out = []
     for i, j, a, d in arch.layers():
         if a.history(d):
-            h0 = np.asarray(weights[f"wavenet/a{i}/l{j}/h0"], dtype).reshape(1, -1)
+            h0 = np.asarray(weights[f"wavenet/a{i}/l{j}/h0"], dtype).T.reshape(1, -1)  # (C, L) -> time-major
             out.append((np.tile(h0, (batch, 1)),))
     return tuple(out)
 
@@ -279,8 +280,9 @@ def forward(weights: WaveNetWeights, x: np.ndarray, state: tuple) -> tuple[np.nd
             q = f"{p}/l{j}"
             hist_len = a.history(d)
             if hist_len:
-                full = np.concatenate([state[g][0].reshape(batch, a.channels, hist_len), z], axis=2)
-                new_state.append((full[:, :, full.shape[2] - hist_len :].reshape(batch, -1).copy(),))
+                hist = state[g][0].reshape(batch, hist_len, a.channels).transpose(0, 2, 1)
+                full = np.concatenate([hist, z], axis=2)
+                new_state.append((full[:, :, full.shape[2] - hist_len :].transpose(0, 2, 1).reshape(batch, -1).copy(),))
                 g += 1
             else:
                 full = z
@@ -310,7 +312,7 @@ def prewarmed_state(arch: WaveNetArchitecture, arrays: dict[str, np.ndarray]) ->
     out, g = {}, 0
     for i, j, a, d in arch.layers():
         if a.history(d):
-            out[f"wavenet/a{i}/l{j}/h0"] = state[g][0].reshape(a.channels, a.history(d)).astype(np.float32)
+            out[f"wavenet/a{i}/l{j}/h0"] = state[g][0].reshape(a.history(d), a.channels).T.astype(np.float32)
             g += 1
     return out
 

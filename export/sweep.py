@@ -24,6 +24,8 @@ from edgeamp.edge_runtime.errors import ConfigError, EdgeampError
 from edgeamp.edge_runtime.model import Architecture, Streaming, hop_from_ms, random_weights
 from edgeamp.edge_runtime.progress import progress
 from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
+from edgeamp.edge_runtime.wavenet import nam_preset
+from edgeamp.edge_runtime.wavenet import random_weights as wavenet_random_weights
 
 from .exporter import export_bundle
 
@@ -35,17 +37,22 @@ SAMPLE_RATE = 48000
 class ArchSpec:
     """``64,64,1``: stacked LSTM sizes; ``gru:12``: a GRU stack. A last layer of 1 unit is the
     output (the original experiment); otherwise a dense head follows the last layer (edgeamp's
-    presets, NAM's and AIDA-X's models)."""
+    presets, NAM's and AIDA-X's models). ``wavenet:standard`` (``lite``, ``feather``, ``nano``):
+    NAM's WaveNet sizes."""
 
     units: tuple[int, ...]
     cell: str = "lstm"
+    wavenet: str = ""  # a NAM WaveNet size instead of a recurrent stack
 
     @classmethod
     def parse(cls, text: str) -> ArchSpec:
         cell, _, sizes = text.rpartition(":")
         cell = cell.strip().lower() or "lstm"
+        if cell == "wavenet":
+            nam_preset(sizes.strip().lower())  # names the sizes when unknown
+            return cls((), "wavenet", sizes.strip().lower())
         if cell not in ("lstm", "gru"):
-            raise ConfigError(f"--arch cell {cell!r}: choose lstm or gru (e.g. gru:12)")
+            raise ConfigError(f"--arch cell {cell!r}: choose lstm, gru (e.g. gru:12) or wavenet (wavenet:standard)")
         try:
             units = tuple(int(u) for u in sizes.split(","))
         except ValueError:
@@ -60,10 +67,19 @@ class ArchSpec:
 
     @property
     def name(self) -> str:
+        if self.wavenet:
+            return f"wavenet-{self.wavenet}"
         return f"{self.cell}-" + "-".join(map(str, self.units)) + ("+head" if self.head else "")
 
-    def architecture(self) -> Architecture:
+    def architecture(self):
+        if self.wavenet:
+            return nam_preset(self.wavenet)
         return Architecture(self.units, head=self.head, cell=self.cell)
+
+    def weights(self, seed: int):
+        if self.wavenet:
+            return wavenet_random_weights(self.architecture(), seed=seed)
+        return random_weights(self.architecture(), seed=seed, scale=0.5)
 
 
 def sweep_bundle(root: Path, spec: ArchSpec, hop: int, seed: int = 0) -> Path:
@@ -75,7 +91,7 @@ def sweep_bundle(root: Path, spec: ArchSpec, hop: int, seed: int = 0) -> Path:
     arch = spec.architecture()
     manifest = Manifest(SAMPLE_RATE, arch, Streaming("stateful", hop),
                         provenance={"made_by": "edgeamp bench --arch (random weights, for latency only)", "seed": seed})
-    write_bundle(path, Bundle(manifest, random_weights(arch, seed=seed, scale=0.5)))
+    write_bundle(path, Bundle(manifest, spec.weights(seed)))
     export_bundle(path, verify_seconds=0.5)
     return path
 

@@ -2,10 +2,10 @@
 
 Every dilated layer is a ``Convolution`` (dilation ``d``, no padding) over ``concat(history, hop)``
 of its input, ``(B, C, d*(K-1) + T)``; its new history is the last ``d*(K-1)`` samples, carried as
-``(B, C*d*(K-1))`` like the recurrent family's state: variable ``h{g}`` (``stateful``, starting from
+``(B, d*(K-1)*C)`` (time-major) like the recurrent family's state: variable ``h{g}`` (``stateful``, starting from
 the stored prewarmed state), inputs/outputs ``h_in{g}``/``h_out{g}`` (``explicit_state`` at batch 1,
 ``batched`` with a dynamic batch). The 1x1 convolutions are ``Convolution`` with kernel 1; the input
-mixin (one audio channel) is a broadcast ``Multiply``. Only opset 1-8 ops, which OpenVINO 2022.3
+mixin (one audio channel) a 1x1 ``Convolution`` too (a broadcast ``Multiply`` cost a reorder per layer). Only opset 1-8 ops, which OpenVINO 2022.3
 (the Myriad plugin) reads. A WaveNet has no window semantics: ``window`` is not built.
 """
 
@@ -83,16 +83,19 @@ def build_wavenet_graph(arch: WaveNetArchitecture, weights: WaveNetWeights, spec
             if length:
                 width = a.channels * length
                 if spec.variant == "stateful":
-                    start = w[f"{q}/h0"].reshape(1, width) if arch.initial_state else np.zeros((1, width))
+                    start = w[f"{q}/h0"].T.reshape(1, width) if arch.initial_state else np.zeros((1, width))
                     state = ops6.read_value(_c(start), state_name("h", g), name=f"read_h{g}")
                 else:
                     state = ops.parameter([batch, width], np.float32, name=state_name("h", g, "in"))
                     state.output(0).get_tensor().set_names({state_name("h", g, "in")})
                     params.append(state)
-                hist = ops.reshape(state, _i64([0, a.channels, length]), special_zero=True)
+                # the history is kept time-major, (B, L, C) flattened: the layout the plugin runs the
+                # convolutions in (channels last), so that no reorder is needed around the concat
+                hist = ops.reshape(state, _i64([0, length, a.channels]), special_zero=True)
+                hist = ops.transpose(hist, _i64([0, 2, 1]))
                 full = ops.concat([hist, z], axis=2)  # (B, C, L + T), oldest first
                 new = ops.slice(full, _i64([hop]), _i64([hop + length]), _i64([1]), _i64([2]))
-                new = ops.reshape(new, _i64([0, width]), special_zero=True)
+                new = ops.reshape(ops.transpose(new, _i64([0, 2, 1])), _i64([0, width]), special_zero=True)
                 if spec.variant == "stateful":
                     sinks.append(ops6.assign(new, state_name("h", g), name=f"assign_h{g}"))
                 else:
@@ -102,7 +105,7 @@ def build_wavenet_graph(arch: WaveNetArchitecture, weights: WaveNetWeights, spec
             else:
                 full = z
             pre = ops.convolution(full, _c(w[f"{q}/conv_w"]), [1], [0], [0], [d])  # (B, mid, T)
-            mixin = ops.multiply(cond, _c(w[f"{q}/mixer"][None, :, 0:1]))  # (B, 1, T) * (1, mid, 1)
+            mixin = _conv1x1(cond, w[f"{q}/mixer"])  # (B, 1, T) -> (B, mid, T)
             pre = ops.add(ops.add(pre, _c(w[f"{q}/conv_b"][None, :, None])), mixin)
             if a.gated:
                 c = a.channels
