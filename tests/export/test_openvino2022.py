@@ -146,3 +146,31 @@ def test_render_with_explicit_state_ir_on_openvino_2022_3(py310_env, tmp_path):
     ref = compute_output(bundle.manifest, bundle.weights, audio, knobs)
     assert rate == 48000 and y.shape == audio.shape
     np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
+def test_wavenet_explicit_state_ir_runs_on_openvino_2022_3(py310_env, tmp_path):
+    """A NAM WaveNet (nano, with its prewarmed start state): the Myriad-target IR on 2022.3."""
+    from edgeamp.edge_runtime.wavenet import nam_preset
+    from edgeamp.edge_runtime.wavenet import random_weights as wavenet_weights
+
+    arch = nam_preset("nano")
+    path = write_bundle(tmp_path / "wn.bundle", Bundle(Manifest(48000, arch, Streaming("stateful", 480)),
+                                                       wavenet_weights(arch, seed=3)))
+    bundle = export_bundle(path, variants=("explicit_state", "stateful"), verify_seconds=0.3)
+    audio, knobs = verification_signal(bundle, 0.3, 480)
+    data = {"audio": audio, "knobs": knobs}
+    for variant in ("explicit_state", "stateful"):
+        data[f"ref_{variant}"] = reference_output(bundle, variant, audio, knobs, 480)
+    np.savez(tmp_path / "data.npz", **data)
+    proc = subprocess.run(
+        [str(py310_env), "-c", SCRIPT, str(path), str(tmp_path / "data.npz"), str(tmp_path / "out.json")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    results = json.loads((tmp_path / "out.json").read_text())
+    assert results["openvino"].startswith("2022.3"), results
+    assert results["explicit_state-f32"] <= 1e-6, results
+    assert results["stateful-f32"] <= 1e-6, results
+    assert results["explicit_state-f16"] <= 5e-3, results
