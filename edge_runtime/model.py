@@ -72,6 +72,28 @@ class Knob:
         return self.model_minimum + span * (value - self.minimum) / (self.maximum - self.minimum)
 
 
+DENSE_ACTIVATIONS = ("", "tanh", "relu", "sigmoid", "elu", "softmax", "prelu")
+
+
+@dataclass(frozen=True)
+class Dense:
+    """A dense layer applied to every sample: ``units`` outputs, then ``activation`` ("" linear;
+    ``prelu`` with a learned slope per unit, ``alpha``; ``softmax`` over the units). Weights
+    ``kernel (in, units)``, ``bias (units,)``, and ``alpha (units,)`` for prelu."""
+
+    units: int
+    activation: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.units, bool) or not isinstance(self.units, int) or self.units < 1:
+            raise ConfigError(f"a dense layer needs a positive number of units, got {self.units!r}")
+        if self.activation not in DENSE_ACTIVATIONS:
+            raise ConfigError(f"dense activation {self.activation!r} is not one of {DENSE_ACTIVATIONS}")
+
+    def describe(self) -> str:
+        return f"dense {self.units}" + (f" {self.activation}" if self.activation else "")
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A recurrent stack: audio (+ conditioning channels) in, one audio channel out.
@@ -83,6 +105,9 @@ class Architecture:
     ``skip``: add the audio input to the output (the model learns the residual).
     ``knobs``: conditioning inputs, one extra input channel each, in this order.
     ``initial_state``: the weights hold the state the stack starts from (else zeros).
+    ``front``: dense layers applied to the input before the stack (RTNeural's time-distributed
+    dense); ``hidden``: dense layers between the stack and the head (RTNeural models' hidden
+    layers; they need the head).
     """
 
     units: tuple[int, ...]
@@ -93,8 +118,12 @@ class Architecture:
     initial_state: bool = False
     fir_taps: int = 0  # 0: none; else the length of the learned FIR after the head (>= 2)
     family: Literal["recurrent"] = "recurrent"  # the model family (edge_runtime/families.py)
+    front: tuple[Dense, ...] = ()
+    hidden: tuple[Dense, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.hidden and not self.head:
+            raise ConfigError("hidden dense layers need the dense head after them (the model's one output)")
         if not self.units or any(int(u) < 1 for u in self.units):
             raise ConfigError(f"units must be one or more positive sizes, got {self.units}")
         if self.cell not in GATES:
@@ -128,7 +157,9 @@ class Architecture:
 
     def describe(self) -> str:
         """``LSTM 64-64-1``, ``GRU 12 + dense head + input skip`` (for listings and errors)."""
-        text = f"{self.cell.upper()} {'-'.join(map(str, self.units))}"
+        text = "".join(f"{d.describe()} + " for d in self.front)
+        text += f"{self.cell.upper()} {'-'.join(map(str, self.units))}"
+        text += "".join(f" + {d.describe()}" for d in self.hidden)
         text += (" + dense head" if self.head else "") + (f" + FIR {self.fir_taps}" if self.fir_taps else "")
         return text + (" + input skip" if self.skip else "")
 
@@ -153,6 +184,8 @@ class Architecture:
         shapes: dict[str, tuple[int, ...]] = {}
         n_in = self.input_channels
         g = self.gates
+        for i, d in enumerate(self.front):
+            n_in = _dense_shapes(shapes, f"front{i}", n_in, d)
         for i, units in enumerate(self.units):
             p = f"{self.cell}{i}"
             shapes[f"{p}/kernel"] = (n_in, g * units)
@@ -162,6 +195,8 @@ class Architecture:
                 for kind in self.state_kinds:
                     shapes[f"{p}/{kind}0"] = (units,)
             n_in = units
+        for i, d in enumerate(self.hidden):
+            n_in = _dense_shapes(shapes, f"dense{i}", n_in, d)
         if self.head:
             shapes["head/kernel"] = (n_in, 1)
             shapes["head/bias"] = (1,)
@@ -176,12 +211,24 @@ class Architecture:
         """Multiply-adds x 2 per audio sample (matrix products only)."""
         flops = 0
         n_in = self.input_channels
+        for d in self.front:
+            flops, n_in = flops + 2 * n_in * d.units, d.units
         for units in self.units:
             flops += 2 * (n_in + units) * self.gates * units
             n_in = units
+        for d in self.hidden:
+            flops, n_in = flops + 2 * n_in * d.units, d.units
         if self.head:
             flops += 2 * n_in
         return flops + 2 * self.fir_taps
+
+
+def _dense_shapes(shapes: dict, prefix: str, n_in: int, d: Dense) -> int:
+    shapes[f"{prefix}/kernel"] = (n_in, d.units)
+    shapes[f"{prefix}/bias"] = (d.units,)
+    if d.activation == "prelu":
+        shapes[f"{prefix}/alpha"] = (d.units,)
+    return d.units
 
 
 def state_name(kind: str, layer: int, way: str = "") -> str:
@@ -214,6 +261,20 @@ class LayerWeights:
 
 
 @dataclass(frozen=True)
+class DenseWeights:
+    """One :class:`Dense` layer's weights and its activation."""
+
+    kernel: np.ndarray  # (in, units)
+    bias: np.ndarray  # (units,)
+    activation: str = ""
+    alpha: np.ndarray | None = None  # (units,), prelu only
+
+    def astype(self, dtype: type) -> DenseWeights:
+        return DenseWeights(np.asarray(self.kernel, dtype), np.asarray(self.bias, dtype), self.activation,
+                            None if self.alpha is None else np.asarray(self.alpha, dtype))
+
+
+@dataclass(frozen=True)
 class ModelWeights:
     """All weights of an :class:`Architecture`, as numpy arrays."""
 
@@ -222,10 +283,17 @@ class ModelWeights:
     head_bias: np.ndarray | None = None  # (1,)
     cell: Cell = "lstm"
     fir_taps: np.ndarray | None = None  # (K,): taps[k] multiplies the head output k samples back
+    front: tuple[DenseWeights, ...] = ()
+    hidden: tuple[DenseWeights, ...] = ()
     family = "recurrent"  # the model family (not a field: the arrays say everything else)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
+        for prefix, dense in (("front", self.front), ("dense", self.hidden)):
+            for i, d in enumerate(dense):
+                out[f"{prefix}{i}/kernel"], out[f"{prefix}{i}/bias"] = d.kernel, d.bias
+                if d.alpha is not None:
+                    out[f"{prefix}{i}/alpha"] = d.alpha
         for i, layer in enumerate(self.layers):
             p = f"{self.cell}{i}"
             out[f"{p}/kernel"] = layer.kernel
@@ -274,7 +342,13 @@ class ModelWeights:
             for i in range(len(arch.units))
         )
         head = (np.asarray(arrays["head/kernel"]), np.asarray(arrays["head/bias"])) if arch.head else (None, None)
-        return cls(layers, *head, arch.cell, get("fir/taps"))
+
+        def dense(prefix: str, specs: tuple[Dense, ...]) -> tuple[DenseWeights, ...]:
+            return tuple(DenseWeights(np.asarray(arrays[f"{prefix}{i}/kernel"]),
+                                      np.asarray(arrays[f"{prefix}{i}/bias"]), d.activation,
+                                      get(f"{prefix}{i}/alpha")) for i, d in enumerate(specs))
+
+        return cls(layers, *head, arch.cell, get("fir/taps"), dense("front", arch.front), dense("dense", arch.hidden))
 
     def astype(self, dtype: type) -> ModelWeights:
         cast = lambda a: None if a is None else np.asarray(a, dtype=dtype)  # noqa: E731
@@ -285,6 +359,8 @@ class ModelWeights:
             cast(self.head_bias),
             self.cell,
             cast(self.fir_taps),
+            tuple(d.astype(dtype) for d in self.front),
+            tuple(d.astype(dtype) for d in self.hidden),
         )
 
 
@@ -297,7 +373,12 @@ def random_weights(arch: Architecture, seed: int = 0, scale: float = 0.5) -> Mod
             arrays[name] = np.concatenate([[1.0], 0.3 * rng.uniform(-1, 1, shape[0] - 1)
                                            * np.exp(-np.arange(1, shape[0]) / 8.0)]).astype(np.float32)
             continue
+        if name.endswith("/alpha"):
+            arrays[name] = rng.uniform(0.05, 0.3, size=shape).astype(np.float32)
+            continue
         if name.endswith("kernel"):
+            fan_in = shape[0]
+        elif name.startswith(("front", "dense")):  # a dense layer's bias
             fan_in = shape[0]
         else:  # a bias (G*U,) or (2, G*U), or an initial state (U,): scaled by the layer's units
             fan_in = shape[-1] // arch.gates if name.endswith("bias") else shape[0]

@@ -53,6 +53,25 @@ def initial_state(arch: Architecture, weights: ModelWeights, batch: int = 1, dty
     ) + _fir_state(arch, batch, dtype)
 
 
+def dense(d, y: np.ndarray) -> np.ndarray:
+    """A :class:`~edgeamp.edge_runtime.model.DenseWeights` layer over ``y`` ``(..., in)``."""
+    z = y @ d.kernel.astype(y.dtype) + d.bias.astype(y.dtype)
+    if d.activation == "tanh":
+        return np.tanh(z)
+    if d.activation == "relu":
+        return np.maximum(z, 0.0)
+    if d.activation == "sigmoid":
+        return _sigmoid(z)
+    if d.activation == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
+    if d.activation == "softmax":
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if d.activation == "prelu":
+        return np.where(z >= 0, z, d.alpha.astype(y.dtype) * z)
+    return z
+
+
 def fir(taps: np.ndarray, y: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``out[t] = sum_k taps[k] * y[t - k]`` over ``y`` ``(batch, time)``, the samples before it from
     ``history`` ``(batch, K - 1)`` (oldest first); returns the output and the new history."""
@@ -117,6 +136,8 @@ def forward(
         return REFERENCES[weights.family][0](weights, x, state)
     dtype = state[0][0].dtype
     y = np.asarray(x, dtype=dtype)
+    for d in weights.front:
+        y = dense(d, y)
     new_state = []
     layer_fn = LAYERS[weights.cell]
     for w, layer_state in zip(weights.layers, state[: len(weights.layers)]):
@@ -124,6 +145,8 @@ def forward(
             w.kernel.astype(dtype), w.recurrent_kernel.astype(dtype), w.bias.astype(dtype), y, layer_state
         )
         new_state.append(s)
+    for d in weights.hidden:
+        y = dense(d, y)
     if weights.head_kernel is not None:
         y = y @ weights.head_kernel.astype(dtype) + weights.head_bias.astype(dtype)
     out = y[..., 0]

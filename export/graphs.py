@@ -106,6 +106,25 @@ def _fir(y, history, taps: np.ndarray, time: int):
     return ops.unsqueeze(ops.squeeze(out, _i64([1])), _i64([2])), new_history
 
 
+def _dense(y, d):
+    """A dense layer (``model.DenseWeights``) over ``y`` ``(B, T, in)``: MatMul, bias, activation."""
+    y = ops.add(ops.matmul(y, _const(d.kernel), False, False), _const(d.bias))
+    if d.activation == "tanh":
+        return ops.tanh(y)
+    if d.activation == "relu":
+        return ops.relu(y)
+    if d.activation == "sigmoid":
+        return ops.sigmoid(y)
+    if d.activation == "elu":
+        return ops.elu(y, 1.0)
+    if d.activation == "softmax":
+        return ops.softmax(y, 2)
+    if d.activation == "prelu":  # max(y, 0) + alpha * min(y, 0), alpha per unit (the last axis)
+        alpha = _const(np.asarray(d.alpha).reshape(1, 1, -1))
+        return ops.add(ops.relu(y), ops.multiply(alpha, ops.minimum(y, _const(0.0))))
+    return y
+
+
 def _start(arch: Architecture, layer, kind: str) -> np.ndarray:
     """The ``(1, 1, U)`` state a stream starts from (the stored initial state, else zeros)."""
     value = layer.initial(kind) if arch.initial_state else np.zeros(layer.units)
@@ -136,6 +155,8 @@ def build_batched_graph(arch: Architecture, weights: ModelWeights, spec: GraphSp
     seq_len = ops.broadcast(ops.constant(np.array(hop, dtype=np.int32)), batch)
     results = []
     y = x
+    for d in weights.front:
+        y = _dense(y, d)
     for layer_index, layer in enumerate(weights.layers):
         states = []
         for kind in arch.state_kinds:
@@ -148,6 +169,8 @@ def build_batched_graph(arch: Architecture, weights: ModelWeights, spec: GraphSp
         for port, kind in enumerate(arch.state_kinds, start=1):
             results.append(ops.result(rnn.output(port), name=f"{kind}_out{layer_index}"))
             rnn.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
+    for d in weights.hidden:
+        y = _dense(y, d)
     if arch.head:
         y = ops.add(ops.matmul(y, _const(weights.head_kernel), False, False), _const(weights.head_bias))
     if arch.fir_taps:
@@ -204,6 +227,8 @@ def build_recurrent_graph(arch: Architecture, weights: ModelWeights, spec: Graph
     sinks = []
     seq_len = ops.constant(np.array([time], dtype=np.int32))
     y = x
+    for d in weights.front:
+        y = _dense(y, d)
     for layer_index, layer in enumerate(weights.layers):
         units = layer.units
         states = []
@@ -229,6 +254,8 @@ def build_recurrent_graph(arch: Architecture, weights: ModelWeights, spec: Graph
             elif spec.variant == "explicit_state":
                 results.append(ops.result(rnn.output(port), name=f"{kind}_out{layer_index}"))
                 rnn.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
+    for d in weights.hidden:
+        y = _dense(y, d)
     if arch.head:
         y = ops.add(ops.matmul(y, _const(weights.head_kernel), False, False), _const(weights.head_bias))
     if arch.fir_taps:

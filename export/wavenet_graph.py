@@ -1,12 +1,13 @@
 """The WaveNet family's OpenVINO graphs (edge_runtime/wavenet.py has the equations and layout).
 
 Every dilated layer is a ``Convolution`` (dilation ``d``, no padding) over ``concat(history, hop)``
-of its input, ``(B, C, d*(K-1) + T)``; its new history is the last ``d*(K-1)`` samples, carried as
-``(B, d*(K-1)*C)`` (time-major) like the recurrent family's state: variable ``h{g}`` (``stateful``, starting from
-the stored prewarmed state), inputs/outputs ``h_in{g}``/``h_out{g}`` (``explicit_state`` at batch 1,
-``batched`` with a dynamic batch). The 1x1 convolutions are ``Convolution`` with kernel 1; the input
-mixin (one audio channel) a 1x1 ``Convolution`` too (a broadcast ``Multiply`` cost a reorder per layer). Only opset 1-8 ops, which OpenVINO 2022.3
-(the Myriad plugin) reads. A WaveNet has no window semantics: ``window`` is not built.
+of its input, ``(B, C, d*(K-1) + T)``; its new history is the last ``d*(K-1)`` samples, carried
+time-major as ``(B, d*(K-1)*C)`` like the recurrent family's state: variable ``h{g}``
+(``stateful``, starting from the stored prewarmed state), inputs/outputs ``h_in{g}``/``h_out{g}``
+(``explicit_state`` at batch 1, ``batched`` with a dynamic batch). The 1x1 convolutions, the input
+mixin (one audio channel) among them, are ``Convolution`` with kernel 1 (a broadcast ``Multiply``
+for the mixin cost a reorder per layer). Only opset 1-8 ops, which OpenVINO 2022.3 (the Myriad
+plugin) reads. A WaveNet has no window semantics: ``window`` is not built.
 """
 
 from __future__ import annotations

@@ -128,13 +128,10 @@ def fold_gains(arch: Architecture, weights: ModelWeights, input_gain: float, out
     if not arch.head and output_gain != 1.0:
         raise ModelFormatError(f"{fmt}: output gain {output_gain:g} needs a dense head to fold into; this model "
                                "has none")
-    first = weights.layers[0]
-    kernel = first.kernel.astype(np.float64).copy()
-    kernel[0] *= input_gain
-    layers = (replace(first, kernel=kernel.astype(np.float32)), *weights.layers[1:])
+    weights = _with_first_kernel(weights, lambda kernel, bias: (_scaled_row0(kernel, input_gain), bias))
     if not arch.head:
-        return replace(weights, layers=layers)
-    return replace(weights, layers=layers,
+        return weights
+    return replace(weights,
                    head_kernel=(weights.head_kernel.astype(np.float64) * output_gain).astype(np.float32),
                    head_bias=(weights.head_bias.astype(np.float64) * output_gain).astype(np.float32))
 
@@ -144,21 +141,42 @@ def fold_knob_ranges(arch: Architecture, weights: ModelWeights, model_minimum: f
     """The same model with every knob's model range set to ``model_minimum..model_maximum`` (a
     format's own parameter convention, e.g. AIDA-X's 0..1): each knob's input row of the first
     kernel and the input bias absorb the affine change. Exact up to float32 rounding."""
-    first = weights.layers[0]
-    kernel = first.kernel.astype(np.float64).copy()
-    bias = first.bias.astype(np.float64).copy()
-    in_bias = bias if bias.ndim == 1 else bias[0]  # a GRU's input bias row
     knobs = []
+    maps = []
     for index, knob in enumerate(arch.knobs, start=1):
         # old model input m = a*p + b in terms of the new one p (p in the new range)
         a = (knob.model_maximum - knob.model_minimum) / (model_maximum - model_minimum)
-        b = knob.model_minimum - a * model_minimum
-        in_bias += b * kernel[index]
-        kernel[index] *= a
+        maps.append((index, a, knob.model_minimum - a * model_minimum))
         knobs.append(replace(knob, model_minimum=model_minimum, model_maximum=model_maximum))
-    layers = (LayerWeights(kernel.astype(np.float32), first.recurrent_kernel, bias.astype(np.float32), first.h0,
-                           first.c0), *weights.layers[1:])
-    return replace(arch, knobs=tuple(knobs)), replace(weights, layers=layers)
+
+    def rewrite(kernel, bias):
+        kernel, bias = kernel.astype(np.float64).copy(), bias.astype(np.float64).copy()
+        in_bias = bias if bias.ndim == 1 else bias[0]  # a GRU's input bias row
+        for index, a, b in maps:
+            in_bias += b * kernel[index]
+            kernel[index] *= a
+        return kernel.astype(np.float32), bias.astype(np.float32)
+
+    return replace(arch, knobs=tuple(knobs)), _with_first_kernel(weights, rewrite)
+
+
+def _scaled_row0(kernel: np.ndarray, gain: float) -> np.ndarray:
+    kernel = kernel.astype(np.float64).copy()
+    kernel[0] *= gain  # the audio channel's row
+    return kernel.astype(np.float32)
+
+
+def _with_first_kernel(weights: ModelWeights, fn) -> ModelWeights:
+    """``weights`` with the layer that reads the model's input (the first front dense layer, else the
+    first recurrent layer) rewritten by ``fn(kernel, bias) -> (kernel, bias)``."""
+    if weights.front:
+        first = weights.front[0]
+        kernel, bias = fn(first.kernel, first.bias)
+        return replace(weights, front=(replace(first, kernel=kernel, bias=bias), *weights.front[1:]))
+    first = weights.layers[0]
+    kernel, bias = fn(first.kernel, first.bias)
+    return replace(weights, layers=(LayerWeights(kernel, first.recurrent_kernel, bias, first.h0, first.c0),
+                                    *weights.layers[1:]))
 
 
 def knobs_for(count: int, names: list[str] | None, described, source: str) -> tuple[Knob, ...]:

@@ -179,6 +179,9 @@ def to_nam(bundle: Bundle, *, loudness_input: Path | str | None = None) -> dict:
                                "to the output")
     if arch.fir_taps:
         raise ModelFormatError(f"{fmt}: NAM's LSTM has nothing to hold this model's {arch.fir_taps}-tap FIR stage")
+    if arch.front or arch.hidden:
+        raise ModelFormatError(f"{fmt}: NAM's LSTM is the recurrent stack and a linear head; this model has dense "
+                               "layers around its stack (export it as --format aidax)")
     if len(set(arch.units)) != 1:
         raise ModelFormatError(f"{fmt}: NAM's LSTM has one hidden size for every layer; this model has "
                                f"{'-'.join(map(str, arch.units))}")

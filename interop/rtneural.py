@@ -29,7 +29,7 @@ import numpy as np
 
 from edgeamp.edge_runtime.bundle import Bundle
 from edgeamp.edge_runtime.errors import ModelFormatError
-from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
+from edgeamp.edge_runtime.model import Architecture, Dense, DenseWeights, LayerWeights, ModelWeights
 
 from .common import (
     Imported,
@@ -46,7 +46,7 @@ from .common import (
 # RTNeural's activation names (model_loader.h createActivation); "" is none
 ACTIVATIONS = ("", "tanh", "relu", "sigmoid", "softmax", "elu")
 RECURRENT = ("lstm", "gru")
-OTHER_TYPES = ("conv1d", "conv2d", "time-distributed-dense", "prelu", "batchnorm", "batchnorm2d", "activation")
+OTHER_TYPES = ("conv1d", "conv2d", "batchnorm2d")  # read by RTNeural, not (yet) by edgeamp
 AIDAX_SAMPLE_RATE = 48000
 MAX_UNITS = 1024  # bounds a hostile header before any weight is read (AIDA-X's largest compiled size is 80)
 MAX_LAYERS = 16
@@ -67,8 +67,9 @@ def aidax_player_problem(arch: Architecture) -> str | None:
     if len(arch.units) != 1:
         return (f"AIDA-X's player runs one recurrent layer; this model has {len(arch.units)} "
                 f"({'-'.join(map(str, arch.units))})")
-    if not arch.head:
-        return "AIDA-X's player runs a recurrent layer followed by a dense layer; this model has no dense head"
+    if not arch.head or arch.front or arch.hidden:
+        return ("AIDA-X's player runs one recurrent layer followed by one dense output layer; this model is "
+                f"{arch.describe()}")
     if arch.input_channels not in AIDAX_PLAYER_INPUTS:
         return f"AIDA-X's player takes audio and at most 2 parameters; this model has {len(arch.knobs)} knobs"
     units = arch.units[0]
@@ -110,7 +111,9 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
         raise ModelFormatError(f"{source}: 'layers' must be a non-empty list")
     if len(layers) > MAX_LAYERS:
         raise ModelFormatError(f"{source}: {len(layers)} layers; edgeamp reads at most {MAX_LAYERS}")
-    cells, parsed, head = set(), [], None
+    cells, parsed = set(), []
+    front: list[list] = []  # dense layers before the stack: [kernel, bias, activation, alpha]
+    after: list[list] = []  # dense layers after the last recurrent layer so far
     n_prev = channels
     for index, layer in enumerate(layers):
         if not isinstance(layer, dict):
@@ -123,14 +126,13 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
         weights = layer.get("weights")
         if not isinstance(weights, list):
             raise ModelFormatError(f"{source}: layer {index} ({kind}) has no 'weights' list")
-        if head is not None:
-            raise ModelFormatError(f"{source}: layer {index} ({kind}) follows the dense layer; edgeamp deploys "
-                                   "recurrent layers followed by one linear dense output layer")
-        units = _units(layer, index, source) if kind in (*RECURRENT, "dense") else 0
+        dense_kinds = ("dense", "time-distributed-dense")
+        units = _units(layer, index, source) if kind in (*RECURRENT, *dense_kinds) else n_prev
         if units > MAX_UNITS:
             raise ModelFormatError(f"{source}: layer {index} ({kind}) declares {units} units (at most {MAX_UNITS} "
                                    "here); refused before reading weights")
         where = f"layer {index} ({kind}, {units} units)"
+        stage = after if parsed else front
         if kind in RECURRENT:
             cells.add(kind)
             gates = 4 if kind == "lstm" else 3
@@ -138,42 +140,98 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
                 raise ModelFormatError(f"{source}: {where} has {len(weights)} weight arrays, expected 3 "
                                        "(kernel, recurrent kernel, bias)")
             bias_shape = (gates * units,) if kind == "lstm" else (2, gates * units)
-            parsed.append(LayerWeights(
-                as_array(weights[0], (n_prev, gates * units), f"{where} kernel", source),
-                as_array(weights[1], (units, gates * units), f"{where} recurrent kernel", source),
-                as_array(weights[2], bias_shape, f"{where} bias", source)))
-            n_prev = units
-        elif kind == "dense":
-            if not parsed:
-                raise ModelFormatError(f"{source}: {where} comes before any recurrent layer; edgeamp deploys "
-                                       "LSTM/GRU models")
-            if activation:
-                raise ModelFormatError(f"{source}: {where} has activation {activation!r}; edgeamp's output layer is "
-                                       "linear")
-            if units != 1 or len(weights) != 2:
-                raise ModelFormatError(f"{source}: {where}: edgeamp's output layer is one linear unit with a bias "
-                                       f"({len(weights)} weight arrays given)")
-            head = (as_array(weights[0], (n_prev, 1), f"{where} kernel", source),
-                    as_array(weights[1], (1,), f"{where} bias", source))
+            kernel = as_array(weights[0], (n_prev, gates * units), f"{where} kernel", source)
+            bias = as_array(weights[2], bias_shape, f"{where} bias", source)
+            if after:  # dense layers between recurrent layers: exact only when linear (folded into the kernel)
+                if any(d[2] for d in after):
+                    raise ModelFormatError(f"{source}: {where} follows a dense layer with an activation; edgeamp runs "
+                                           "dense layers before the first and after the last recurrent layer")
+                for d in reversed(after):
+                    bias = bias + (d[1] @ kernel if bias.ndim == 1 else np.stack([d[1] @ kernel, np.zeros_like(
+                        bias[1])]))
+                    kernel = d[0] @ kernel
+                after.clear()
+                kernel, bias = kernel.astype(np.float32), bias.astype(np.float32)
+            parsed.append(LayerWeights(kernel, as_array(weights[1], (units, gates * units),
+                                                        f"{where} recurrent kernel", source), bias))
+        elif kind in dense_kinds:
+            if len(weights) not in (1, 2):
+                raise ModelFormatError(f"{source}: {where} has {len(weights)} weight arrays, expected 2 (kernel, "
+                                       "bias) or 1 (kernel, no bias)")
+            if activation == "softmax" and units == 1:
+                raise ModelFormatError(f"{source}: {where}: a softmax over one unit is constant")
+            bias = as_array(weights[1], (units,), f"{where} bias", source) if len(weights) == 2 else (
+                np.zeros(units, np.float32))
+            stage.append([as_array(weights[0], (n_prev, units), f"{where} kernel", source), bias, activation, None])
+        elif kind in ("activation", "prelu"):
+            alpha = None
+            if kind == "prelu":
+                if len(weights) != 1:
+                    raise ModelFormatError(f"{source}: {where} has {len(weights)} weight arrays, expected 1 (alpha)")
+                try:  # RTNeural reads weights[0][0]: Keras' alpha, (1, units) or (units,)
+                    flat = np.asarray(weights[0], dtype=np.float64).reshape(-1).tolist()
+                except (TypeError, ValueError) as exc:
+                    raise ModelFormatError(f"{source}: {where} alpha is not an array of numbers ({exc})") from exc
+                alpha = as_array(flat, (n_prev,), f"{where} alpha", source)
+            act = "prelu" if kind == "prelu" else activation
+            if not act:
+                continue  # an activation layer of none
+            if not stage or stage[-1][2]:  # on a recurrent layer's output, or after another activation
+                stage.append([np.eye(n_prev, dtype=np.float32), np.zeros(n_prev, np.float32), "", None])
+            stage[-1][2], stage[-1][3] = act, alpha
+        elif kind == "batchnorm":
+            eps = layer.get("epsilon")
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < 1:
+                raise ModelFormatError(f"{source}: {where} needs an 'epsilon' number, got {str(eps)[:40]!r}")
+            if len(weights) not in (2, 4):
+                raise ModelFormatError(f"{source}: {where} has {len(weights)} weight arrays, expected 4 (gamma, beta, "
+                                       "mean, variance) or 2 (mean, variance)")
+            arrays = [as_array(w, (n_prev,), f"{where} weights[{i}]", source).astype(np.float64)
+                      for i, w in enumerate(weights)]
+            gamma, beta = (arrays[0], arrays[1]) if len(arrays) == 4 else (np.ones(n_prev), np.zeros(n_prev))
+            mean, var = arrays[-2], arrays[-1]
+            if np.any(var + eps <= 0):
+                raise ModelFormatError(f"{source}: {where} has a variance + epsilon that is not positive")
+            scale = gamma / np.sqrt(var + eps)
+            shift = beta - mean * scale
+            if stage and not stage[-1][2]:  # after a linear dense layer: folded into it, exactly
+                stage[-1][0] = (stage[-1][0].astype(np.float64) * scale).astype(np.float32)
+                stage[-1][1] = (stage[-1][1].astype(np.float64) * scale + shift).astype(np.float32)
+            else:  # a per-unit affine map of its own: a diagonal dense layer
+                stage.append([np.diag(scale).astype(np.float32), shift.astype(np.float32), "", None])
         elif kind in OTHER_TYPES:
-            raise ModelFormatError(f"{source}: layer {index} is {kind!r}; edgeamp deploys LSTM/GRU stacks with a dense "
-                                   "output layer")
+            raise ModelFormatError(f"{source}: layer {index} is {kind!r}; edgeamp runs RTNeural's lstm, gru, dense, "
+                                   "activation, prelu and batchnorm layers")
         else:
-            raise ModelFormatError(f"{source}: layer {index} has unknown type {kind!r}")
+            raise ModelFormatError(f"{source}: layer {index} has unknown type {str(kind)[:40]!r}")
+        n_prev = units
     if not parsed:
         raise ModelFormatError(f"{source}: no lstm or gru layer; edgeamp deploys LSTM/GRU models")
     if len(cells) > 1:
         raise ModelFormatError(f"{source}: the stack mixes lstm and gru layers; edgeamp deploys one cell type per "
                                "model")
-    if head is None and n_prev != 1:
+    head = None
+    if after:
+        last = after[-1]
+        if last[0].shape[1] != 1:
+            raise ModelFormatError(f"{source}: the last layer has {last[0].shape[1]} units: the model has no single "
+                                   "audio output")
+        if last[2]:
+            raise ModelFormatError(f"{source}: the output layer (dense, 1 unit) has activation {last[2]!r}; edgeamp's "
+                                   "output layer is linear")
+        head = (last[0], last[1])
+        after.pop()
+    elif n_prev != 1:
         raise ModelFormatError(f"{source}: the last layer has {n_prev} units and no dense layer follows: the model "
                                "has no single audio output")
     cell = cells.pop()
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     knobs = knobs_for(channels - 1, knob_names, meta.get("parameters"), source) if channels > 1 else ()
     arch = Architecture(tuple(layer.units for layer in parsed), head=head is not None, skip=bool(skip),
-                        knobs=knobs, cell=cell)
-    weights = ModelWeights(tuple(parsed), *(head or (None, None)), cell=cell)
+                        knobs=knobs, cell=cell, front=tuple(Dense(d[0].shape[1], d[2]) for d in front),
+                        hidden=tuple(Dense(d[0].shape[1], d[2]) for d in after))
+    weights = ModelWeights(tuple(parsed), *(head or (None, None)), cell=cell,
+                           front=tuple(DenseWeights(*d) for d in front), hidden=tuple(DenseWeights(*d) for d in after))
     rate = None
     for where, holder in (("metadata", meta), ("", doc)):
         for key in ("samplerate", "sample_rate"):
@@ -200,6 +258,17 @@ def _check_pair(doc: dict, channels: int, source: str) -> tuple[np.ndarray, np.n
     model_in = np.zeros((len(x), channels), np.float32)
     model_in[:, 0] = audio
     return model_in, out
+
+
+def _dense_layers(d: DenseWeights) -> list[dict]:
+    """A dense layer as RTNeural JSON: one ``dense`` with its activation, or ``dense`` + ``prelu``."""
+    units = int(d.kernel.shape[1])
+    out = [{"type": "dense", "activation": "" if d.activation == "prelu" else d.activation,
+            "shape": [None, None, units], "weights": [d.kernel.tolist(), d.bias.tolist()]}]
+    if d.activation == "prelu":
+        out.append({"type": "prelu", "activation": "", "shape": [None, None, units],
+                    "weights": [[np.asarray(d.alpha).tolist()]]})
+    return out
 
 
 def to_rtneural(bundle: Bundle, *, strict: bool = False) -> dict:
@@ -239,10 +308,11 @@ def to_rtneural(bundle: Bundle, *, strict: bool = False) -> dict:
         in_gain = out_gain = 1.0
     weights = fold_gains(arch, bundle.weights, in_gain, out_gain, fmt)
     arch, weights = fold_knob_ranges(arch, weights, 0.0, 1.0)
-    layers = []
+    layers = [entry for d in weights.front for entry in _dense_layers(d)]
     for layer in weights.layers:
         layers.append({"type": arch.cell, "activation": "tanh", "shape": [None, None, layer.units],
                        "weights": [layer.kernel.tolist(), layer.recurrent_kernel.tolist(), layer.bias.tolist()]})
+    layers += [entry for d in weights.hidden for entry in _dense_layers(d)]
     if arch.head:
         layers.append({"type": "dense", "activation": "", "shape": [None, None, 1],
                        "weights": [weights.head_kernel.tolist(), weights.head_bias.tolist()]})

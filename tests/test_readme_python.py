@@ -35,6 +35,7 @@ def test_readme_python_blocks_run(exported_bundles, tmp_path, monkeypatch, capsy
     shutil.copy(REPO / "tests" / "fixtures" / "interop" / "nam_lstm_1x6.nam", tmp_path / "capture.nam")
     sf.write(tmp_path / "di.wav", np.resize(golden_signal(48000), 48000), 48000, subtype="FLOAT")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EDGEAMP_CACHE_DIR", str(tmp_path / "cache"))  # load("capture.nam") imports here
     namespace: dict = {"__name__": "readme"}
     for block in python_blocks():
         exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own examples

@@ -259,6 +259,9 @@ def check_fine_tune(init: Bundle, knobs: tuple[Knob, ...], rate: int, config: Tr
     if m.architecture.family != "recurrent":
         raise ConfigError(f"{where}: a {m.architecture.describe()}; edgeamp trains recurrent models (LSTM/GRU), "
                           "not this family")
+    if m.architecture.front or m.architecture.hidden:
+        raise ConfigError(f"{where}: the model has dense layers around its recurrent stack "
+                          f"({m.architecture.describe()}), which edgeamp's trainer does not build")
     if m.sample_rate != rate:
         raise ConfigError(f"{where}: the model runs at {m.sample_rate} Hz, the recordings are {rate} Hz")
     if tuple(k.name for k in knobs) != m.architecture.knob_names:

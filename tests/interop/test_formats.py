@@ -307,3 +307,52 @@ def test_nam_export_writes_nam_metadata_with_loudness_as_nam_computes_it(tmp_pat
     monkeypatch.setattr(nam, "loudness_input_path", lambda: None)
     meta = json.loads(export_model(b, tmp_path / "m.nam", "nam").read_text())["metadata"]
     assert "loudness" not in meta and "gain" not in meta and meta["name"] == "fixture nam_lstm_2x4"
+
+
+# ---- RTNeural's layers around the recurrent part (fixtures by RTNeural's own writer, Keras' output) ----
+RTN = np.load(FIX / "expected_rtneural_layers.npz")
+RTN_MODELS = {
+    "rtneural_gru_dense_sigmoid": "GRU 8 + dense 8 sigmoid + dense head",
+    "rtneural_td_dense_lstm": "dense 6 tanh + LSTM 6 + dense head",
+    "rtneural_prelu_bn_elu": "LSTM 6 + dense 5 prelu + dense 5 elu + dense head",
+    "rtneural_bn_folded": "GRU 5 + dense 4 + dense head",  # the BatchNormalization folds into the dense layer
+}
+
+
+@pytest.mark.parametrize("name", sorted(RTN_MODELS))
+def test_rtneural_dense_activation_prelu_batchnorm_layers_reproduce_keras(tmp_path, name):
+    b = import_model(FIX / f"{name}.json", tmp_path / "m.bundle", sample_rate=48000, export=True,
+                     variants=("stateful", "explicit_state", "batched"), precisions=("f32",), verify_seconds=0.2)
+    assert b.architecture.describe() == RTN_MODELS[name]
+    x = RTN["input"]
+    ref = reference.run_stateful(b.architecture, b.weights, x.astype(np.float64))[0][0]
+    np.testing.assert_allclose(ref, RTN[name], atol=2e-6, err_msg="numpy reference vs Keras")
+    for variant in ("stateful", "explicit_state"):
+        y = edgeamp.load(b.path, device="CPU", variant=variant, precision="f32")(x, 48000)
+        np.testing.assert_allclose(y, RTN[name], atol=2e-5, err_msg=f"{variant} IR vs Keras")
+    # and back out to RTNeural JSON: the same model
+    out = export_model(b, tmp_path / "m.aidax", "aidax")
+    again = import_model(out, tmp_path / "again.bundle")
+    np.testing.assert_allclose(edgeamp.load(again.path, backend="numpy")(x, 48000), ref, atol=1e-6)
+
+
+def test_rtneural_layers_edgeamp_cannot_run_are_refused_by_name(tmp_path):
+    doc = json.loads((FIX / "rtneural_gru_dense_sigmoid.json").read_text())
+    conv = {"type": "conv1d", "activation": "", "shape": [None, None, 2], "weights": [], "kernel_size": [3],
+            "dilation": [1]}
+    cases = [
+        ({**doc, "layers": [conv, *doc["layers"]]}, "layer 0 is 'conv1d'"),
+        ({**doc, "layers": [doc["layers"][0], doc["layers"][1], {**doc["layers"][0], "weights": [
+            np.zeros((8, 24)).tolist(), np.zeros((8, 24)).tolist(), np.zeros((2, 24)).tolist()]}, doc["layers"][2]]},
+         "follows a dense layer with an activation"),
+        ({**doc, "layers": [*doc["layers"][:-1], {**doc["layers"][-1], "activation": "tanh"}]},
+         "output layer .* activation 'tanh'; edgeamp's output layer is linear"),
+        ({**doc, "layers": [*doc["layers"][:1], {"type": "batchnorm", "activation": "", "shape": [None, None, 8],
+                                                 "weights": [[1.0] * 8, [0.0] * 8]}, *doc["layers"][1:]]},
+         "needs an 'epsilon' number"),
+    ]
+    for i, (bad, match) in enumerate(cases):
+        (tmp_path / f"{i}.json").write_text(json.dumps(bad))
+        with pytest.raises(ModelFormatError, match=match):
+            import_model(tmp_path / f"{i}.json", tmp_path / f"{i}.bundle", sample_rate=48000)
+        assert not (tmp_path / f"{i}.bundle").exists()
