@@ -52,7 +52,7 @@ class ArchSpec:
             nam_preset(sizes.strip().lower())  # names the sizes when unknown
             return cls((), "wavenet", sizes.strip().lower())
         if cell not in ("lstm", "gru"):
-            raise ConfigError(f"--arch cell {cell!r}: choose lstm, gru (e.g. gru:12) or wavenet (wavenet:standard)")
+            raise ConfigError(f"--arch cell {cell!r}: choose lstm or gru (e.g. gru:12), or wavenet (wavenet:standard)")
         try:
             units = tuple(int(u) for u in sizes.split(","))
         except ValueError:
