@@ -73,25 +73,43 @@ class Knob:
 
 
 DENSE_ACTIVATIONS = ("", "tanh", "relu", "sigmoid", "elu", "softmax", "prelu")
+MAX_CONV_HISTORY = 1 << 16
 
 
 @dataclass(frozen=True)
 class Dense:
     """A dense layer applied to every sample: ``units`` outputs, then ``activation`` ("" linear;
     ``prelu`` with a learned slope per unit, ``alpha``; ``softmax`` over the units). Weights
-    ``kernel (in, units)``, ``bias (units,)``, and ``alpha (units,)`` for prelu."""
+    ``kernel (in, units)``, ``bias (units,)``, and ``alpha (units,)`` for prelu.
+
+    With ``kernel_size`` K > 1 it is a causal 1-D convolution (RTNeural's ``conv1d``, Keras'
+    ``Conv1D`` with causal padding): ``y[t] = sum_j kernel[j] . x[t - dilation * (K - 1 - j)]``,
+    kernel ``(K, in, units)``; its state is the last ``dilation * (K - 1)`` inputs, ``(batch,
+    dilation * (K - 1) * in)`` time-major (oldest first), zeros at the start as in RTNeural."""
 
     units: int
     activation: str = ""
+    kernel_size: int = 1
+    dilation: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.units, bool) or not isinstance(self.units, int) or self.units < 1:
-            raise ConfigError(f"a dense layer needs a positive number of units, got {self.units!r}")
+        for name in ("units", "kernel_size", "dilation"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"a dense/conv layer needs a positive {name}, got {value!r}")
+        if self.history > MAX_CONV_HISTORY:
+            raise ConfigError(f"a conv1d layer keeps {self.history} samples of history (at most {MAX_CONV_HISTORY})")
         if self.activation not in DENSE_ACTIVATIONS:
             raise ConfigError(f"dense activation {self.activation!r} is not one of {DENSE_ACTIVATIONS}")
 
+    @property
+    def history(self) -> int:
+        return self.dilation * (self.kernel_size - 1)
+
     def describe(self) -> str:
-        return f"dense {self.units}" + (f" {self.activation}" if self.activation else "")
+        kind = f"conv1d {self.units} k{self.kernel_size} d{self.dilation}" if self.kernel_size > 1 else (
+            f"dense {self.units}")
+        return kind + (f" {self.activation}" if self.activation else "")
 
 
 @dataclass(frozen=True)
@@ -177,7 +195,20 @@ class Architecture:
         """Every recurrent state tensor in graph order: ``(kind, layer, width)``; ``("fir", -1, K - 1)``
         last when there is a FIR stage (its history of head outputs)."""
         sizes = [(kind, i, u) for i, u in enumerate(self.units) for kind in self.state_kinds]
-        return sizes + ([("fir", -1, self.fir_taps - 1)] if self.fir_taps else [])
+        sizes += [("fir", -1, self.fir_taps - 1)] if self.fir_taps else []
+        return sizes + [("conv", g, width) for g, width in enumerate(self.conv_histories())]
+
+    def conv_histories(self) -> list[int]:
+        """The state width of every conv1d layer (front, then hidden), in order."""
+        out, n_in = [], self.input_channels
+        for d in self.front:
+            out += [d.history * n_in] if d.history else []
+            n_in = d.units
+        n_in = self.units[-1]
+        for d in self.hidden:
+            out += [d.history * n_in] if d.history else []
+            n_in = d.units
+        return out
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         """The shape of every array in ``weights.npz``, by name."""
@@ -212,19 +243,19 @@ class Architecture:
         flops = 0
         n_in = self.input_channels
         for d in self.front:
-            flops, n_in = flops + 2 * n_in * d.units, d.units
+            flops, n_in = flops + 2 * n_in * d.units * d.kernel_size, d.units
         for units in self.units:
             flops += 2 * (n_in + units) * self.gates * units
             n_in = units
         for d in self.hidden:
-            flops, n_in = flops + 2 * n_in * d.units, d.units
+            flops, n_in = flops + 2 * n_in * d.units * d.kernel_size, d.units
         if self.head:
             flops += 2 * n_in
         return flops + 2 * self.fir_taps
 
 
 def _dense_shapes(shapes: dict, prefix: str, n_in: int, d: Dense) -> int:
-    shapes[f"{prefix}/kernel"] = (n_in, d.units)
+    shapes[f"{prefix}/kernel"] = (n_in, d.units) if d.kernel_size == 1 else (d.kernel_size, n_in, d.units)
     shapes[f"{prefix}/bias"] = (d.units,)
     if d.activation == "prelu":
         shapes[f"{prefix}/alpha"] = (d.units,)
@@ -264,14 +295,19 @@ class LayerWeights:
 class DenseWeights:
     """One :class:`Dense` layer's weights and its activation."""
 
-    kernel: np.ndarray  # (in, units)
+    kernel: np.ndarray  # (in, units); (K, in, units) for a conv1d
     bias: np.ndarray  # (units,)
     activation: str = ""
     alpha: np.ndarray | None = None  # (units,), prelu only
+    dilation: int = 1
+
+    @property
+    def history(self) -> int:
+        return 0 if self.kernel.ndim == 2 else self.dilation * (self.kernel.shape[0] - 1)
 
     def astype(self, dtype: type) -> DenseWeights:
         return DenseWeights(np.asarray(self.kernel, dtype), np.asarray(self.bias, dtype), self.activation,
-                            None if self.alpha is None else np.asarray(self.alpha, dtype))
+                            None if self.alpha is None else np.asarray(self.alpha, dtype), self.dilation)
 
 
 @dataclass(frozen=True)
@@ -346,7 +382,7 @@ class ModelWeights:
         def dense(prefix: str, specs: tuple[Dense, ...]) -> tuple[DenseWeights, ...]:
             return tuple(DenseWeights(np.asarray(arrays[f"{prefix}{i}/kernel"]),
                                       np.asarray(arrays[f"{prefix}{i}/bias"]), d.activation,
-                                      get(f"{prefix}{i}/alpha")) for i, d in enumerate(specs))
+                                      get(f"{prefix}{i}/alpha"), d.dilation) for i, d in enumerate(specs))
 
         return cls(layers, *head, arch.cell, get("fir/taps"), dense("front", arch.front), dense("dense", arch.hidden))
 
@@ -377,7 +413,7 @@ def random_weights(arch: Architecture, seed: int = 0, scale: float = 0.5) -> Mod
             arrays[name] = rng.uniform(0.05, 0.3, size=shape).astype(np.float32)
             continue
         if name.endswith("kernel"):
-            fan_in = shape[0]
+            fan_in = shape[0] if len(shape) == 2 else shape[0] * shape[1]
         elif name.startswith(("front", "dense")):  # a dense layer's bias
             fan_in = shape[0]
         else:  # a bias (G*U,) or (2, G*U), or an initial state (U,): scaled by the layer's units

@@ -37,7 +37,9 @@ def zero_state(arch: Architecture, batch: int = 1, dtype: type = np.float64) -> 
 
 
 def _fir_state(arch: Architecture, batch: int, dtype: type) -> State:
-    return ((np.zeros((batch, arch.fir_taps - 1), dtype),),) if arch.fir_taps else ()
+    """The FIR stage's history, then every conv1d layer's (all start from zeros)."""
+    fir = ((np.zeros((batch, arch.fir_taps - 1), dtype),),) if arch.fir_taps else ()
+    return fir + tuple((np.zeros((batch, width), dtype),) for width in arch.conv_histories())
 
 
 def initial_state(arch: Architecture, weights: ModelWeights, batch: int = 1, dtype: type = np.float64) -> State:
@@ -53,9 +55,25 @@ def initial_state(arch: Architecture, weights: ModelWeights, batch: int = 1, dty
     ) + _fir_state(arch, batch, dtype)
 
 
+def conv1d(d, y: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A causal conv1d layer (``DenseWeights`` with a ``(K, in, units)`` kernel) over ``y`` ``(B, T,
+    in)``, the inputs before it from ``history`` ``(B, L * in)`` (time-major, oldest first): the
+    output ``(B, T, units)`` and the new history."""
+    k, n_in, _ = d.kernel.shape
+    length = d.history
+    full = np.concatenate([history.reshape(y.shape[0], length, n_in), y], axis=1)  # (B, L + T, in)
+    time = y.shape[1]
+    z = d.bias.astype(y.dtype) + sum(full[:, j * d.dilation : j * d.dilation + time] @ d.kernel[j].astype(y.dtype)
+                                     for j in range(k))
+    return _activate(d, z), full[:, full.shape[1] - length :].reshape(y.shape[0], -1).copy()
+
+
 def dense(d, y: np.ndarray) -> np.ndarray:
     """A :class:`~edgeamp.edge_runtime.model.DenseWeights` layer over ``y`` ``(..., in)``."""
-    z = y @ d.kernel.astype(y.dtype) + d.bias.astype(y.dtype)
+    return _activate(d, y @ d.kernel.astype(y.dtype) + d.bias.astype(y.dtype))
+
+
+def _activate(d, z: np.ndarray) -> np.ndarray:
     if d.activation == "tanh":
         return np.tanh(z)
     if d.activation == "relu":
@@ -68,7 +86,7 @@ def dense(d, y: np.ndarray) -> np.ndarray:
         e = np.exp(z - z.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
     if d.activation == "prelu":
-        return np.where(z >= 0, z, d.alpha.astype(y.dtype) * z)
+        return np.where(z >= 0, z, d.alpha.astype(z.dtype) * z)
     return z
 
 
@@ -136,8 +154,19 @@ def forward(
         return REFERENCES[weights.family][0](weights, x, state)
     dtype = state[0][0].dtype
     y = np.asarray(x, dtype=dtype)
+    n = len(weights.layers)
+    convs = list(state[n + (weights.fir_taps is not None) :])  # the conv1d histories, in order
+    new_convs = []
+
+    def layer(d, y):
+        if not d.history:
+            return dense(d, y)
+        out, history = conv1d(d, y, convs[len(new_convs)][0])
+        new_convs.append((history,))
+        return out
+
     for d in weights.front:
-        y = dense(d, y)
+        y = layer(d, y)
     new_state = []
     layer_fn = LAYERS[weights.cell]
     for w, layer_state in zip(weights.layers, state[: len(weights.layers)]):
@@ -146,16 +175,16 @@ def forward(
         )
         new_state.append(s)
     for d in weights.hidden:
-        y = dense(d, y)
+        y = layer(d, y)
     if weights.head_kernel is not None:
         y = y @ weights.head_kernel.astype(dtype) + weights.head_bias.astype(dtype)
     out = y[..., 0]
     if weights.fir_taps is not None:
-        out, history = fir(weights.fir_taps.astype(dtype), out, state[-1][0])
+        out, history = fir(weights.fir_taps.astype(dtype), out, state[n][0])
         new_state.append((history,))
     if skip:
         out = out + np.asarray(x[..., 0], dtype=dtype)
-    return out, tuple(new_state)
+    return out, tuple(new_state + new_convs)
 
 
 def _check_input(arch: Architecture, x: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ import openvino.opset6 as ops6
 import openvino.opset8 as ops
 
 from edgeamp.edge_runtime.errors import ConfigError
-from edgeamp.edge_runtime.model import Architecture, ModelWeights
+from edgeamp.edge_runtime.model import Architecture, ModelWeights, state_name
 
 from .variants import VARIANTS
 
@@ -106,9 +106,32 @@ def _fir(y, history, taps: np.ndarray, time: int):
     return ops.unsqueeze(ops.squeeze(out, _i64([1])), _i64([2])), new_history
 
 
+def _layer(y, d, io, index: list):
+    """A dense layer over ``y`` ``(B, T, in)``, or a conv1d one with its history from ``io(g, width)``
+    (which returns the history node and a function taking the new one); ``index`` counts convs."""
+    if not d.history:
+        return _dense(y, d)
+    k, n_in, units = d.kernel.shape
+    length = d.history
+    history, done = io(index[0], length * n_in)
+    index[0] += 1
+    hist = ops.reshape(history, _i64([0, length, n_in]), special_zero=True)
+    full = ops.concat([hist, y], axis=1)  # (B, L + T, in), oldest first
+    total = ops.gather(ops.shape_of(full, "i64"), _i64([1]), _i64(0))
+    new = ops.slice(full, ops.subtract(total, _i64([length])), total, _i64([1]), _i64([1]))
+    done(ops.reshape(new, _i64([0, length * n_in]), special_zero=True))
+    # Convolution is a cross-correlation over (B, in, L + T): Keras' kernel (K, in, units) as (units, in, K)
+    z = ops.convolution(ops.transpose(full, _i64([0, 2, 1])), _const(np.transpose(d.kernel, (2, 1, 0))), [1], [0],
+                        [0], [d.dilation])
+    return _activate(ops.add(ops.transpose(z, _i64([0, 2, 1])), _const(d.bias)), d)
+
+
 def _dense(y, d):
     """A dense layer (``model.DenseWeights``) over ``y`` ``(B, T, in)``: MatMul, bias, activation."""
-    y = ops.add(ops.matmul(y, _const(d.kernel), False, False), _const(d.bias))
+    return _activate(ops.add(ops.matmul(y, _const(d.kernel), False, False), _const(d.bias)), d)
+
+
+def _activate(y, d):
     if d.activation == "tanh":
         return ops.tanh(y)
     if d.activation == "relu":
@@ -154,9 +177,21 @@ def build_batched_graph(arch: Architecture, weights: ModelWeights, spec: GraphSp
     batch = ops.gather(ops.shape_of(audio, "i64"), _i64([0]), _i64(0))  # (1,): B
     seq_len = ops.broadcast(ops.constant(np.array(hop, dtype=np.int32)), batch)
     results = []
+
+    def conv_io(g: int, width: int):
+        p = ops.parameter([-1, width], np.float32, name=state_name("conv", g, "in"))
+        p.output(0).get_tensor().set_names({state_name("conv", g, "in")})
+        params.append(p)
+
+        def done(new):
+            results.append(ops.result(new, name=state_name("conv", g, "out")))
+            new.output(0).get_tensor().set_names({state_name("conv", g, "out")})
+
+        return p, done
     y = x
+    convs = [0]
     for d in weights.front:
-        y = _dense(y, d)
+        y = _layer(y, d, conv_io, convs)
     for layer_index, layer in enumerate(weights.layers):
         states = []
         for kind in arch.state_kinds:
@@ -170,7 +205,7 @@ def build_batched_graph(arch: Architecture, weights: ModelWeights, spec: GraphSp
             results.append(ops.result(rnn.output(port), name=f"{kind}_out{layer_index}"))
             rnn.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
     for d in weights.hidden:
-        y = _dense(y, d)
+        y = _layer(y, d, conv_io, convs)
     if arch.head:
         y = ops.add(ops.matmul(y, _const(weights.head_kernel), False, False), _const(weights.head_bias))
     if arch.fir_taps:
@@ -225,10 +260,28 @@ def build_recurrent_graph(arch: Architecture, weights: ModelWeights, spec: Graph
 
     results = []
     sinks = []
+
+    def conv_io(g: int, width: int):
+        zeros = np.zeros((1, width), np.float32)
+        if spec.variant == "stateful":
+            node = ops6.read_value(_const(zeros), state_name("conv", g), name=f"read_conv{g}")
+            return node, lambda new: sinks.append(ops6.assign(new, state_name("conv", g), name=f"assign_conv{g}"))
+        if spec.variant == "explicit_state":
+            p = ops.parameter([1, width], np.float32, name=state_name("conv", g, "in"))
+            p.output(0).get_tensor().set_names({state_name("conv", g, "in")})
+            params.append(p)
+
+            def done(new):
+                results.append(ops.result(new, name=state_name("conv", g, "out")))
+                new.output(0).get_tensor().set_names({state_name("conv", g, "out")})
+
+            return p, done
+        return _const(zeros), lambda new: None  # window: every window starts from zeros
     seq_len = ops.constant(np.array([time], dtype=np.int32))
     y = x
+    convs = [0]
     for d in weights.front:
-        y = _dense(y, d)
+        y = _layer(y, d, conv_io, convs)
     for layer_index, layer in enumerate(weights.layers):
         units = layer.units
         states = []
@@ -255,7 +308,7 @@ def build_recurrent_graph(arch: Architecture, weights: ModelWeights, spec: Graph
                 results.append(ops.result(rnn.output(port), name=f"{kind}_out{layer_index}"))
                 rnn.output(port).get_tensor().set_names({f"{kind}_out{layer_index}"})
     for d in weights.hidden:
-        y = _dense(y, d)
+        y = _layer(y, d, conv_io, convs)
     if arch.head:
         y = ops.add(ops.matmul(y, _const(weights.head_kernel), False, False), _const(weights.head_bias))
     if arch.fir_taps:

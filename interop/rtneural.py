@@ -143,9 +143,9 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
             kernel = as_array(weights[0], (n_prev, gates * units), f"{where} kernel", source)
             bias = as_array(weights[2], bias_shape, f"{where} bias", source)
             if after:  # dense layers between recurrent layers: exact only when linear (folded into the kernel)
-                if any(d[2] for d in after):
-                    raise ModelFormatError(f"{source}: {where} follows a dense layer with an activation; edgeamp runs "
-                                           "dense layers before the first and after the last recurrent layer")
+                if any(d[2] or d[0].ndim == 3 for d in after):
+                    raise ModelFormatError(f"{source}: {where} follows a dense layer with an activation (or a conv1d); "
+                                           "edgeamp runs those before the first and after the last recurrent layer")
                 for d in reversed(after):
                     bias = bias + (d[1] @ kernel if bias.ndim == 1 else np.stack([d[1] @ kernel, np.zeros_like(
                         bias[1])]))
@@ -162,7 +162,26 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
                 raise ModelFormatError(f"{source}: {where}: a softmax over one unit is constant")
             bias = as_array(weights[1], (units,), f"{where} bias", source) if len(weights) == 2 else (
                 np.zeros(units, np.float32))
-            stage.append([as_array(weights[0], (n_prev, units), f"{where} kernel", source), bias, activation, None])
+            stage.append([as_array(weights[0], (n_prev, units), f"{where} kernel", source), bias, activation, None, 1])
+        elif kind == "conv1d":
+            size, dilation, groups = (layer.get(key) for key in ("kernel_size", "dilation", "groups"))
+            size = size[-1] if isinstance(size, list) and size else size
+            dilation = dilation[-1] if isinstance(dilation, list) and dilation else dilation
+            size = positive_int(size, f"layer {index} kernel_size", source)
+            dilation = positive_int(dilation, f"layer {index} dilation", source)
+            if groups not in (None, 1):
+                raise ModelFormatError(f"{source}: layer {index} (conv1d) has groups {str(groups)[:20]}; edgeamp runs "
+                                       "conv1d layers with groups 1")
+            if (size - 1) * dilation > 1 << 16:
+                raise ModelFormatError(f"{source}: layer {index} (conv1d) keeps {(size - 1) * dilation} samples of "
+                                       "history (at most 65536 here)")
+            if len(weights) != 2:
+                raise ModelFormatError(f"{source}: layer {index} (conv1d) has {len(weights)} weight arrays, expected 2 "
+                                       "(kernel, bias)")
+            units = _units(layer, index, source)
+            where = f"layer {index} (conv1d, {units} filters)"
+            stage.append([as_array(weights[0], (size, n_prev, units), f"{where} kernel", source),
+                          as_array(weights[1], (units,), f"{where} bias", source), activation, None, dilation])
         elif kind in ("activation", "prelu"):
             alpha = None
             if kind == "prelu":
@@ -177,7 +196,7 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
             if not act:
                 continue  # an activation layer of none
             if not stage or stage[-1][2]:  # on a recurrent layer's output, or after another activation
-                stage.append([np.eye(n_prev, dtype=np.float32), np.zeros(n_prev, np.float32), "", None])
+                stage.append([np.eye(n_prev, dtype=np.float32), np.zeros(n_prev, np.float32), "", None, 1])
             stage[-1][2], stage[-1][3] = act, alpha
         elif kind == "batchnorm":
             eps = layer.get("epsilon")
@@ -194,11 +213,11 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
                 raise ModelFormatError(f"{source}: {where} has a variance + epsilon that is not positive")
             scale = gamma / np.sqrt(var + eps)
             shift = beta - mean * scale
-            if stage and not stage[-1][2]:  # after a linear dense layer: folded into it, exactly
+            if stage and not stage[-1][2]:  # after a linear dense or conv1d layer: folded into it, exactly
                 stage[-1][0] = (stage[-1][0].astype(np.float64) * scale).astype(np.float32)
                 stage[-1][1] = (stage[-1][1].astype(np.float64) * scale + shift).astype(np.float32)
             else:  # a per-unit affine map of its own: a diagonal dense layer
-                stage.append([np.diag(scale).astype(np.float32), shift.astype(np.float32), "", None])
+                stage.append([np.diag(scale).astype(np.float32), shift.astype(np.float32), "", None, 1])
         elif kind in OTHER_TYPES:
             raise ModelFormatError(f"{source}: layer {index} is {kind!r}; edgeamp runs RTNeural's lstm, gru, dense, "
                                    "activation, prelu and batchnorm layers")
@@ -213,9 +232,11 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
     head = None
     if after:
         last = after[-1]
-        if last[0].shape[1] != 1:
-            raise ModelFormatError(f"{source}: the last layer has {last[0].shape[1]} units: the model has no single "
+        if last[0].shape[-1] != 1:
+            raise ModelFormatError(f"{source}: the last layer has {last[0].shape[-1]} units: the model has no single "
                                    "audio output")
+        if last[0].ndim == 3:
+            raise ModelFormatError(f"{source}: the output layer is a conv1d; edgeamp's output layer is a linear dense")
         if last[2]:
             raise ModelFormatError(f"{source}: the output layer (dense, 1 unit) has activation {last[2]!r}; edgeamp's "
                                    "output layer is linear")
@@ -228,8 +249,8 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     knobs = knobs_for(channels - 1, knob_names, meta.get("parameters"), source) if channels > 1 else ()
     arch = Architecture(tuple(layer.units for layer in parsed), head=head is not None, skip=bool(skip),
-                        knobs=knobs, cell=cell, front=tuple(Dense(d[0].shape[1], d[2]) for d in front),
-                        hidden=tuple(Dense(d[0].shape[1], d[2]) for d in after))
+                        knobs=knobs, cell=cell, front=tuple(_spec(d) for d in front),
+                        hidden=tuple(_spec(d) for d in after))
     weights = ModelWeights(tuple(parsed), *(head or (None, None)), cell=cell,
                            front=tuple(DenseWeights(*d) for d in front), hidden=tuple(DenseWeights(*d) for d in after))
     rate = None
@@ -241,6 +262,12 @@ def read_rtneural(doc: object, source: str, knob_names: list[str] | None = None)
     output_gain = 1.0 if skip else gain_from_db(doc.get("out_gain"), "out_gain", source)
     return Imported("rtneural", arch, weights, rate, dict(meta), input_gain=input_gain, output_gain=output_gain,
                     check=_check_pair(doc, channels, source))
+
+
+def _spec(d: list) -> Dense:
+    """The Dense (or conv1d) description of a parsed ``[kernel, bias, activation, alpha, dilation]``."""
+    kernel = d[0]
+    return Dense(int(kernel.shape[-1]), d[2], int(kernel.shape[0]) if kernel.ndim == 3 else 1, int(d[4]))
 
 
 def _check_pair(doc: dict, channels: int, source: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -263,8 +290,11 @@ def _check_pair(doc: dict, channels: int, source: str) -> tuple[np.ndarray, np.n
 def _dense_layers(d: DenseWeights) -> list[dict]:
     """A dense layer as RTNeural JSON: one ``dense`` with its activation, or ``dense`` + ``prelu``."""
     units = int(d.kernel.shape[1])
+    units = int(d.kernel.shape[-1])
     out = [{"type": "dense", "activation": "" if d.activation == "prelu" else d.activation,
             "shape": [None, None, units], "weights": [d.kernel.tolist(), d.bias.tolist()]}]
+    if d.kernel.ndim == 3:  # a conv1d: Keras' kernel layout, as RTNeural's writer stores it
+        out[0].update(type="conv1d", kernel_size=[int(d.kernel.shape[0])], dilation=[int(d.dilation)])
     if d.activation == "prelu":
         out.append({"type": "prelu", "activation": "", "shape": [None, None, units],
                     "weights": [[np.asarray(d.alpha).tolist()]]})

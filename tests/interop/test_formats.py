@@ -316,6 +316,7 @@ RTN_MODELS = {
     "rtneural_td_dense_lstm": "dense 6 tanh + LSTM 6 + dense head",
     "rtneural_prelu_bn_elu": "LSTM 6 + dense 5 prelu + dense 5 elu + dense head",
     "rtneural_bn_folded": "GRU 5 + dense 4 + dense head",  # the BatchNormalization folds into the dense layer
+    "rtneural_conv1d_gru": "dense 6 tanh + conv1d 4 k3 d2 tanh + GRU 8 + dense head",  # RTNeural's full_model form
 }
 
 
@@ -339,9 +340,11 @@ def test_rtneural_dense_activation_prelu_batchnorm_layers_reproduce_keras(tmp_pa
 def test_rtneural_layers_edgeamp_cannot_run_are_refused_by_name(tmp_path):
     doc = json.loads((FIX / "rtneural_gru_dense_sigmoid.json").read_text())
     conv = {"type": "conv1d", "activation": "", "shape": [None, None, 2], "weights": [], "kernel_size": [3],
-            "dilation": [1]}
+            "dilation": [1], "groups": 2}
     cases = [
-        ({**doc, "layers": [conv, *doc["layers"]]}, "layer 0 is 'conv1d'"),
+        ({**doc, "layers": [conv, *doc["layers"]]}, "conv1d layers with groups 1"),
+        ({**doc, "layers": [{**conv, "groups": 1, "dilation": [10**6]}, *doc["layers"]]}, "samples of history"),
+        ({**doc, "layers": [{**conv, "type": "conv2d"}, *doc["layers"]]}, "layer 0 is 'conv2d'"),
         ({**doc, "layers": [doc["layers"][0], doc["layers"][1], {**doc["layers"][0], "weights": [
             np.zeros((8, 24)).tolist(), np.zeros((8, 24)).tolist(), np.zeros((2, 24)).tolist()]}, doc["layers"][2]]},
          "follows a dense layer with an activation"),
