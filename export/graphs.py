@@ -126,6 +126,20 @@ def _layer(y, d, io, index: list):
     return _activate(ops.add(ops.transpose(z, _i64([0, 2, 1])), _const(d.bias)), d)
 
 
+def _state_port(g: int, shape: list, params: list, results: list):
+    """A conv1d history as a graph input ``conv_in{g}`` and output ``conv_out{g}`` (explicit_state,
+    batched): the input node, and the function that makes the new history the output."""
+    p = ops.parameter(shape, np.float32, name=state_name("conv", g, "in"))
+    p.output(0).get_tensor().set_names({state_name("conv", g, "in")})
+    params.append(p)
+
+    def done(new):
+        results.append(ops.result(new, name=state_name("conv", g, "out")))
+        new.output(0).get_tensor().set_names({state_name("conv", g, "out")})
+
+    return p, done
+
+
 def _dense(y, d):
     """A dense layer (``model.DenseWeights``) over ``y`` ``(B, T, in)``: MatMul, bias, activation."""
     return _activate(ops.add(ops.matmul(y, _const(d.kernel), False, False), _const(d.bias)), d)
@@ -179,15 +193,7 @@ def build_batched_graph(arch: Architecture, weights: ModelWeights, spec: GraphSp
     results = []
 
     def conv_io(g: int, width: int):
-        p = ops.parameter([-1, width], np.float32, name=state_name("conv", g, "in"))
-        p.output(0).get_tensor().set_names({state_name("conv", g, "in")})
-        params.append(p)
-
-        def done(new):
-            results.append(ops.result(new, name=state_name("conv", g, "out")))
-            new.output(0).get_tensor().set_names({state_name("conv", g, "out")})
-
-        return p, done
+        return _state_port(g, [-1, width], params, results)
     y = x
     convs = [0]
     for d in weights.front:
@@ -267,15 +273,7 @@ def build_recurrent_graph(arch: Architecture, weights: ModelWeights, spec: Graph
             node = ops6.read_value(_const(zeros), state_name("conv", g), name=f"read_conv{g}")
             return node, lambda new: sinks.append(ops6.assign(new, state_name("conv", g), name=f"assign_conv{g}"))
         if spec.variant == "explicit_state":
-            p = ops.parameter([1, width], np.float32, name=state_name("conv", g, "in"))
-            p.output(0).get_tensor().set_names({state_name("conv", g, "in")})
-            params.append(p)
-
-            def done(new):
-                results.append(ops.result(new, name=state_name("conv", g, "out")))
-                new.output(0).get_tensor().set_names({state_name("conv", g, "out")})
-
-            return p, done
+            return _state_port(g, [1, width], params, results)
         return _const(zeros), lambda new: None  # window: every window starts from zeros
     seq_len = ops.constant(np.array([time], dtype=np.int32))
     y = x
