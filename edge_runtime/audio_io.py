@@ -62,14 +62,19 @@ def check_output_path(path: Path | str) -> str:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a directory: give a file name for the output, e.g. {path / 'out.wav'}")
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    if path.suffix.lower() in (".ogg", ".mp3", ".opus"):
+        raise InputError(f"{path}: {path.suffix} is a lossy format, and a model's output is compared sample for "
+                         "sample: write .wav or .flac")
     if fmt is None:
         raise InputError(f"{path}: unknown audio file extension (use .wav or .flac)")
     return fmt
 
 
-def write_audio(path: Path | str, x: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
-    """Write mono audio atomically (temp file + rename). PCM subtypes clip; clipped samples are counted."""
+def write_audio(path: Path | str, x: np.ndarray, sample_rate: int, subtype: str | None = None) -> str:
+    """Write mono audio atomically (temp file + rename); returns the sample format written (``subtype``
+    where the file format holds it, else the format's default, logged). PCM subtypes clip; clipped
+    samples are counted."""
     import soundfile as sf
 
     path = Path(path)
@@ -82,6 +87,7 @@ def write_audio(path: Path | str, x: np.ndarray, sample_rate: int, subtype: str 
         x = np.clip(x, -1.0, 1.0)
     fmt = check_output_path(path)
     if subtype and not sf.check_format(fmt, subtype):
+        log.warning("%s: %s cannot hold %s samples; writing %s", path.name, fmt, subtype, sf.default_subtype(fmt))
         subtype = None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
@@ -90,7 +96,9 @@ def write_audio(path: Path | str, x: np.ndarray, sample_rate: int, subtype: str 
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; an output file follows the umask
     try:
         sf.write(tmp, x, sample_rate, subtype=subtype, format=fmt)
+        written = sf.info(tmp).subtype
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return written

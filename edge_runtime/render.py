@@ -67,6 +67,6 @@ def render_file(factory: ProcessorFactory, input_path, output_path, *, channel: 
     y, seconds = render(proc, x, block=block)
     if info.sample_rate != sr:
         y = resample(y, sr, info.sample_rate)[: info.frames]
-    write_audio(output_path, y, info.sample_rate, info.subtype)
-    return RenderResult(str(output_path), info.frames / info.sample_rate, info.sample_rate, info.subtype,
+    written = write_audio(output_path, y, info.sample_rate, info.subtype)
+    return RenderResult(str(output_path), info.frames / info.sample_rate, info.sample_rate, written,
                         factory.describe(), x.shape[0] / sr / seconds, proc.hop_times_ms(), proc.stats.late_hops)

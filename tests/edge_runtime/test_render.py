@@ -107,3 +107,17 @@ def test_render_output_follows_the_umask_and_refuses_a_directory(exported_bundle
     assert cli_main(["render", str(exported_bundles["stateful"]), str(tmp_path / "di.wav"),
                      str(tmp_path / "outdir"), "--device", "CPU"]) == 2
     assert "is a directory: give a file name" in capsys.readouterr().err
+
+
+def test_render_refuses_lossy_output_and_reports_the_format_it_wrote(exported_bundles, tmp_path, capsys, caplog):
+    _write(tmp_path / "di.wav", subtype="FLOAT", channels=1)
+    bundle = str(exported_bundles["stateful"])
+    assert cli_main(["render", bundle, str(tmp_path / "di.wav"), str(tmp_path / "out.ogg"), "--device", "CPU"]) == 2
+    assert ".ogg is a lossy format" in capsys.readouterr().err and not (tmp_path / "out.ogg").exists()
+    # FLAC cannot hold float samples: what was written is said and reported, not the input's format
+    with caplog.at_level("WARNING", logger="edgeamp"):
+        assert cli_main(["render", bundle, str(tmp_path / "di.wav"), str(tmp_path / "out.flac"), "--device",
+                         "CPU"]) == 0
+    assert "FLAC cannot hold FLOAT samples; writing PCM_16" in caplog.text
+    assert "PCM_16 at 48000 Hz" in capsys.readouterr().out
+    assert sf.info(tmp_path / "out.flac").subtype == "PCM_16"
