@@ -29,6 +29,7 @@ counts such samples because an audio callback must not raise.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,11 +94,12 @@ class Amp:
     the most recently used rate sees; 0 means none), ``knobs`` (name -> :class:`KnobState`),
     ``info`` (a dict), ``stats`` (hops run, late hops). Knobs are attributes too:
     ``amp.gain = 7`` (range-checked; mid-stream changes ramp across one hop, as in the runtime).
-    Not thread-safe: one Amp per thread.
+    Calls from several threads are serialised (a lock): they take turns, each on the shared state.
     """
 
     def __init__(self, factory: ProcessorFactory, *, resample_quality: str = RESAMPLE_QUALITY) -> None:
         object.__setattr__(self, "_ready", False)
+        object.__setattr__(self, "_lock", threading.RLock())
         self.factory = factory
         self.bundle = factory.bundle
         self.sample_rate = factory.bundle.manifest.sample_rate
@@ -216,10 +218,11 @@ class Amp:
     # ---- processing --------------------------------------------------------------------
     def reset(self) -> None:
         """Forget the stream: zero state in every channel (knob values are kept)."""
-        for proc in self._plain + self._aligned:
-            proc.reset()
-        self._resampled = None
-        self._stream = None
+        with self._lock:
+            for proc in self._plain + self._aligned:
+                proc.reset()
+            self._resampled = None
+            self._stream = None
 
     def process(self, audio: np.ndarray, sample_rate: float, *, reset: bool = True) -> np.ndarray:
         """Process ``audio`` at ``sample_rate`` Hz; returns float32 of the same shape (see :class:`Amp`).
@@ -228,6 +231,10 @@ class Amp:
         ``(n, channels)``. ``reset=True``: a whole signal, output aligned with the input.
         ``reset=False``: the next chunk of a stream, output delayed by :attr:`latency_samples`.
         """
+        with self._lock:  # one call at a time: the processors' state and buffers are shared
+            return self._process(audio, sample_rate, reset)
+
+    def _process(self, audio: np.ndarray, sample_rate: float, reset: bool) -> np.ndarray:
         rate = _check_rate(sample_rate)
         data, layout = self._channels_first(audio, reset)
         channels = data.shape[0]
@@ -299,6 +306,8 @@ class Amp:
             )
         if audio.dtype not in (np.float32, np.float64):
             raise InputError(f"audio must be float32 or float64, got {audio.dtype}: convert with x.astype(np.float32)")
+        if audio.size == 0:
+            raise InputError(f"audio of shape {audio.shape} has no samples: nothing to process")
         if audio.ndim == 1:
             data, layout = audio[None, :], "mono"
         elif audio.ndim == 2:
@@ -321,19 +330,34 @@ class Amp:
                              f"{audio.shape}; for a batch of clips, call the amp once per clip")
         if data.shape[1] == 0:
             raise InputError(f"audio of shape {audio.shape} has no samples: nothing to process")
-        if not math.isfinite(float(np.sum(data, dtype=np.float64))):  # one pass; NaN/Inf make the sum so
+        with np.errstate(over="ignore"):  # huge finite samples overflow the sum: told apart below
+            total = float(np.sum(data, dtype=np.float64))
+        if not math.isfinite(total):  # one pass; NaN/Inf make the sum so
             bad = np.argwhere(~np.isfinite(data))
-            raise InputError(
-                f"audio holds {bad.shape[0]} NaN/Inf sample(s) (first: channel {bad[0][0]}, sample {bad[0][1]}); "
-                "nothing was processed. Clean it first, e.g. np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)"
-            )
+            if bad.size:
+                raise InputError(
+                    f"audio holds {bad.shape[0]} NaN/Inf sample(s) (first: channel {bad[0][0]}, sample {bad[0][1]}); "
+                    "nothing was processed. Clean it first, e.g. np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)"
+                )
+        if data.dtype == np.float64 and float(np.max(np.abs(data))) > F32_MAX:  # also where the sum overflowed
+            raise InputError(f"audio holds samples of magnitude {float(np.max(np.abs(data))):.3g}, beyond float32's "
+                             "range; audio is in [-1, 1]: nothing was processed")
         return np.ascontiguousarray(data, dtype=np.float32), layout
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+MIN_RATE, MAX_RATE = 1000.0, 768000.0  # audio rates; the resampler's delay search grows with the rate
 
 
 def _check_rate(sample_rate) -> float:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number)):
-        raise InputError(f"sample_rate must be a number of Hz, got {sample_rate!r}")
-    rate = float(sample_rate)
+        raise InputError(f"sample_rate must be a number of Hz, got {str(sample_rate)[:40]!r}")
+    try:
+        rate = float(sample_rate)
+    except OverflowError:
+        rate = math.inf
     if not (math.isfinite(rate) and rate > 0):
-        raise InputError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
+        raise InputError(f"sample_rate must be a positive number of Hz, got {str(sample_rate)[:40]}")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise InputError(f"sample_rate {rate:g} Hz is not an audio rate ({MIN_RATE:g} to {MAX_RATE:g} Hz)")
     return rate

@@ -220,3 +220,39 @@ def test_a_path_that_is_not_a_bundle(tmp_path):
     (tmp_path / "x.wav").write_bytes(b"RIFF")
     with pytest.raises(edgeamp.BundleError, match="not a bundle directory"):
         edgeamp.load(tmp_path / "x.wav")
+
+
+def test_amp_edges_refuse_with_named_errors(exported_bundles):
+    """Inputs an outside probe found broken: huge float64 samples, empty 2-D arrays, non-audio rates;
+    concurrent calls on one Amp take turns and give the right output."""
+    import threading
+
+    amp = edgeamp.load(exported_bundles["stateful"], device="CPU")
+    with pytest.raises(edgeamp.InputError, match="beyond float32's range"):
+        amp(np.full(100, 1e308), SR)
+    with pytest.raises(edgeamp.InputError, match="beyond float32's range"):
+        amp(np.full(100, 1e39), SR)
+    for empty in (np.zeros((2, 0), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.float32)):
+        with pytest.raises(edgeamp.InputError, match="has no samples"):
+            amp(empty, SR)
+    for rate in (1e9, 2e8, 10, 10**400):
+        with pytest.raises(edgeamp.InputError, match="sample_rate"):
+            amp(np.zeros(480, np.float32), rate, reset=False)
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, 4800).astype(np.float32)
+    want = amp(x, SR)
+    outs, errors = [], []
+
+    def call():
+        try:
+            outs.append(amp(x, SR))
+        except Exception as exc:  # noqa: BLE001 - the test reports any
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(outs) == 8
+    for y in outs:
+        np.testing.assert_array_equal(y, want)
