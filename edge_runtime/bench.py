@@ -139,6 +139,9 @@ def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: n
     result = {
         "bundle": str(bundle.path), "mode": factory.mode, "backend": factory.backend,
         "variant": factory.choice.variant if factory.choice else "numpy",
+        "device_requested": factory.options.device,
+        "device_choice": factory.choice.reason if factory.choice else "numpy reference",
+        "fallback": bool(factory.choice and factory.choice.reason.startswith("fallback")),
         "precision": factory.precision,
         "inference_precision": factory.options.inference_precision,
         "threads": threads, "hop_samples": hop, "hop_ms": hop_ms, "sample_rate": sr,
@@ -194,7 +197,8 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         frac = r.get("fraction_of_peak")
         lines.append(
-            f"| {r['bundle'].rsplit('/', 1)[-1]} | {r['environment']['device']} | {r['variant']} "
+            f"| {r['bundle'].rsplit('/', 1)[-1]} | {r['environment']['device']}"
+            f"{' (FALLBACK from ' + r['device_requested'] + ')' if r.get('fallback') else ''} | {r['variant']} "
             f"| {r['precision']} / {r.get('inference_precision', 'f32')} "
             f"| {r['threads'] or 'auto'} | {r['hop_ms']:g} | {r['hop_ms_p50']:.3f} | {r['hop_ms_p99']:.3f} "
             f"| {r['hop_ms_max']:.3f} | {_opt(r.get('device_ms_p50'))} | {_opt(r.get('overhead_ms_p50'))} "

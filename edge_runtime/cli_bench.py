@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sweep: layer sizes of a random-weight model, e.g. 64,64,1 (the original: last layer 1 unit, "
                         "no head), 32 (with a dense head), gru:12 (a GRU, AIDA-X's size) or wavenet:standard (NAM's "
                         "WaveNet sizes: standard, lite, feather, nano); repeatable")
+    p.add_argument("--allow-fallback", action="store_true",
+                   help="with a named --device that is missing, measure the CPU instead (recorded as a fallback in "
+                        "bench.json and the table); without it the benchmark fails, as benchmark_app -d does")
     p.add_argument("--batch", type=int_list, metavar="B[,B...]",
                    help="sweep: also time the batched IR at these batch sizes, e.g. 1,4,16")
     p.add_argument("--hops", type=positive_int, default=1000, help="hops to time (default 1000: 10 s at 10 ms hops)")
@@ -62,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.hops < 10:
         raise ConfigError("--hops must be at least 10 for percentiles to mean anything")
+    if args.device.lower() != "auto" and not args.allow_fallback:
+        args.strict = True  # a benchmark of a named device measures that device or fails (as benchmark_app -d)
     if args.arch:
         return _sweep(args)
     if not args.bundle:

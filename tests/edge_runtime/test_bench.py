@@ -46,3 +46,18 @@ def test_bench_cli_writes_json_markdown_png(exported_bundles, tmp_path, capsys):
     assert (out / "latency.png").stat().st_size > 5000
     assert main(["bench", str(exported_bundles["stateful"]), "--hops", "3"]) == 2
     assert "--hops must be at least 10" in capsys.readouterr().err
+
+
+def test_bench_of_a_named_missing_device_fails_or_records_the_fallback(exported_bundles, tmp_path, capsys,
+                                                                        monkeypatch):
+    from edgeamp.edge_runtime import devices
+
+    monkeypatch.setattr(devices, "available_devices", lambda: ["CPU"])  # a machine without an NPU
+    args = ["bench", str(exported_bundles["stateful"]), "--device", "NPU", "--hops", "20", "--warmup", "2",
+            "--no-peak", "--out-dir", str(tmp_path / "b")]
+    assert main(args) == 2  # as benchmark_app -d NPU: the device that was named, or nothing
+    assert "NPU" in capsys.readouterr().err and not (tmp_path / "b" / "bench.json").exists()
+    assert main([*args, "--allow-fallback"]) == 0
+    data = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert data["fallback"] is True and data["device_requested"] == "NPU" and data["environment"]["device"] == "CPU"
+    assert "| stateful.bundle | CPU (FALLBACK from NPU) |" in capsys.readouterr().out
