@@ -12,17 +12,24 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
+
+from . import reference
 from .bundle import Bundle, ExportRecord, read_bundle
 from .devices import DeviceChoice, choose_device
 from .engines import NumpyEngine, OpenVINOEngine, compile_ir, initial_inputs
 from .errors import BundleError, ConfigError
+from .metrics import esr
 from .model import Streaming, hop_from_ms
 from .processor import Processor
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("openvino", "numpy")
+UNHASHED_CHECK_HOPS = 20  # hops of the golden input an IR without recorded hashes must reproduce
+UNHASHED_ESR = 1e-3  # f16 weights or bf16 execution stay below 1e-3; a wrong or tampered graph is far above
 VARIANT_NAMES = ("stateful", "explicit_state", "window")
 INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 
@@ -159,7 +166,34 @@ class ProcessorFactory:
         self.xml_path = bundle.checked_ir(self.entry)
         self.compiled = compile_ir(self.xml_path, choice.device, config)
         self.choice = choice
+        if not self.entry.sha256:
+            self._check_unhashed()
         log.debug("device %s, IR %s (%s)", choice.device, self.entry.xml, choice.reason)
+
+    def _check_unhashed(self) -> None:
+        """An IR whose export recorded no hashes (an older edgeamp's, or a manifest edited by hand)
+        cannot be checked file by file: it must reproduce the numpy reference on the bundle's golden
+        input before it is used (a tampered or foreign IR is refused)."""
+        m, g = self.bundle.manifest, self.bundle.golden
+        hop = self.hop_samples
+        n = min(g.input.shape[0] if g is not None else 0, UNHASHED_CHECK_HOPS * hop) // hop * hop
+        where = f"{self.bundle.path}: {Path(self.entry.xml).name} has no hash recorded at export"
+        if n == 0:
+            raise BundleError(f"{where}, and no golden data to check it against; re-export the bundle")
+        audio, knobs = g.input[:n].astype(np.float32), g.knobs[:n].astype(np.float32)
+        engine = self._engine()
+        y = np.concatenate([engine.run_hop(audio[i : i + hop], knobs[i : i + hop]).copy() for i in range(0, n, hop)])
+        x = np.concatenate([audio[:, None] * m.input_gain, knobs], axis=1)[None].astype(np.float64)
+        if self.mode == "window":
+            ref = reference.run_window(m.architecture, self.bundle.weights, x, m.streaming.window_samples, hop)[0]
+        else:
+            ref = reference.run_stateful(m.architecture, self.bundle.weights, x)[0][0]
+        error = esr(ref * m.output_gain, y)
+        if not error <= UNHASHED_ESR:
+            raise BundleError(f"{where} and does not reproduce the model (ESR {error:.2g} against the reference on "
+                              "the golden input): tampered, or another bundle's IR; re-export the bundle")
+        log.info("%s: IR without recorded hashes reproduced the reference (ESR %.1e over %d samples)",
+                 self.bundle.path, error, n)
 
     def _checked_knobs(self, knobs: dict[str, float]) -> dict[str, float]:
         by_name = {k.name: k for k in self.bundle.manifest.architecture.knobs}

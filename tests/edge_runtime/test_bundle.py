@@ -314,3 +314,29 @@ def test_an_export_record_without_hop_is_a_named_error(tmp_path, exported_bundle
     (path / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match=r"exports\['stateful-f32'\]: missing required key 'hop_samples'"):
         read_bundle(path)
+
+
+def test_ir_without_recorded_hashes_must_reproduce_the_reference(tmp_path, exported_bundles, caplog):
+    """A manifest that records no IR hashes (an older edgeamp, or edited by hand) is checked against the
+    golden input instead of silently running whatever IR files are there."""
+    import shutil
+
+    from edgeamp.edge_runtime.session import ProcessorFactory
+
+    path = tmp_path / "amp.bundle"
+    shutil.copytree(exported_bundles["stateful"], path)
+    doc = json.loads((path / "manifest.json").read_text())
+    for record in doc["exports"].values():
+        record["sha256"] = {}
+    (path / "manifest.json").write_text(json.dumps(doc))
+    with caplog.at_level("INFO", logger="edgeamp"):
+        ProcessorFactory(path, device="CPU", variant="stateful", precision="f32")
+    assert "IR without recorded hashes reproduced the reference" in caplog.text
+    b = read_bundle(path)
+    bin_path = (path / b.manifest.exports["stateful-f32"].xml).with_suffix(".bin")
+    data = bytearray(bin_path.read_bytes())
+    for i in range(64, len(data), 97):  # scattered weights changed: a tampered model that still loads
+        data[i] ^= 0x40
+    bin_path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="has no hash recorded at export and does not reproduce the model"):
+        ProcessorFactory(path, device="CPU", variant="stateful", precision="f32")
