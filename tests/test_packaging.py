@@ -111,3 +111,20 @@ def test_the_containerfile_copies_every_package_and_builds(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = zipfile.ZipFile(next(out.glob("edgeamp-*.whl"))).namelist()
     assert "edgeamp/interop/importer.py" in names and "edgeamp/edge_runtime/wavenet.py" in names
+
+
+def test_the_systemd_template_gives_each_instance_its_own_port_and_the_npu():
+    """Two models on one host: each instance reads its own environment file (%i.env) after the shared
+    one, its port and address come from there, and the dynamic user may open the NPU's device node."""
+    unit = (REPO / "deploy" / "edgeamp-serve@.service").read_text()
+    service = unit.split("[Service]", 1)[1].split("[Install]", 1)[0]
+    lines = [line.strip() for line in service.splitlines() if line.strip() and not line.startswith("#")]
+    env_files = [line.split("=", 1)[1] for line in lines if line.startswith("EnvironmentFile=")]
+    assert env_files == ["-/etc/edgeamp/serve.env", "-/etc/edgeamp/%i.env"]  # later files override earlier
+    exec_start = next(line for line in lines if line.startswith("ExecStart="))
+    assert "--port ${EDGEAMP_PORT}" in exec_start and "--host ${EDGEAMP_HOST}" in exec_start
+    assert "/var/lib/edgeamp/models/%i.bundle" in exec_start
+    assert "SupplementaryGroups=render" in lines and "DynamicUser=yes" in lines
+    assert "pip install edgeamp" not in unit  # not published: installed from a checkout
+    readme = (REPO / "README.md").read_text()
+    assert "systemctl enable --now edgeamp-serve@amp edgeamp-serve@clean" in readme
