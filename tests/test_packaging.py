@@ -128,3 +128,15 @@ def test_the_systemd_template_gives_each_instance_its_own_port_and_the_npu():
     assert "pip install edgeamp" not in unit  # not published: installed from a checkout
     readme = (REPO / "README.md").read_text()
     assert "systemctl enable --now edgeamp-serve@amp edgeamp-serve@clean" in readme
+
+
+@pytest.mark.skipif(__import__("shutil").which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_the_systemd_template_passes_systemd_analyze(tmp_path):
+    import shutil
+
+    shutil.copy(REPO / "deploy" / "edgeamp-serve@.service", tmp_path / "edgeamp-serve@amp.service")
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(tmp_path / "edgeamp-serve@amp.service")],
+                          capture_output=True, text=True, timeout=60)
+    complaints = [line for line in (proc.stdout + proc.stderr).splitlines()
+                  if line.strip() and "/opt/edgeamp/bin/edgeamp is not executable" not in line]
+    assert not complaints, complaints  # only that edgeamp is not installed at /opt/edgeamp on this machine
