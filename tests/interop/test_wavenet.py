@@ -216,3 +216,19 @@ def test_nams_older_model_directory_imports_and_checks_its_own_test_pair(tmp_pat
     (d / "config.json").write_text(json.dumps({"version": "0.4.0", "architecture": "LSTM", "config": {}}))
     with pytest.raises(ModelFormatError, match="reads WaveNet directories"):
         import_model(d, tmp_path / "l.bundle", sample_rate=SR)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_wavenet_streams_through_the_service_like_the_offline_render(bundles, batched):
+    """`edgeamp serve` on a NAM WaveNet (nano; its batched IR too): a stream's output equals the render."""
+    from edgeamp.edge_runtime.stream_client import stream_signal
+    from tests.edge_runtime.test_service import Server, _offline, _run
+
+    path = bundles["nano"].path
+    s = Server(path, "--workers", "1", *(["--batch"] if batched else []))
+    try:
+        result = _run(stream_signal(s.url, X, SR, block=480))
+        np.testing.assert_allclose(result.output, _offline(path, X), atol=1e-6)
+        assert s.http("GET", "/model")[1]["architecture"]["family"] == "wavenet"
+    finally:
+        assert s.stop() == 0
