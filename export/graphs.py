@@ -117,8 +117,8 @@ def _layer(y, d, io, index: list):
     index[0] += 1
     hist = ops.reshape(history, _i64([0, length, n_in]), special_zero=True)
     full = ops.concat([hist, y], axis=1)  # (B, L + T, in), oldest first
-    total = ops.gather(ops.shape_of(full, "i64"), _i64([1]), _i64(0))
-    new = ops.slice(full, ops.subtract(total, _i64([length])), total, _i64([1]), _i64([1]))
+    time = y.get_output_partial_shape(0)[1].get_length()  # static in every variant: the hop or the window
+    new = ops.slice(full, _i64([time]), _i64([time + length]), _i64([1]), _i64([1]))
     done(ops.reshape(new, _i64([0, length * n_in]), special_zero=True))
     # Convolution is a cross-correlation over (B, in, L + T): Keras' kernel (K, in, units) as (units, in, K)
     z = ops.convolution(ops.transpose(full, _i64([0, 2, 1])), _const(np.transpose(d.kernel, (2, 1, 0))), [1], [0],
