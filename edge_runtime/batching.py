@@ -161,6 +161,16 @@ class BatchedEngine:
     def set_rate(self, sample_rate: int) -> None:
         self.hop_s = self.hop_samples / sample_rate
 
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
+
+    @property
+    def in_use(self) -> int:
+        """Streams holding a row now."""
+        with self._cv:
+            return len(self._slots)
+
     # ---- slots ----------------------------------------------------------------------------
     def slot(self) -> BatchSlot:
         """A new stream: a free state row (at the start state), growing the state arrays when full."""
@@ -212,6 +222,12 @@ class BatchedEngine:
         for lane in self._lanes:
             lane.jobs.put(None)
             lane.thread.join(5)
+            if not lane.thread.is_alive():
+                lane.request = None
+        # engine and lanes refer to each other: without this the compiled model (and the device's
+        # threads it holds) would live until the next cyclic garbage collection
+        if not any(lane.thread.is_alive() for lane in self._lanes):
+            self.compiled = None
 
     # ---- submitting -----------------------------------------------------------------------
     def submit(self, slot: BatchSlot, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:

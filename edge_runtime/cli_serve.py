@@ -74,11 +74,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--send-timeout", type=positive_float, default=5.0, metavar="SECONDS",
                    help="cut off a client that takes no data for this long (default 5)")
     g.add_argument("--handshake-timeout", type=positive_float, default=5.0, metavar="SECONDS",
-                   help="close a connection that sends no handshake within this long (default 5)")
+                   help="close a connection that sends no handshake within this long (default 5); such "
+                        "connections hold no stream slot")
+    g.add_argument("--max-pending-per-peer", type=positive_int, default=4, metavar="N",
+                   help="connections from one address still owing their handshake (default 4; behind a balancer "
+                        "every client has its address)")
     g.add_argument("--idle-timeout", type=positive_float, default=60.0, metavar="SECONDS",
                    help="close a stream that sends nothing for this long (default 60)")
     g.add_argument("--drain-timeout", type=positive_float, default=5.0, metavar="SECONDS",
-                   help="on SIGTERM, how long streams get to take their close before they are cut off (default 5)")
+                   help="on SIGTERM, how long streams get to finish their frame and take their close before they "
+                        "are cut off; the process exits about a second after (default 5)")
     g.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
                    help="hops computed at the same time (default: CPU count); one inference thread each")
     g = p.add_argument_group("batching")
@@ -114,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                  "host_api": args.audio_host_api}
     limits = Limits(max_streams=args.max_streams, max_block=args.max_block, max_realtime=args.max_realtime,
                     send_seconds=args.send_timeout, idle_seconds=args.idle_timeout, drain_seconds=args.drain_timeout,
-                    handshake_seconds=args.handshake_timeout)
+                    handshake_seconds=args.handshake_timeout, max_pending_per_peer=args.max_pending_per_peer)
     batch = None if not args.batch or args.backend != "openvino" else {
         "max_batch": args.max_batch, "wait_ms": args.batch_wait_ms, "lanes": args.batch_lanes}
     service = Service(args.bundle, options=options, limits=limits, token=args.token, workers=args.workers,

@@ -48,7 +48,8 @@ class Service(Security, ControlRoutes, StreamRoutes):
         self.pool = PriorityPool(workers)
         self.draining = False
         self._sockets: dict[str, object] = {}
-        self._handshaking = 0
+        self._handshakes: dict = {}  # WebSocket still owing its handshake -> (peer address, transport)
+        self._swaps: set[asyncio.Task] = set()  # /swap requests loading a bundle
         self.accepted = 0  # streams accepted since start
         self.local = LocalAudio(self.model, self.metrics, **audio) if audio is not None else None
 
@@ -81,12 +82,36 @@ class Service(Security, ControlRoutes, StreamRoutes):
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def drain(self) -> None:
-        """Stop taking streams, let each finish the frame it is sending, close it with 1001; a client
-        that does not take its close within ``drain_seconds`` is cut off. Bounded whatever clients do."""
+        """Stop taking streams; let each finish the frame it is computing or sending, then close it with
+        1001; connections still owing their handshake are closed at once. All within ``drain_seconds``
+        whatever clients do: a client that does not take its close by then is cut off."""
         self.draining = True
-        closes = [self._close(ws, self.streams[sid], GOING_AWAY, "server shutting down")
-                  for sid, ws in list(self._sockets.items()) if sid in self.streams]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.drain_seconds
+
+        def left() -> float:
+            return max(0.05, deadline - loop.time())
+
+        async def finish_then_close(ws, stream):
+            try:
+                await asyncio.wait_for(stream.idle.wait(), left())
+            except asyncio.TimeoutError:
+                pass
+            await self._close(ws, stream, GOING_AWAY, "server shutting down", timeout=left())
+
+        async def close_pending(ws, transport):  # no frame to finish: a second to take the close at most
+            try:
+                await asyncio.wait_for(ws.close(code=GOING_AWAY, message=b"server shutting down"), min(1.0, left()))
+            except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+                if transport is not None:
+                    transport.abort()
+
+        closes = [finish_then_close(ws, self.streams[sid]) for sid, ws in list(self._sockets.items())
+                  if sid in self.streams]
+        closes += [close_pending(ws, transport) for ws, (_, transport) in list(self._handshakes.items())]
         await asyncio.gather(*closes)
+        for task in list(self._swaps):  # a bundle still loading is not waited for: exit stays bounded
+            task.cancel()
 
     async def run(self, host: str, port: int, *, on_ready=None) -> None:
         from aiohttp import web
@@ -97,8 +122,8 @@ class Service(Security, ControlRoutes, StreamRoutes):
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None,
-                               shutdown_timeout=self.limits.drain_seconds)
+        # after the drain every stream is closed: handlers left get a second to end before they are cancelled
+        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:

@@ -10,6 +10,7 @@ from ..errors import EdgeampError, InputError
 from ..processor import Processor
 from .local_audio import LocalAudio
 from .model import Model
+from .pool import in_daemon_thread
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +137,22 @@ class ControlRoutes:
             path = self._model_path(name)
         except InputError as exc:
             return self._error(400, str(exc))
-        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        self._swaps.add(task)
         try:  # load and compile off the event loop; streams keep running on the old model meanwhile
-            new = await loop.run_in_executor(None, Model, path, self.options, self.batch)
+            new = await in_daemon_thread(Model, path, self.options, self.batch, orphan=Model.close)
         except EdgeampError as exc:
             return self._error(400, f"cannot load {path}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - whatever a bad bundle does, the service goes on serving
+            log.exception("swap to %s failed", path)
+            return self._error(400, f"cannot load {path}: {type(exc).__name__}: {str(exc)[:300]}")
+        finally:
+            self._swaps.discard(task)
+        if self.draining:
+            new.close()
+            return self._error(503, "the service is shutting down")
         if new.sample_rate != self.model.sample_rate:
+            new.close()
             return self._error(409, f"{path} runs at {new.sample_rate} Hz; connected streams run at "
                                     f"{self.model.sample_rate} Hz (restart the service to change rate)")
         old = self.model
@@ -149,6 +160,7 @@ class ControlRoutes:
         self.metrics.swaps.inc()
         if self.local is not None:
             self.local.swap(new)
+        self._retire(old)  # no stream on it: its batched engine's threads stop now, not never
         log.info("hot swap: %s (v%d) -> %s (v%d)", old.bundle.path, old.version, new.bundle.path, new.version)
         return self._json({"swapped": True, "from_version": old.version, "model": new.info()})
 

@@ -40,6 +40,12 @@ class Model:
         slot = self.batched.slot()
         return self.factory.new(aligned=aligned, engine=slot), slot
 
+    def close(self) -> None:
+        """Stop the batched engine's threads (the model serves no stream any more)."""
+        if self.batched is not None:
+            self.batched.close()
+            self.batched = None
+
     def info(self) -> dict:
         m = self.bundle.manifest
         return {
@@ -53,7 +59,7 @@ class Model:
             "knobs": [{"name": k.name, "minimum": k.minimum, "maximum": k.maximum, "default": k.default}
                       for k in self.arch.knobs],
             "metrics": m.metrics,
-            "batching": (f"batched: up to {self.batched.max_batch} hops per inference, {len(self.batched._lanes)} "
+            "batching": (f"batched: up to {self.batched.max_batch} hops per inference, {self.batched.lanes} "
                          f"lane(s), wait {1000 * self.batched.wait_s:g} ms" if self.batched else "unbatched"),
         }
 

@@ -53,6 +53,35 @@ class PriorityPool:
             t.join()
 
 
+def in_daemon_thread(fn, *args, orphan=None) -> asyncio.Future:
+    """``fn(*args)`` on a thread of its own that never holds up the process's exit (an executor's
+    threads are joined at exit: a /swap still compiling would hold SIGTERM up until its load ends).
+    ``orphan(result)`` is called on the result nobody awaits any more (the request was cancelled)."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    def done(result, exc) -> None:
+        if fut.cancelled():
+            if exc is None and orphan is not None:
+                orphan(result)
+            return
+        _settle(fut, result, exc)
+
+    def work() -> None:
+        try:
+            result, exc = fn(*args), None
+        except BaseException as e:  # handed to the awaiting coroutine
+            result, exc = None, e
+        try:
+            loop.call_soon_threadsafe(done, result, exc)
+        except RuntimeError:  # the loop has closed: the process is exiting
+            if exc is None and orphan is not None:
+                orphan(result)
+
+    threading.Thread(target=work, name="edgeamp-load", daemon=True).start()
+    return fut
+
+
 def _settle(fut: asyncio.Future, result, exc) -> None:
     if fut.cancelled():
         return

@@ -27,7 +27,8 @@ class Limits:
     max_streams: int = 32
     max_block: int = 48000  # samples per frame
     max_realtime: float = 50.0  # a stream is throttled beyond this many times real time
-    handshake_seconds: float = 5.0  # a connection that never sends its handshake frees its slot then
+    handshake_seconds: float = 5.0  # a connection that never sends its handshake is closed then
+    max_pending_per_peer: int = 4  # connections from one address still owing their handshake
     idle_seconds: float = 60.0  # an accepted stream that sends nothing for this long is closed
     send_seconds: float = 5.0  # a client that takes no data for this long is cut off (it does not read)
     drain_seconds: float = 5.0  # SIGTERM: streams get this long to take their close, then are cut off
@@ -70,8 +71,8 @@ class Handshake:
     def parse(cls, text: str, model: Model, limits: Limits) -> Handshake:
         try:
             msg = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"handshake is not JSON: {exc}") from exc
+        except ValueError as exc:  # JSONDecodeError, or an integer of over 4300 digits
+            raise InputError(f"handshake is not JSON: {str(exc)[:200]}") from exc
         except RecursionError as exc:
             raise InputError("handshake is nested too deeply") from exc
         if not isinstance(msg, dict):

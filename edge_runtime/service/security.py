@@ -32,9 +32,15 @@ class Security:
                 self.metrics.refused.labels("host").inc()
                 return self._error(403, "this service listens on loopback: the Host header must name this "
                                         "machine (localhost, 127.0.0.1 or ::1)")
+            if origin is not None and request.method == "OPTIONS":  # an allowed origin's CORS preflight
+                return web.Response(status=204, headers=_cors(origin, preflight=True))
             if request.method == "POST" and request.content_type != "application/json":
-                return self._error(415, "control requests take a JSON body: send Content-Type: application/json")
-            return await handler(request)
+                response = self._error(415, "control requests take a JSON body: send Content-Type: application/json")
+            else:
+                response = await handler(request)
+            if origin is not None and not response.prepared:  # a WebSocket is upgraded already and needs none
+                response.headers.update(_cors(origin))
+            return response
 
         return same_origin
 
@@ -54,3 +60,14 @@ class Security:
             return await handler(request)
 
         return auth
+
+
+def _cors(origin: str, preflight: bool = False) -> dict[str, str]:
+    """CORS headers for an origin given with --allow-origin: a page there may read the answers and,
+    after the preflight, POST JSON with a token."""
+    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if preflight:
+        headers.update({"Access-Control-Allow-Methods": "GET, POST",
+                        "Access-Control-Allow-Headers": "Content-Type, Authorization",
+                        "Access-Control-Max-Age": "600"})
+    return headers

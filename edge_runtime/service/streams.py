@@ -11,7 +11,7 @@ from ..bundle import json_safe
 from ..errors import EdgeampError, InputError
 from .model import Model
 from .pool import PriorityPool
-from .protocol import BAD_PAYLOAD, POLICY, UNSUPPORTED, Handshake
+from .protocol import BAD_PAYLOAD, GOING_AWAY, POLICY, UNSUPPORTED, Handshake
 from .stream import Stream
 
 log = logging.getLogger(__name__)
@@ -21,44 +21,83 @@ class StreamRoutes:
     """WebSocket handling of :class:`~.app.Service` (a mixin)."""
 
     # ---- WebSocket streams ----------------------------------------------------------------
-    async def _refuse(self, ws, code: int, reason: str, metric: str) -> None:
+    async def _refuse(self, ws, code: int, reason: str, metric: str, transport=None) -> None:
+        """Say why, then close; a client already gone (or not reading) costs nothing more."""
         self.metrics.refused.labels(metric).inc()
-        await ws.send_json({"type": "error", "reason": reason})
-        await ws.close(code=code, message=reason[:120].encode())
+        try:
+            await asyncio.wait_for(ws.send_json({"type": "error", "reason": reason}), self.limits.send_seconds)
+            await asyncio.wait_for(ws.close(code=code, message=reason[:120].encode()), self.limits.send_seconds)
+        except (ConnectionError, RuntimeError, asyncio.TimeoutError):
+            if transport is not None:
+                transport.abort()
+
+    def _admit(self, peer: str) -> str | None:
+        """Why a new connection is refused before its upgrade, or None. Accepted streams count against
+        --max-streams; connections still owing their handshake do not (silent upgrades cannot hold the
+        stream slots), but there may be at most 4x --max-streams of them, and ``max_pending_per_peer``
+        from one address."""
+        if self.draining:
+            return "draining"
+        if len(self.streams) >= self.limits.max_streams:
+            return "max_streams"
+        if len(self._handshakes) >= 4 * self.limits.max_streams:
+            return "pending_handshakes"
+        if sum(1 for p, _ in self._handshakes.values() if p == peer) >= self.limits.max_pending_per_peer:
+            return "pending_handshakes"
+        return None
 
     async def _stream(self, request):
         from aiohttp import WSMsgType, web
 
-        if self.draining:
-            self.metrics.refused.labels("draining").inc()
-            return self._error(503, "the service is shutting down")
-        if len(self.streams) + self._handshaking >= self.limits.max_streams:
-            self.metrics.refused.labels("max_streams").inc()
-            return self._error(503, f"stream limit reached ({self.limits.max_streams}); try later")
+        peer = request.remote or "?"
+        refused = self._admit(peer)
+        if refused is not None:
+            self.metrics.refused.labels(refused).inc()
+            return self._error(503, {
+                "draining": "the service is shutting down",
+                "max_streams": f"stream limit reached ({self.limits.max_streams}); try later",
+                "pending_handshakes": "too many connections owing their handshake (send the JSON handshake "
+                                      "as the first message); try later",
+            }[refused])
         ws = web.WebSocketResponse(max_msg_size=self.limits.max_block * 4 + 4096,
                                    receive_timeout=self.limits.idle_seconds, timeout=self.limits.drain_seconds)
-        await ws.prepare(request)
-        self._handshaking += 1
+        try:
+            await ws.prepare(request)
+        except (ConnectionError, RuntimeError):  # the client left during the upgrade
+            return ws
+        self._handshakes[ws] = (peer, request.transport)
         try:
             msg = await ws.receive(timeout=self.limits.handshake_seconds)
         except asyncio.TimeoutError:
-            await self._refuse(ws, POLICY, f"no handshake within {self.limits.handshake_seconds:g} s", "handshake")
+            await self._refuse(ws, POLICY, f"no handshake within {self.limits.handshake_seconds:g} s", "handshake",
+                               request.transport)
+            return ws
+        except ConnectionError:
             return ws
         finally:
-            self._handshaking -= 1
+            self._handshakes.pop(ws, None)
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return ws  # gone before its handshake (or closed by the drain)
+        if self.draining:
+            await self._refuse(ws, GOING_AWAY, "server shutting down", "draining", request.transport)
+            return ws
         if msg.type != WSMsgType.TEXT:
             await self._refuse(ws, UNSUPPORTED, "the first message must be the JSON handshake (text), e.g. "
                                                 '{"sample_rate": 48000, "format": "float32", "block_size": 480}',
-                               "handshake")
+                               "handshake", request.transport)
+            return ws
+        if len(self.streams) >= self.limits.max_streams:
+            await self._refuse(ws, POLICY, f"stream limit reached ({self.limits.max_streams}); try later",
+                               "max_streams", request.transport)
             return ws
         model = self.model
         try:
             hs = Handshake.parse(msg.data, model, self.limits)
         except InputError as exc:
-            await self._refuse(ws, UNSUPPORTED, str(exc), "handshake")
+            await self._refuse(ws, UNSUPPORTED, str(exc), "handshake", request.transport)
             return ws
         sid = f"s{next(self._ids)}"
-        stream = Stream(sid, hs, model, request.remote or "?")
+        stream = Stream(sid, hs, model, peer)
         stream.transport = request.transport
         for name, value in self.default_knobs.items():
             if name not in hs.knobs:
@@ -80,13 +119,15 @@ class StreamRoutes:
                                           "format": hs.format, "knobs": stream.proc.knob_values(),
                                           "model": model.info()})
             async for msg in ws:
+                if self.draining:  # shutting down: the frame in flight finishes, later ones are not computed
+                    continue
                 if msg.type == WSMsgType.BINARY:
                     await self._frame(ws, stream, msg.data)
                 elif msg.type == WSMsgType.TEXT:
                     await self._message(ws, stream, msg.data)
                 if stream.closing or ws.closed:
                     break
-        except ConnectionResetError:  # the client went away mid-frame: its stream ends, nothing else
+        except ConnectionError:  # the client went away mid-frame: its stream ends, nothing else
             log.info("stream %s: client disconnected", sid)
         except asyncio.TimeoutError:  # receive_timeout: nothing from the client for idle_seconds
             self.metrics.refused.labels("idle").inc()
@@ -128,7 +169,7 @@ class StreamRoutes:
                 self.metrics.bad_frames.labels("not_reading").inc()
                 log.info("stream %s: the client took nothing for %g s; cutting it off", stream.id,
                          self.limits.send_seconds)
-            except (ConnectionResetError, RuntimeError):  # gone already (aiohttp: RuntimeError on a closing socket)
+            except (ConnectionError, RuntimeError):  # gone already (aiohttp: RuntimeError on a closing socket)
                 pass
             stream.closing = True
             if stream.transport is not None:
@@ -136,6 +177,13 @@ class StreamRoutes:
             return False
 
     async def _frame(self, ws, stream: Stream, data: bytes) -> None:
+        stream.idle.clear()  # the drain waits for this frame's output before it closes the stream
+        try:
+            await self._frame_inner(ws, stream, data)
+        finally:
+            stream.idle.set()
+
+    async def _frame_inner(self, ws, stream: Stream, data: bytes) -> None:
         t0 = time.perf_counter()
         await self._throttle(stream, len(data) // stream.dtype.itemsize)
         note = error = None
@@ -176,16 +224,17 @@ class StreamRoutes:
         if await self._send(ws, stream, out):
             self.metrics.block_seconds.observe(time.perf_counter() - t0)
 
-    async def _close(self, ws, stream: Stream, code: int, reason: str) -> None:
-        """Close within ``drain_seconds`` (after the frame being sent); cut the connection otherwise."""
+    async def _close(self, ws, stream: Stream, code: int, reason: str, timeout: float | None = None) -> None:
+        """Close within ``timeout`` (default ``drain_seconds``; after the frame being sent); cut the
+        connection otherwise."""
         async def close():
             async with stream.send_lock:
                 await ws.close(code=code, message=reason[:120].encode())
         stream.closing = True
         done = stream.close_done = asyncio.Event()
         try:
-            await asyncio.wait_for(close(), self.limits.drain_seconds)
-        except (asyncio.TimeoutError, ConnectionResetError, RuntimeError):
+            await asyncio.wait_for(close(), self.limits.drain_seconds if timeout is None else timeout)
+        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
             if stream.transport is not None:
                 stream.transport.abort()
         finally:
@@ -193,9 +242,8 @@ class StreamRoutes:
 
     def _retire(self, model: Model) -> None:
         """Close a swapped-out model's batched engine once its last stream has left it."""
-        if model is not self.model and model.batched is not None and not model.batched._slots:
-            model.batched.close()
-            model.batched = None
+        if model is not self.model and model.batched is not None and not model.batched.in_use:
+            model.close()
 
     def _rebind(self, stream: Stream) -> dict:
         old, old_model = stream.proc, stream.model

@@ -449,13 +449,15 @@ def test_local_audio_device_through_the_same_model(jack_server, exported_bundles
 
 # ---- regressions from outside testing (issue 16) ---------------------------------------------
 
-def _raw_ws_connect(port: int, rcvbuf: int = 4096):
-    """A bare-socket WebSocket client with a tiny receive buffer that never reads after the upgrade."""
+def _raw_ws_connect(port: int, rcvbuf: int = 4096, source: str = "127.0.0.1"):
+    """A bare-socket WebSocket client with a tiny receive buffer that never reads after the upgrade
+    (from ``source``: another loopback address is another peer)."""
     import base64
     import socket
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.bind((source, 0))
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall((f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
@@ -673,3 +675,129 @@ def test_odd_authorization_and_idle_streams(exported_bundles):
         assert s.metric("edgeamp_refused_streams_total", 'reason="idle"') == 1
     finally:
         assert s.stop() == 0
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_swaps_under_batching_leave_no_engine_behind(tmp_path, exported_bundles):
+    """Regression: each swap (and each 409-refused swap) left a batched engine's threads running when
+    no stream had used the model: 240 swaps took the server from 13 to 1457 threads."""
+    import shutil
+
+    for name in ("a", "b", "c"):
+        shutil.copytree(exported_bundles["stateful"], tmp_path / f"{name}.bundle")
+    manifest = tmp_path / "c.bundle" / "manifest.json"  # same model at another rate: refused with 409
+    manifest.write_text(manifest.read_text().replace('"sample_rate": 48000', '"sample_rate": 44100'))
+    s = Server(tmp_path / "a.bundle", "--batch", "--batch-lanes", "2")
+    try:
+        assert "batched" in s.http("GET", "/model")[1]["batching"]
+        for name in ("b", "a"):
+            assert s.http("POST", "/swap", {"bundle": f"{name}.bundle"})[0] == 200
+        before = _threads(s.proc.pid)
+        for i in range(8):
+            assert s.http("POST", "/swap", {"bundle": "ba"[i % 2] + ".bundle"})[0] == 200
+            assert s.http("POST", "/swap", {"bundle": "c.bundle"})[0] == 409
+        assert _threads(s.proc.pid) <= before + 2  # was + 3 threads per swap
+    finally:
+        assert s.stop() == 0
+
+
+def test_sigterm_exit_is_bounded_by_the_drain_timeout(exported_bundles):
+    """Regression: a client that upgraded and never sent its handshake held exit for the handshake
+    wait and then a close wait (11.5-12.5 s with the defaults)."""
+    s = Server(exported_bundles["stateful"], "--handshake-timeout", "30")  # --drain-timeout 5, the default
+    socks = [_raw_ws_connect(s.port) for _ in range(2)]
+    try:
+        s.metric("edgeamp_streams_total")  # the upgrades are in (the server answers)
+        t0 = time.monotonic()
+        assert s.stop() == 0
+        assert time.monotonic() - t0 < 5  # the drain closes them at once (a second to take it); was 10+ s
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_silent_upgrades_hold_no_stream_slot(exported_bundles):
+    """Regression: connections that upgraded and never sent a handshake filled --max-streams."""
+    s = Server(exported_bundles["stateful"], "--max-streams", "1", "--max-pending-per-peer", "2",
+               "--handshake-timeout", "30")
+    socks = []
+    try:
+        for _ in range(2):  # another peer's silent upgrades
+            socks.append(_raw_ws_connect(s.port, source="127.0.0.2"))
+        with pytest.raises(AssertionError, match="503"):  # a third from that address: refused before upgrade
+            socks.append(_raw_ws_connect(s.port, source="127.0.0.2"))
+        x = _signal(0.05)
+        result = _run(stream_signal(s.url, x, SR, block=480))  # a real stream still gets in
+        assert result.output.shape == x.shape
+        assert s.metric("edgeamp_refused_streams_total", 'reason="pending_handshakes"') >= 1
+    finally:
+        for sock in socks:
+            sock.close()
+        assert s.stop() == 0
+
+
+def test_sigterm_lets_each_stream_finish_its_frame(heavy_bundle):
+    """Regression: the frame in compute at SIGTERM was computed and dropped (0 audio frames, then 1001)."""
+    s = Server(heavy_bundle, "--workers", "1", "--drain-timeout", "20")
+
+    async def client(session, x):
+        ws, _ = await open_stream(session, s.url, {"sample_rate": SR, "block_size": 48000})
+        await ws.send_bytes(x.tobytes())
+        return ws
+
+    async def scenario():
+        x = _signal(1.0)
+        async with aiohttp.ClientSession() as session:
+            sockets = [await client(session, x) for _ in range(3)]
+            await asyncio.sleep(0.05)  # three 1 s frames queue on one worker: a few hundred ms each
+            s.proc.send_signal(signal.SIGTERM)
+            got = []
+            for ws in sockets:
+                first = await ws.receive(timeout=30)
+                last = await ws.receive(timeout=30)
+                got.append((first.type, last.type, ws.close_code))
+            return got
+
+    for first, last, code in _run(scenario()):
+        assert first == aiohttp.WSMsgType.BINARY and last == aiohttp.WSMsgType.CLOSE and code == 1001
+    assert s.proc.wait(30) == 0
+
+
+def test_allowed_origin_gets_cors_headers_and_a_preflight(exported_bundles):
+    """Regression: --allow-origin sent no CORS headers and the preflight answered 405."""
+    s = Server(exported_bundles["stateful"], "--allow-origin", "http://localhost:3000")
+    origin = {"Origin": "http://localhost:3000"}
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{s.port}/knobs", method="OPTIONS", headers={
+            **origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 204
+            assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+            assert "POST" in r.headers["Access-Control-Allow-Methods"]
+            assert "content-type" in r.headers["Access-Control-Allow-Headers"].lower()
+        req = urllib.request.Request(f"http://127.0.0.1:{s.port}/model", headers=origin)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+        req = urllib.request.Request(f"http://127.0.0.1:{s.port}/model", method="OPTIONS",
+                                     headers={"Origin": "http://evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=30)
+        assert err.value.code == 403
+    finally:
+        assert s.stop() == 0
+
+
+def test_clients_leaving_early_leave_no_tracebacks(exported_bundles):
+    """Regression: a 30-line ClientConnectionResetError traceback per client that closed before its handshake."""
+    s = Server(exported_bundles["stateful"], "--handshake-timeout", "0.5")
+    try:
+        for _ in range(10):
+            _raw_ws_connect(s.port).close()  # upgraded, gone at once
+        time.sleep(1.5)  # every handshake wait has run out
+        assert s.http("GET", "/healthz")[0] == 200
+    finally:
+        assert s.stop() == 0
+    assert "Traceback" not in s.proc.stderr.read()
