@@ -78,6 +78,15 @@ class ExportRecord:
     reference_sensitivity: float = 0.0  # max abs move of the reference under an f32-sized input change
     sha256: dict[str, str] = field(default_factory=dict)  # "xml" and "bin": the files' SHA-256 at export
 
+    def __post_init__(self) -> None:
+        if not self.xml or "\x00" in self.xml or len(self.xml) > 255:
+            raise ConfigError(f"export {self.variant[:40]!r}: xml must name a file inside ir/, got {self.xml[:60]!r}")
+        for kind, digest in self.sha256.items():
+            if kind not in ("xml", "bin") or not isinstance(digest, str) or len(digest) != 64 or any(
+                    c not in "0123456789abcdef" for c in digest):
+                raise ConfigError(f"export {self.variant[:40]!r}: sha256 holds SHA-256 hex digests of 'xml' and "
+                                  f"'bin', got {str(kind)[:40]!r}")
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -257,21 +266,27 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 MAX_ARRAY_BYTES = 64 << 20  # no array of a bundle is near this; a header that claims more is refused
+MAX_NPZ_BYTES = 128 << 20  # nor is a whole weights.npz or golden.npz
+MAX_MANIFEST_BYTES = 4 << 20
+GOLDEN_ARRAYS = {"input": 1, "knobs": 2, "output": 1}  # name -> dimensions
 
 
-def _load_npz(path: Path, expected: dict[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
-    """Read an npz after checking every array's header (shape, dtype, size) before its data: a small
-    file that would inflate to hundreds of MB, or an array of the wrong shape, is refused unread."""
+def _load_npz(path: Path, expected: dict[str, tuple[int, ...] | int]) -> dict[str, np.ndarray]:
+    """Read an npz after checking its entries and every array's header (names, shape, dtype, size)
+    before any data: a small file that would inflate to hundreds of MB, arrays nobody asked for, or an
+    array of the wrong shape is refused unread. ``expected``: name -> shape, or name -> dimensions."""
     if not path.is_file():
         raise BundleError(f"{path.parent}: missing {path.name}")
     try:
         with zipfile.ZipFile(path) as zf:
-            names = {i.filename.removesuffix(".npy") for i in zf.infolist()}
-            if expected is not None and names != set(expected):
-                expected = None  # names differ: ModelWeights.from_arrays says which, sizes are still bounded
-            headers = {}
-            for info in zf.infolist():
-                name = info.filename.removesuffix(".npy")
+            infos = zf.infolist()
+            names = [i.filename.removesuffix(".npy") for i in infos]
+            extra, missing = sorted(set(names) - set(expected)), sorted(set(expected) - set(names))
+            if extra or missing or len(names) != len(set(names)):
+                raise BundleError(f"{path}: arrays do not match what the bundle needs (missing {missing[:8]}, "
+                                  f"unexpected {[n[:60] for n in extra[:8]]}{', duplicated names' * (not extra)})")
+            total, headers = 0, {}
+            for info, name in zip(infos, names):
                 with zf.open(info) as fh:
                     version = np.lib.format.read_magic(fh)
                     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
@@ -279,18 +294,22 @@ def _load_npz(path: Path, expected: dict[str, tuple[int, ...]] | None = None) ->
                     shape, _, dtype = read(fh)
                 if dtype.hasobject:
                     raise BundleError(f"{path}: array {name!r} holds Python objects; a bundle holds numbers only")
-                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                if nbytes > MAX_ARRAY_BYTES:
-                    raise BundleError(f"{path}: array {name!r} claims shape {shape} ({nbytes / 2**20:.0f} MiB); "
-                                      "refused unread")
+                nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                total += nbytes
+                if nbytes > MAX_ARRAY_BYTES or nbytes > info.file_size or total > MAX_NPZ_BYTES:
+                    raise BundleError(f"{path}: array {name!r} claims shape {shape} ({nbytes / 2**20:.0f} MiB) in "
+                                      f"an entry of {info.file_size / 2**20:.1f} MiB; refused unread")
                 headers[name] = tuple(shape)
-            for name, shape in (expected or {}).items():
-                if headers[name] != shape:
-                    raise BundleError(f"weight {name!r} has shape {headers[name]}, the architecture needs {shape}")
+            for name, want in expected.items():  # in the architecture's order: the first layer named first
+                shape = headers[name]
+                if isinstance(want, int) and len(shape) != want:
+                    raise BundleError(f"{path}: array {name!r} has shape {shape}, expected {want} dimension(s)")
+                if isinstance(want, tuple) and shape != want:
+                    raise BundleError(f"weight {name!r} has shape {shape}, the architecture needs {want}")
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise BundleError(f"{path}: unreadable ({exc})") from exc
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, SyntaxError) as exc:
+        raise BundleError(f"{path}: unreadable ({str(exc)[:300]})") from exc
 
 
 def read_manifest(path: Path | str) -> Manifest:
@@ -303,10 +322,15 @@ def read_manifest(path: Path | str) -> Manifest:
     mpath = path / MANIFEST
     if not mpath.is_file():
         raise BundleError(f"{path}: missing {MANIFEST}, this is not a (complete) edgeamp bundle")
+    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{mpath}: {mpath.stat().st_size / 2**20:.1f} MiB; a manifest is a few KB "
+                          f"(at most {MAX_MANIFEST_BYTES >> 20} MiB read)")
     try:
         raw = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{mpath}: not valid JSON ({exc})") from exc
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an integer of over 4300 digits
+        raise BundleError(f"{mpath}: not valid JSON ({str(exc)[:200]})") from exc
+    except RecursionError as exc:
+        raise BundleError(f"{mpath}: not valid JSON (nested too deeply)") from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
         raise BundleError(f"{mpath}: format is {found!r}, expected {FORMAT!r}")
@@ -332,11 +356,11 @@ def read_bundle(path: Path | str) -> Bundle:
     path = Path(path)
     manifest = read_manifest(path)
     weights = manifest.architecture.load_weights(_load_npz(path / WEIGHTS, manifest.architecture.expected_shapes()))
-    g = _load_npz(path / GOLDEN)
-    try:
-        golden = Golden(g["input"], g["knobs"], g["output"])
-    except KeyError as exc:
-        raise BundleError(f"{path / GOLDEN}: missing array {exc}") from exc
+    g = _load_npz(path / GOLDEN, GOLDEN_ARRAYS)
+    golden = Golden(g["input"], g["knobs"], g["output"])
+    if golden.output.shape != golden.input.shape:
+        raise BundleError(f"{path / GOLDEN}: output has {golden.output.shape[0]} samples, input "
+                          f"{golden.input.shape[0]}; re-export the bundle")
     if golden.knobs.shape != (golden.input.shape[0], len(manifest.architecture.knobs)):
         raise BundleError(
             f"{path / GOLDEN}: knobs shape {golden.knobs.shape} does not match input length "

@@ -340,3 +340,75 @@ def test_ir_without_recorded_hashes_must_reproduce_the_reference(tmp_path, expor
     bin_path.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="has no hash recorded at export and does not reproduce the model"):
         ProcessorFactory(path, device="CPU", variant="stateful", precision="f32")
+
+
+def _bomb_header(path: Path, name: str, shape: tuple[int, ...]) -> None:
+    """Replace array ``name`` of an npz by a header claiming ``shape`` (float32) and no data."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        entries = {i.filename: zf.read(i) for i in zf.infolist()}
+    entries[f"{name}.npy"] = _npy_header(shape)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for fname, data in entries.items():
+            zf.writestr(fname, data)
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _add_arrays(path: Path, count: int, mib: int) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(count):
+            with zf.open(f"extra{i}.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.zeros(mib << 18, np.float32))
+
+
+NPZ_BOMBS = [
+    ("golden header claims 1 GiB", lambda p: _bomb_header(p / "golden.npz", "input", (1 << 28,)), r"refused unread"),
+    ("golden with extra arrays", lambda p: _add_arrays(p / "golden.npz", 3, 60), r"unexpected \['extra0'"),
+    ("weights with extra arrays", lambda p: _add_arrays(p / "weights.npz", 1, 60), r"unexpected \['extra0'"),
+    ("golden output shorter", lambda p: np.savez(p / "golden.npz", **{**dict(np.load(p / "golden.npz")),
+                                                                       "output": np.zeros(10, np.float32)}),
+     r"output has 10 samples"),
+    ("manifest nested deeply", lambda p: (p / "manifest.json").write_text("[" * 100000 + "]" * 100000),
+     r"not valid JSON"),
+    ("manifest with a 5000-digit int", lambda p: _edit_manifest(p, sample_rate=None) or (p / "manifest.json").write_text(
+        (p / "manifest.json").read_text()[:-1] + ', "sample_rate": ' + "9" * 5000 + "}"), r"not valid JSON"),
+    ("manifest of 5 MiB", lambda p: (p / "manifest.json").write_text(" " * (5 << 20) + "{}"), r"a manifest is a few KB"),
+]
+
+
+@pytest.mark.parametrize("case,damage,message", NPZ_BOMBS, ids=[c[0] for c in NPZ_BOMBS])
+def test_npz_and_manifest_bombs_are_refused_unread(tmp_path, case, damage, message):
+    """Regression: a 1.2 MB golden.npz claiming 1 GiB peaked at 2.2 GB before numpy refused it, and a
+    0.9 MB golden.npz with 12 extra 60 MiB arrays was accepted (844 MB)."""
+    import resource
+
+    path = write_bundle(tmp_path / "b", make_bundle())
+    damage(path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BundleError, match=message):
+        read_bundle(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 << 10  # KiB: nothing big was read
+
+
+def test_export_record_hash_keys_are_checked(tmp_path):
+    """Regression: a sha256 key "/x" in a manifest raised ValueError from deep inside path handling."""
+    from edgeamp.export.exporter import export_bundle
+
+    path = write_bundle(tmp_path / "b", make_bundle())
+    export_bundle(path, variants=("stateful",), precisions=("f32",), verify_seconds=0.1)
+    doc = json.loads((path / "manifest.json").read_text())
+    record = next(iter(doc["exports"].values()))
+    record["sha256"] = {"/x": "0" * 64}
+    (path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="SHA-256 hex digests"):
+        read_bundle(path)
