@@ -82,7 +82,8 @@ def load(
     """
     options = RuntimeOptions(backend=backend, device=device, precision=precision,
                              inference_precision=inference_precision, threads=threads, variant=variant,
-                             hop_ms=hop_ms, strict=strict, knobs=dict(knobs or {}))
+                             hop_ms=hop_ms, strict=strict,
+                             knobs=dict(knobs) if isinstance(knobs, dict) else (knobs or {}))
     return Amp(ProcessorFactory(path, options), resample_quality=resample_quality)
 
 
@@ -130,10 +131,7 @@ class Amp:
         if name not in self._knob_defs:
             known = ", ".join(self._knob_defs) or "none: this model has no knobs"
             raise ConfigError(f"unknown knob {name!r}; known knobs: {known}")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise ConfigError(f"knob {name!r} takes a number, got {value!r}")
-        value = float(value)
-        self._knob_defs[name].normalise(value)  # raises with the range when out of it (NaN too)
+        value = self._knob_defs[name].value_of(value)  # raises with the range when out of it (NaN too)
         self._knob_values[name] = value
         for proc in self._plain + self._aligned:
             proc.set_knob(name, value)

@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import OutputError
+
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -58,6 +60,20 @@ def clean_stale(target: Path) -> list[Path]:
     return removed
 
 
+def check_writable(target: Path | str) -> Path:
+    """Refuse, before any long work, an output whose folder cannot hold it: the folder is made if
+    missing and a scratch file is created and removed in it. Raises :class:`OutputError` naming it."""
+    target = Path(target).absolute()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, scratch = tempfile.mkstemp(prefix=f".{target.name}.check-", dir=target.parent)
+        os.close(fd)
+        os.unlink(scratch)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc} ({target.parent})") from exc
+    return target
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path | str) -> Iterator[Path]:
     """Yield a fresh temporary directory beside ``target``; on success it replaces ``target``.
@@ -70,7 +86,7 @@ def atomic_directory(target: Path | str) -> Iterator[Path]:
     target = Path(target).absolute()
     if target.is_symlink():  # rewrite what the link points to; the link itself stays a link
         target = Path(os.path.realpath(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(target)
     clean_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
     umask = os.umask(0)
@@ -104,8 +120,7 @@ def atomic_directory(target: Path | str) -> Iterator[Path]:
 def atomic_write_bytes(target: Path | str, data: bytes) -> Path:
     """Write ``data`` to ``target`` through a temporary file beside it and one rename: a reader (or a
     crash) sees the old file or the new one, never half of one."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = check_writable(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import check_writable
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def check_output_path(path: Path | str) -> str:
                          "sample: write .wav or .flac")
     if fmt is None:
         raise InputError(f"{path}: unknown audio file extension (use .wav or .flac)")
+    check_writable(path)
     return fmt
 
 
@@ -78,7 +80,6 @@ def write_audio(path: Path | str, x: np.ndarray, sample_rate: int, subtype: str 
     import soundfile as sf
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     x = np.asarray(x, dtype=np.float32)
     if subtype and subtype.startswith("PCM"):
         clipped = int(np.count_nonzero(np.abs(x) > 1.0))

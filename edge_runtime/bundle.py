@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import reference
-from .atomic import atomic_directory
+from .atomic import atomic_directory, check_writable
 from .config import from_dict, to_dict
 from .errors import BundleError, ConfigError
 from .families import ModelArchitecture
@@ -225,6 +225,7 @@ def check_bundle_target(path: Path | str) -> None:
     if path.is_dir() and not (path / MANIFEST).is_file() and any(path.iterdir()):
         raise BundleError(f"{path} is a directory that is not an edgeamp bundle: refusing to replace it "
                           "(choose a new path, e.g. {path}/amp.bundle)".replace("{path}", str(path)))
+    check_writable(path)
 
 
 def write_bundle(

@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgeamp {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file that vanished, a full disk, a device: said in one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"edgeamp {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ class ModelFormatError(EdgeampError):
     bundle cannot be written in that tool's format."""
 
 
+class OutputError(EdgeampError):
+    """An output path cannot be written (no such directory, read-only, not a file system)."""
+
+
 class DeviceError(EdgeampError):
     """An inference device is missing or cannot run the requested graph."""
 

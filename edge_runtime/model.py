@@ -61,6 +61,19 @@ class Knob:
             raise ConfigError(f"knob {self.name!r}: model range [{self.model_minimum}, {self.model_maximum}] "
                               "must be two different finite numbers")
 
+    def value_of(self, value) -> float:
+        """``value`` as this knob's setting (a float in range), or ConfigError naming the knob: a string,
+        None, a bool, an integer too large for a float and NaN are refused like an out-of-range value."""
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise ConfigError(f"knob {self.name!r} takes a number, got {str(value)[:40]!r}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(f"knob {self.name!r}: {str(value)[:20]}... is far outside its range "
+                              f"[{self.minimum}, {self.maximum}]") from None
+        self.normalise(number)
+        return number
+
     def normalise(self, value: float) -> float:
         """Map a knob value to the model's input range (``model_minimum..model_maximum``, by
         default [-1, 1]); out-of-range values raise."""

@@ -73,8 +73,9 @@ class Processor:
         """Set a knob in its own units; the change ramps across the next hop."""
         for i, knob in enumerate(self.arch.knobs):
             if knob.name == name:
-                self._knob_target[i] = knob.normalise(float(value))
-                self._knob_values[name] = float(value)
+                value = knob.value_of(value)
+                self._knob_target[i] = knob.normalise(value)
+                self._knob_values[name] = value
                 self._knob_changed = True
                 return
         known = ", ".join(self.arch.knob_names) or "none: this model has no knobs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ import numpy as np
 from .processor import Processor
 from .progress import progress
 from .session import ProcessorFactory
+
+log = logging.getLogger(__name__)
 
 
 def render(proc: Processor, x: np.ndarray, block: int = 4096, desc: str = "render") -> tuple[np.ndarray, float]:
@@ -58,6 +61,10 @@ def render_file(factory: ProcessorFactory, input_path, output_path, *, channel: 
     check_output_path(output_path)
     sr = factory.bundle.manifest.sample_rate
     x, info = read_mono(input_path, channel)
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:  # a float WAV can hold them; the processor zeroes them (its state stays clean)
+        log.warning("%s: %d NaN/Inf sample(s) in the input, rendered as silence", Path(input_path).name, bad)
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)  # before a resampler spreads them
     if info.sample_rate != sr:
         if not allow_resample:
             raise InputError(f"{input_path} is {info.sample_rate} Hz, the model runs at {sr} Hz: pass --resample "

@@ -196,13 +196,15 @@ class ProcessorFactory:
                  self.bundle.path, error, n)
 
     def _checked_knobs(self, knobs: dict[str, float]) -> dict[str, float]:
+        if not isinstance(knobs, dict):
+            raise ConfigError(f"knobs must be a dict of name: value, got {type(knobs).__name__}")
         by_name = {k.name: k for k in self.bundle.manifest.architecture.knobs}
         out = {}
         for name, value in knobs.items():
             if name not in by_name:
-                raise ConfigError(f"unknown knob {name!r}; this model has: {', '.join(by_name) or 'no knobs'}")
-            by_name[name].normalise(float(value))  # range check, names the range
-            out[name] = float(value)
+                raise ConfigError(f"unknown knob {str(name)[:40]!r}; this model has: "
+                                  f"{', '.join(by_name) or 'no knobs'}")
+            out[name] = by_name[name].value_of(value)  # type and range checked, the range named
         return out
 
     @property

@@ -71,6 +71,8 @@ async def stream_signal(
 
     if fmt not in FORMATS:
         raise InputError(f"format {fmt!r}: choose float32 or int16")
+    if np.ndim(x) != 1 or np.shape(x)[0] == 0:
+        raise InputError(f"nothing to stream: the signal has shape {np.shape(x)}; give mono audio with samples")
     handshake = {"sample_rate": int(sample_rate), "format": fmt, "knobs": knobs or {}}
     if block:
         handshake["block_size"] = int(block)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeamp.edge_runtime import reference
-from edgeamp.edge_runtime.atomic import atomic_write_bytes
+from edgeamp.edge_runtime.atomic import atomic_write_bytes, check_writable
 from edgeamp.edge_runtime.bundle import IR_DIR, Bundle, Manifest, check_bundle_target, read_bundle, write_bundle
 from edgeamp.edge_runtime.errors import ModelFormatError
 from edgeamp.edge_runtime.hashing import sha256_file
@@ -137,7 +137,7 @@ def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None =
                  check["samples"], check["max_abs_error"], check["esr"])
     manifest = Manifest(sample_rate=rate, architecture=model.architecture, streaming=streaming,
                         input_gain=model.input_gain, output_gain=model.output_gain, provenance=provenance)
-    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-{os.getpid()}-", dir=out.absolute().parent))
     try:
         staged = staging / out.name

@@ -54,7 +54,9 @@ class ControlRoutes:
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-            raise InputError(f"request body is not JSON: {exc}") from exc
+            raise InputError(f"request body is not JSON: {str(exc)[:200]}") from exc
+        except LookupError as exc:  # Content-Type: application/json; charset=NO-SUCH-CODEC
+            raise InputError(f"request body: unknown charset {request.charset!r}; send UTF-8 JSON") from exc
         except RecursionError as exc:
             raise InputError("request body is nested too deeply") from exc
         if not isinstance(body, dict):
@@ -167,9 +169,15 @@ class ControlRoutes:
     def _model_path(self, name: str) -> Path:
         """A bundle inside ``models_dir`` (a name, or a path that resolves inside it). Anything else is
         refused with the same words whether or not it exists: /swap is no way to probe the disk."""
-        candidate = Path(name) if Path(name).is_absolute() else self.models_dir / name
-        resolved = candidate.resolve()
-        if self.models_dir not in resolved.parents:
+        try:
+            if "\x00" in name or len(name) > 4096:
+                raise ValueError(name)
+            name.encode("utf-8")  # a lone surrogate ("\ud800") names no file
+            candidate = Path(name) if Path(name).is_absolute() else self.models_dir / name
+            resolved = candidate.resolve()
+        except (ValueError, OSError, UnicodeEncodeError):
+            resolved = None
+        if resolved is None or self.models_dir not in resolved.parents:
             raise InputError(f"/swap loads bundles from the models directory only ({self.models_dir.name}/, "
                              "set with --models-dir): give a bundle name inside it")
         return resolved

@@ -158,6 +158,14 @@ def test_knobs_are_attributes_with_ranges(exported_bundles, signal):
     assert amp.gain == 7.0  # refused values change nothing
     with pytest.raises(edgeamp.ConfigError, match=r"outside \[0.0, 10.0\]"):
         edgeamp.load(exported_bundles["stateful"], device="CPU", knobs={"gain": -1})
+    # were OverflowError, ValueError and TypeError from float()
+    with pytest.raises(edgeamp.ConfigError, match="far outside its range"):
+        amp.gain = 10 ** 400
+    for bad, words in (({"gain": "x"}, "takes a number"), ({"gain": None}, "takes a number"),
+                       ({"gain": 10 ** 400}, "far outside its range"), ([1], "must be a dict")):
+        with pytest.raises(edgeamp.ConfigError, match=words):
+            edgeamp.load(exported_bundles["stateful"], device="CPU", knobs=bad)
+    assert amp.gain == 7.0
 
 
 def test_knob_change_mid_stream_ramps_like_the_processor(exported_bundles, signal):

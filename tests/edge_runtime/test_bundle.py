@@ -371,6 +371,12 @@ def _add_arrays(path: Path, count: int, mib: int) -> None:
                 np.lib.format.write_array(fh, np.zeros(mib << 18, np.float32))
 
 
+def _huge_int_manifest(path: Path) -> None:
+    _edit_manifest(path, sample_rate=None)
+    text = (path / "manifest.json").read_text()
+    (path / "manifest.json").write_text(text[:-1] + ', "sample_rate": ' + "9" * 5000 + "}")
+
+
 NPZ_BOMBS = [
     ("golden header claims 1 GiB", lambda p: _bomb_header(p / "golden.npz", "input", (1 << 28,)), r"refused unread"),
     ("golden with extra arrays", lambda p: _add_arrays(p / "golden.npz", 3, 60), r"unexpected \['extra0'"),
@@ -380,9 +386,9 @@ NPZ_BOMBS = [
      r"output has 10 samples"),
     ("manifest nested deeply", lambda p: (p / "manifest.json").write_text("[" * 100000 + "]" * 100000),
      r"not valid JSON"),
-    ("manifest with a 5000-digit int", lambda p: _edit_manifest(p, sample_rate=None) or (p / "manifest.json").write_text(
-        (p / "manifest.json").read_text()[:-1] + ', "sample_rate": ' + "9" * 5000 + "}"), r"not valid JSON"),
-    ("manifest of 5 MiB", lambda p: (p / "manifest.json").write_text(" " * (5 << 20) + "{}"), r"a manifest is a few KB"),
+    ("manifest with a 5000-digit int", lambda p: _huge_int_manifest(p), r"not valid JSON"),
+    ("manifest of 5 MiB", lambda p: (p / "manifest.json").write_text(" " * (5 << 20) + "{}"),
+     r"a manifest is a few KB"),
 ]
 
 

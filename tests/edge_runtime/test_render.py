@@ -121,3 +121,32 @@ def test_render_refuses_lossy_output_and_reports_the_format_it_wrote(exported_bu
     assert "FLAC cannot hold FLOAT samples; writing PCM_16" in caplog.text
     assert "PCM_16 at 48000 Hz" in capsys.readouterr().out
     assert sf.info(tmp_path / "out.flac").subtype == "PCM_16"
+
+
+def test_outputs_nobody_can_write_and_odd_inputs_are_named(exported_bundles, tmp_path, capsys, caplog):
+    """Regressions: OUT under /proc gave a FileNotFoundError traceback naming a temporary file; NaN in
+    the input was zeroed without a word; an empty file streamed into an IndexError."""
+    import asyncio
+
+    from edgeamp.edge_runtime.errors import InputError
+    from edgeamp.edge_runtime.stream_client import stream_signal
+
+    _write(tmp_path / "di.wav", subtype="FLOAT", channels=1)
+    bundle = str(exported_bundles["stateful"])
+    assert cli_main(["render", bundle, str(tmp_path / "di.wav"), "/proc/edgeamp-out.wav", "--device", "CPU"]) == 2
+    assert "cannot write /proc/edgeamp-out.wav" in capsys.readouterr().err
+    from pathlib import Path
+
+    nam = Path(__file__).parents[1] / "fixtures" / "interop" / "nam_lstm_1x6.nam"
+    assert cli_main(["import", str(nam), "/proc/x.bundle"]) == 2
+    assert "cannot write /proc/x.bundle" in capsys.readouterr().err
+    x = sf.read(tmp_path / "di.wav", dtype="float32")[0]
+    x[100:103] = [np.nan, np.inf, -np.inf]
+    sf.write(tmp_path / "nan.wav", x, 48000, subtype="FLOAT")
+    with caplog.at_level("WARNING", logger="edgeamp"):
+        assert cli_main(["render", bundle, str(tmp_path / "nan.wav"), str(tmp_path / "out.wav"), "--device",
+                         "CPU"]) == 0
+    assert "3 NaN/Inf sample(s) in the input" in caplog.text
+    assert np.isfinite(sf.read(tmp_path / "out.wav")[0]).all()
+    with pytest.raises(InputError, match="nothing to stream"):
+        asyncio.run(stream_signal("ws://127.0.0.1:9/stream", np.zeros(0, np.float32), 48000))

@@ -652,6 +652,21 @@ def test_malformed_control_input_gets_named_errors(server):
     assert err.value.code in (400, 413)
     got, code = _run(_raw(server.url, json.dumps({"sample_rate": SR, "format": ["float32"]})))
     assert code == 1003 and "format" in got[0]["reason"]
+    # were 500s or dropped connections
+    got, code = _run(_raw(server.url, '{"sample_rate": ' + "4" * 5000 + "}"))
+    assert code == 1003 and "not JSON" in got[0]["reason"]
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}/knobs", data=b'{"knobs": {}}', method="POST",
+                                 headers={"Content-Type": "application/json; charset=x-bogus"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=30)
+    assert err.value.code == 400 and "charset" in json.loads(err.value.read())["error"]
+    for name in ("a\x00b", "x" * 5000, "\ud800"):
+        req = urllib.request.Request(f"http://127.0.0.1:{server.port}/swap", method="POST",
+                                     data=json.dumps({"bundle": name}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=30)
+        assert err.value.code == 400 and "models directory" in json.loads(err.value.read())["error"]
 
 
 def test_odd_authorization_and_idle_streams(exported_bundles):
