@@ -70,31 +70,75 @@ class LegacyModel:
     window_samples: int | None  # fixed time dimension of the model's input, if the file has one
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+MAX_H5_VALUES = 4 << 20  # numbers in one weight array (a CuDNNLSTM 1024 holds 8.4 M; the experiment's 64 has 17 k)
+MAX_H5_TOTAL = 16 << 20  # numbers in the whole file
+MAX_H5_LAYERS = 64
+MAX_CONFIG_CHARS = 1 << 20
+
+
+def _text(value, what: str = "a name") -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise LegacyImportError(f"{what} is not UTF-8 text (byte {exc.start})") from None
+    return str(value)
 
 
 def _layer_configs(model_config: str | None) -> dict[str, dict]:
     """name -> {"class_name", "config"} from the model_config attribute (Sequential or functional)."""
     if not model_config:
         return {}
+    if len(model_config) > MAX_CONFIG_CHARS:
+        raise LegacyImportError(f"model_config attribute is {len(model_config) >> 10} KiB: not a Keras model's")
     try:
         cfg = json.loads(model_config)
-    except json.JSONDecodeError as exc:
-        raise LegacyImportError(f"model_config attribute is not valid JSON ({exc})") from exc
+    except ValueError as exc:  # JSONDecodeError, or an integer of over 4300 digits
+        raise LegacyImportError(f"model_config attribute is not valid JSON ({str(exc)[:120]})") from exc
+    except RecursionError:
+        raise LegacyImportError("model_config attribute is nested too deeply to be a Keras model's") from None
+    if not isinstance(cfg, dict):
+        raise LegacyImportError(f"model_config attribute is a JSON {type(cfg).__name__}, not a Keras model's object")
     layers = cfg.get("config", {})
     if isinstance(layers, dict):
         layers = layers.get("layers", [])
     out = {}
-    for entry in layers:
+    for entry in layers if isinstance(layers, list) else []:
+        if not isinstance(entry, dict):
+            continue
         conf = entry.get("config", {})
+        conf = conf if isinstance(conf, dict) else {}
         name = conf.get("name") or entry.get("name")
-        out[name] = {"class_name": entry.get("class_name"), "config": conf}
+        if isinstance(name, str):
+            out[name] = {"class_name": entry.get("class_name"), "config": conf}
     return out
 
 
+def _dataset(group, name: str, path: Path, budget: list[int]):
+    """A weight array read after checking it: stored in this file (no external link), numeric, and
+    within MAX_H5_VALUES numbers and the file's MAX_H5_TOTAL."""
+    import h5py
+
+    parts = name.split("/")
+    for i in range(1, len(parts) + 1):  # every step of the path, before it is followed
+        link = group.get("/".join(parts[:i]), getlink=True)
+        if link is None:
+            raise LegacyImportError(f"{path}: layer {group.name!r} lists weight {name!r} that is not stored")
+        if isinstance(link, h5py.ExternalLink):
+            raise LegacyImportError(f"{path}: weight {name!r} links to another file ({link.filename!r}); refused")
+    ds = group[name]
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "fiu":
+        raise LegacyImportError(f"{path}: weight {name!r} is not an array of numbers")
+    budget[0] += ds.size
+    if ds.size > MAX_H5_VALUES or budget[0] > MAX_H5_TOTAL:
+        raise LegacyImportError(f"{path}: weight {name!r} declares shape {ds.shape} ({ds.size:,} numbers); far "
+                                "larger than any LSTM model's weights, refused unread")
+    return np.asarray(ds, dtype=np.float64)
+
+
 def read_legacy_h5(path: Path | str) -> LegacyModel:
-    """Read the layers of a Keras-2 ``.h5`` model or weights file, in file order."""
+    """Read the layers of a Keras-2 ``.h5`` model or weights file, in file order. Sizes, links and
+    texts are checked before anything is read (a 7 KB compressed dataset can declare gigabytes)."""
     import h5py
 
     path = Path(path)
@@ -105,32 +149,45 @@ def read_legacy_h5(path: Path | str) -> LegacyModel:
     except OSError as exc:
         raise LegacyImportError(f"{path}: not an HDF5 file ({exc})") from exc
     with f:
+        if isinstance(f.get("model_weights", getlink=True), h5py.ExternalLink):
+            raise LegacyImportError(f"{path}: model_weights links to another file; refused")
         group = f["model_weights"] if "model_weights" in f else f
         if "layer_names" not in group.attrs:
             raise LegacyImportError(
                 f"{path}: no 'layer_names' attribute: not a Keras-2 model.save() or save_weights() file"
             )
-        configs = _layer_configs(_text(f.attrs["model_config"]) if "model_config" in f.attrs else None)
-        keras_version = _text(f.attrs.get("keras_version", group.attrs.get("keras_version", ""))) or None
-        layers = []
+        try:
+            configs = _layer_configs(_text(f.attrs["model_config"], "model_config") if "model_config" in f.attrs
+                                     else None)
+            keras_version = _text(f.attrs.get("keras_version", group.attrs.get("keras_version", "")),
+                                  "keras_version")[:40] or None
+            names = [_text(n, "a layer name") for n in group.attrs["layer_names"][:MAX_H5_LAYERS + 1]]
+        except LegacyImportError as exc:
+            raise LegacyImportError(f"{path}: {exc}") from None
+        if len(names) > MAX_H5_LAYERS:
+            raise LegacyImportError(f"{path}: more than {MAX_H5_LAYERS} layers; not an LSTM amp model")
+        layers, budget = [], [0]
         window = None
-        for raw_name in group.attrs["layer_names"]:
-            name = _text(raw_name)
-            if name not in group:
-                raise LegacyImportError(f"{path}: layer {name!r} is listed in layer_names but has no group")
+        for name in names:
+            link = group.get(name, getlink=True)
+            if link is None:
+                raise LegacyImportError(f"{path}: layer {name[:60]!r} is listed in layer_names but has no group")
+            if isinstance(link, h5py.ExternalLink):
+                raise LegacyImportError(f"{path}: layer {name[:60]!r} links to another file; refused")
             g = group[name]
-            weight_names = [_text(w) for w in g.attrs.get("weight_names", [])]
             try:
-                arrays = tuple(np.asarray(g[w], dtype=np.float64) for w in weight_names)
-            except KeyError as exc:
-                raise LegacyImportError(f"{path}: layer {name!r} lists weight {exc} that is not stored") from exc
+                weight_names = [_text(w, "a weight name") for w in g.attrs.get("weight_names", [])[:16]]
+            except LegacyImportError as exc:
+                raise LegacyImportError(f"{path}: layer {name[:60]!r}: {exc}") from None
+            arrays = tuple(_dataset(g, w, path, budget) for w in weight_names)
             info = configs.get(name, {})
             conf = info.get("config", {})
             shape = conf.get("batch_input_shape") or conf.get("batch_shape")
-            if window is None and shape and len(shape) == 3 and shape[1]:
+            if (window is None and isinstance(shape, list) and len(shape) == 3 and isinstance(shape[1], int)
+                    and 0 < shape[1] <= 1 << 20):
                 window = int(shape[1])
             class_name = info.get("class_name") or _guess_class(weight_names, arrays)
-            layers.append(LegacyLayer(name, class_name, arrays, conf))
+            layers.append(LegacyLayer(name, str(class_name)[:60], arrays, conf))
     return LegacyModel(tuple(layers), keras_version, window)
 
 

@@ -14,6 +14,14 @@ from edgeamp.edge_runtime.errors import ModelFormatError
 from edgeamp.edge_runtime.model import Architecture, Knob, LayerWeights, ModelWeights
 
 MAX_MODEL_BYTES = 64 << 20  # the largest NAM LSTM or RTNeural JSON seen is a few MB
+# Every weight of these models is used once per sample: a model of more than this many weights needs
+# over 14 G multiply-adds per second at 48 kHz, more than one CPU core, and takes minutes to verify.
+# The largest captures in the collections surveyed (benchmarks/capture_survey.py) have under 60 000.
+MAX_WEIGHTS = 300_000
+# declared sizes, bounded before any weight is read (AIDA-X's largest compiled size is 80 units)
+MAX_UNITS = 1024
+MAX_LAYERS = 16
+MAX_INPUTS = 16  # AIDA-X takes at most 3 (audio + 2 parameters)
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
@@ -56,6 +64,8 @@ def read_json(path: Path) -> object:
     except json.JSONDecodeError as exc:
         end = "the file ends early (truncated?)" if exc.pos >= len(text.rstrip()) else exc.msg
         raise ModelFormatError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {end}") from exc
+    except ValueError as exc:  # an integer of over 4300 digits
+        raise ModelFormatError(f"{path}: not a model file ({str(exc)[:120]})") from exc
 
 
 def _reject_constant(name: str):
@@ -76,9 +86,46 @@ def as_array(values, shape: tuple[int, ...], what: str, source: str) -> np.ndarr
     return arr.astype(np.float32)
 
 
-def positive_int(value, what: str, source: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-        raise ModelFormatError(f"{source}: {what} must be a positive whole number, got {value!r}")
+MAX_METADATA_TEXT = 500  # characters of one metadata string kept (a name, a gear model)
+
+
+def bounded_metadata(value, depth: int = 0):
+    """A file's metadata as kept in the bundle and printed: strings cut to MAX_METADATA_TEXT characters,
+    at most 64 entries per object or list, 4 levels deep (a 10 MB name is not a name)."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_METADATA_TEXT else value[:MAX_METADATA_TEXT] + "..."
+    if depth >= 4:
+        return None
+    if isinstance(value, dict):
+        return {str(k)[:MAX_METADATA_TEXT]: bounded_metadata(v, depth + 1) for k, v in list(value.items())[:64]}
+    if isinstance(value, list):
+        return [bounded_metadata(v, depth + 1) for v in value[:64]]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 18:
+        return None
+    return value
+
+
+def check_cost(arch, source: str, sample_rate: int = 48000) -> None:
+    """Refuse, before any export or verification, a model too large to run in real time anywhere
+    edgeamp runs (:data:`MAX_WEIGHTS`), naming its size and what it would cost."""
+    weights = arch.parameter_count()
+    if weights > MAX_WEIGHTS:
+        raise ModelFormatError(
+            f"{source}: {arch.describe()} has {weights:,} weights, about {weights * sample_rate / 1e9:.0f} G "
+            f"multiply-adds per second at {sample_rate} Hz; edgeamp imports models of up to {MAX_WEIGHTS:,} "
+            "weights (real time on one CPU core)")
+
+
+def positive_int(value, what: str, source: str, maximum: int | None = None) -> int:
+    """A size the file declares: a whole number from 1 to ``maximum`` (checked before anything of
+    that size is read or allocated); infinities and 5000-digit integers are refused like any other."""
+    shown = str(value)[:40] + ("..." if len(str(value)) > 40 else "") if isinstance(value, (int, float)) else (
+        repr(value)[:40])
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value != int(value) or value < 1):
+        raise ModelFormatError(f"{source}: {what} must be a positive whole number, got {shown}")
+    if maximum is not None and value > maximum:
+        raise ModelFormatError(f"{source}: {what} is {shown}; edgeamp imports at most {maximum}")
     return int(value)
 
 

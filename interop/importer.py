@@ -25,7 +25,7 @@ from edgeamp.edge_runtime.errors import ModelFormatError
 from edgeamp.edge_runtime.hashing import sha256_file
 from edgeamp.edge_runtime.model import Streaming, hop_from_ms
 
-from .common import Imported
+from .common import Imported, bounded_metadata, check_cost
 from .formats import FORMATS, KERAS_H5, WRITERS, detect_format, read_json_model
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,8 @@ def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None =
                                    "only sounds right at its own rate (edgeamp resamples other rates at run time)")
         rate = rate or sample_rate
         streaming = Streaming("stateful", hop_samples or hop_from_ms(hop_ms, rate))
+    check_cost(model.architecture, str(path), rate)  # before minutes of export and verification
+    model = replace(model, metadata=bounded_metadata(model.metadata))
     provenance = {
         "imported_from": path.name,
         "imported_sha256": _source_hash(path),

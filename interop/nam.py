@@ -27,7 +27,7 @@ from edgeamp.edge_runtime.bundle import Bundle
 from edgeamp.edge_runtime.errors import ModelFormatError
 from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
 
-from .common import Imported, as_array, fold_gains, positive_int, sample_rate_from
+from .common import MAX_INPUTS, MAX_LAYERS, MAX_UNITS, Imported, as_array, fold_gains, positive_int, sample_rate_from
 from .nam_wavenet import read_wavenet, wavenet_config, wavenet_weights
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,9 @@ def read_nam(doc: object, source: str) -> Imported:
     config = doc.get("config")
     if not isinstance(config, dict):
         raise ModelFormatError(f"{source}: 'config' must be an object with input_size, hidden_size, num_layers")
-    n_in = positive_int(config.get("input_size", 1), "config.input_size", source)
-    hidden = positive_int(config.get("hidden_size"), "config.hidden_size", source)
-    layers_n = positive_int(config.get("num_layers", 1), "config.num_layers", source)
+    n_in = positive_int(config.get("input_size", 1), "config.input_size", source, MAX_INPUTS)
+    hidden = positive_int(config.get("hidden_size"), "config.hidden_size", source, MAX_UNITS)
+    layers_n = positive_int(config.get("num_layers", 1), "config.num_layers", source, MAX_LAYERS)
     if n_in != 1:
         raise ModelFormatError(f"{source}: config.input_size {n_in}: a parametric NAM LSTM names no parameters or "
                                "ranges; edgeamp imports input_size 1")

@@ -32,6 +32,9 @@ from edgeamp.edge_runtime.errors import ModelFormatError
 from edgeamp.edge_runtime.model import Architecture, Dense, DenseWeights, LayerWeights, ModelWeights
 
 from .common import (
+    MAX_INPUTS,
+    MAX_LAYERS,
+    MAX_UNITS,
     Imported,
     as_array,
     fold_gains,
@@ -48,9 +51,6 @@ ACTIVATIONS = ("", "tanh", "relu", "sigmoid", "softmax", "elu")
 RECURRENT = ("lstm", "gru")
 OTHER_TYPES = ("conv1d", "conv2d", "batchnorm2d")  # read by RTNeural, not (yet) by edgeamp
 AIDAX_SAMPLE_RATE = 48000
-MAX_UNITS = 1024  # bounds a hostile header before any weight is read (AIDA-X's largest compiled size is 80)
-MAX_LAYERS = 16
-MAX_INPUTS = 16  # AIDA-X takes at most 3 (audio + 2 parameters)
 MAX_CHECK_SAMPLES = 1 << 16
 
 

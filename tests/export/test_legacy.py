@@ -215,6 +215,30 @@ def _malformed(tmp_path, kind):
         write_keras2_h5(p, [random_cudnn_layer(rng, 1, 3)])
     elif kind == "layers do not chain":
         write_keras2_h5(p, [random_cudnn_layer(rng, 1, 3), random_cudnn_layer(rng, 2, 1)])
+    elif kind == "gzip bomb":  # a few KB on disk, 2 GiB declared
+        write_keras2_h5(p, [random_cudnn_layer(rng, 1, 1)])
+        with h5py.File(p, "a") as f:
+            name = "model_weights/cu_dnnlstm_1/cu_dnnlstm_1/kernel:0"
+            del f[name]
+            f.create_dataset(name, shape=(16384, 16384), dtype="f8", compression="gzip", fillvalue=0.0)
+    elif kind == "external link":
+        other = tmp_path / "other.h5"
+        with h5py.File(other, "w") as f:
+            f.create_dataset("w", data=np.zeros(4))
+        write_keras2_h5(p, [random_cudnn_layer(rng, 1, 1)])
+        with h5py.File(p, "a") as f:
+            name = "model_weights/cu_dnnlstm_1/cu_dnnlstm_1/bias:0"
+            del f[name]
+            f[name] = h5py.ExternalLink(str(other), "w")
+    elif kind in ("config a list", "config deep", "layer name not utf-8"):
+        write_keras2_h5(p, [random_cudnn_layer(rng, 1, 1)])
+        with h5py.File(p, "a") as f:
+            if kind == "config a list":
+                f.attrs["model_config"] = b"[1, 2]"
+            elif kind == "config deep":
+                f.attrs["model_config"] = b"[" * 100000 + b"]" * 100000
+            else:
+                f["model_weights"].attrs["layer_names"] = np.array([b"\xff\xfe"])
     return p
 
 
@@ -226,11 +250,21 @@ MALFORMED = {
     "missing dataset": "lists weight .* that is not stored",
     "last layer not 1 unit": "last recurrent layer must have 1 unit",
     "layers do not chain": "takes 2 inputs but the layer before gives 3",
+    # were a 2.15 GB read, a read of another file, AttributeError, RecursionError and UnicodeDecodeError
+    "gzip bomb": r"declares shape \(16384, 16384\) .* refused unread",
+    "external link": "links to another file",
+    "config a list": "model_config attribute is a JSON list",
+    "config deep": "nested too deeply",
+    "layer name not utf-8": "a layer name is not UTF-8 text",
 }
 
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED))
 def test_malformed_files_give_clear_errors(tmp_path, kind):
+    import resource
+
     path = _malformed(tmp_path, kind)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(LegacyImportError, match=MALFORMED[kind]):
         legacy_to_weights(read_legacy_h5(path), source=str(path))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 << 10  # KiB

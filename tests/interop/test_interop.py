@@ -211,6 +211,19 @@ BAD = {
                 "NaN"),
     "nam null weight": (_edit(_nam_doc(), lambda d: d["weights"].__setitem__(5, None)), "NaN/Inf"),
     "nam parametric": (_edit(_nam_doc(), lambda d: d["config"].update(input_size=3)), "input_size 3"),
+    # were OverflowError, ValueError, minutes of export, or a 10 MB manifest
+    "nam size 1e400": (json.dumps(_nam_doc()).replace('"hidden_size": 4', '"hidden_size": 1e400').encode(),
+                       "hidden_size must be a positive whole number, got inf"),
+    "nam size 1e300": (_edit(_nam_doc(), lambda d: d["config"].update(hidden_size=1e300)),
+                       r"hidden_size is 1e\+300; edgeamp imports at most 1024"),
+    "nam 5000-digit size": (json.dumps(_nam_doc()).replace('"hidden_size": 4', '"hidden_size": ' + "9" * 5000)
+                            .encode(), "not a model file"),
+    "nam 100k deep": (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+    "nam 300 layers": (_edit(_nam_doc(), lambda d: d["config"].update(num_layers=300, hidden_size=2)),
+                       "num_layers is 300; edgeamp imports at most 16"),
+    "nam hidden 400": (_edit(_nam_doc(), lambda d: (d["config"].update(hidden_size=400, num_layers=1),
+                                                    d.update(weights=[0.01] * (4 * 400 * 401 + 6 * 400 + 401)))),
+                       r"LSTM 400 .* has 64\d,\d{3} weights, about 31 G multiply-adds per second"),
     "rtneural kernel shape": (_edit(_json_doc(), lambda d: d["layers"][1]["weights"][0].pop()),
                               r"layer 1 \(gru, 3 units\) kernel has shape \(4, 9\)"),
     "rtneural units vs weights": (_edit(_json_doc(), lambda d: d["layers"][0]["shape"].__setitem__(2, 6)),
@@ -281,3 +294,18 @@ def test_cli_import_export_model_and_errors(tmp_path, capsys):
     assert cli_main(["export-model", str(out), str(tmp_path / "x.aidax"), "--format", "aidax"]) == 2
     assert "stores an initial state" in capsys.readouterr().err
     assert cli_main(["import", str(FIX / "aidax_gru.aidax"), str(tmp_path / "g.bundle"), "--original"]) == 2
+
+
+def test_huge_metadata_is_cut_not_printed_whole(tmp_path, capsys):
+    """Regression: a 10 MB metadata.name was printed in full (and would make the manifest 10 MB)."""
+    doc = _nam_doc()
+    doc["metadata"]["name"] = "N" * (2 << 20)
+    doc["metadata"]["gear_model"] = {"deep": [[[[["x"]]]]]}
+    src = tmp_path / "big.nam"
+    src.write_text(json.dumps(doc))
+    assert cli_main(["import", str(src), str(tmp_path / "big.bundle"), "--no-export"]) == 0
+    out = capsys.readouterr()
+    assert len(out.out) + len(out.err) < 5000
+    meta = read_bundle(tmp_path / "big.bundle").manifest.provenance["source_metadata"]
+    assert meta["name"] == "N" * 500 + "..."
+    assert (tmp_path / "big.bundle" / "manifest.json").stat().st_size < 20000
