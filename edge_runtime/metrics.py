@@ -111,16 +111,28 @@ def error_bands(y: np.ndarray, y_hat: np.ndarray, sample_rate: int, edges=BAND_E
 
 
 def all_metrics(y: np.ndarray, y_hat: np.ndarray) -> dict[str, float]:
+    """Every figure of a target ``y`` against a prediction. Over a digitally silent target the ESRs
+    are undefined: NaN (stored as null, printed as "no figure"), never a 0 that reads as perfect."""
+    silent = not np.any(np.asarray(y))
     return {
-        "esr": esr(y, y_hat),
-        "esr_pre_emphasis": esr_pre_emphasis(y, y_hat),
+        "esr": float("nan") if silent else esr(y, y_hat),
+        "esr_pre_emphasis": float("nan") if silent else esr_pre_emphasis(y, y_hat),
         "mse": mse(y, y_hat),
         "dc_error": dc_error(y, y_hat),
         "stft_distance": multi_resolution_stft(y, y_hat),
     }
 
 
-def esr_verdict(value: float) -> str:
+def format_esr(value: float | None, digits: int = 4) -> str:
+    """An ESR for people: the figure, or why there is none (a silent target)."""
+    if value is None or value != value:
+        return "none (the target is digital silence)"
+    return f"{value:.{digits}f}"
+
+
+def esr_verdict(value: float | None) -> str:
+    if value is None or value != value:
+        return "undefined: score on a clip with signal"
     if value < 0.01:
         return "great"
     if value < 0.035:

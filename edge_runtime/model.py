@@ -84,6 +84,11 @@ class Knob:
         span = self.model_maximum - self.model_minimum
         return self.model_minimum + span * (value - self.minimum) / (self.maximum - self.minimum)
 
+    def denormalise(self, norm: float) -> float:
+        """The inverse of :meth:`normalise`: a model input back to the knob's own units."""
+        span = self.model_maximum - self.model_minimum
+        return self.minimum + (norm - self.model_minimum) / span * (self.maximum - self.minimum)
+
 
 DENSE_ACTIVATIONS = ("", "tanh", "relu", "sigmoid", "elu", "softmax", "prelu")
 MAX_CONV_HISTORY = 1 << 16

@@ -13,7 +13,7 @@ import numpy as np
 from edgeamp.edge_runtime.errors import ModelFormatError
 from edgeamp.edge_runtime.model import Architecture, Knob, LayerWeights, ModelWeights
 
-MAX_MODEL_BYTES = 64 << 20  # the largest NAM LSTM or RTNeural JSON seen is a few MB
+MAX_MODEL_BYTES = 16 << 20  # the largest capture seen is 0.4 MB; MAX_WEIGHTS as JSON text is about 8 MB
 # Every weight of these models is used once per sample: a model of more than this many weights needs
 # over 14 G multiply-adds per second at 48 kHz, more than one CPU core, and takes minutes to verify.
 # The largest captures in the collections surveyed (benchmarks/capture_survey.py) have under 60 000.

@@ -50,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
                             ("matplotlib", "the demo's plots")):
         require(module, purpose)  # all checked before anything is written
     from edgeamp.edge_runtime.audio_io import write_audio
+    from edgeamp.edge_runtime.bundle import json_safe
     from edgeamp.edge_runtime.cli_common import latency_summary
-    from edgeamp.edge_runtime.metrics import all_metrics, esr_verdict
+    from edgeamp.edge_runtime.metrics import all_metrics, esr_verdict, format_esr
     from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
 
     from .demo_data import write_demo_data
@@ -108,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
     summary = {**metrics, "real_time_factor": rtf, "hop_ms_p50": float(p50), "hop_ms_p99": float(p99),
                "late_hops": proc.stats.late_hops, "hops": proc.stats.hops, "device": factory.device,
                "held_out_seconds": n / bundle.manifest.sample_rate}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     print("[5/5] results")
-    print(f"      test-clip ESR {metrics['esr']:.4f} ({esr_verdict(metrics['esr'])}), pre-emphasised "
-          f"{metrics['esr_pre_emphasis']:.4f}, over {n / bundle.manifest.sample_rate:.1f} s")
+    print(f"      test-clip ESR {format_esr(metrics['esr'])} ({esr_verdict(metrics['esr'])}), pre-emphasised "
+          f"{format_esr(metrics['esr_pre_emphasis'])}, over {n / bundle.manifest.sample_rate:.1f} s")
     print(f"      real time factor {rtf:.1f}x; {latency_summary(times)}; late hops {proc.stats.late_hops}")
     print(f"      wrote {out}/held_out_{{di,amp,model}}.wav, {out}/comparison.png, {out}/summary.json, "
           f"{bundle.path}/plots/")

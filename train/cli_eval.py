@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from edgeamp.edge_runtime.audio_io import write_audio
-from edgeamp.edge_runtime.bundle import read_bundle
+from edgeamp.edge_runtime.bundle import json_safe, read_bundle
 from edgeamp.edge_runtime.cli_common import (
     add_runtime_arguments,
     factory_from_args,
@@ -24,7 +24,7 @@ from edgeamp.edge_runtime.cli_common import (
     resolve_bundle,
 )
 from edgeamp.edge_runtime.errors import InputError
-from edgeamp.edge_runtime.metrics import all_metrics, error_bands, esr_verdict
+from edgeamp.edge_runtime.metrics import all_metrics, error_bands, esr_verdict, format_esr
 from edgeamp.edge_runtime.render import render
 
 
@@ -70,7 +70,7 @@ def evaluate_pair(factory, input_path, target_path, out_dir, *, channel: int | N
            "latency_compensated": pair.report.latency_compensated, "polarity": pair.report.polarity,
            "seconds": pair.x.shape[0] / sr, "real_time_factor": pair.x.shape[0] / sr / seconds,
            "runtime": factory.describe(), "latency": latency_summary(proc.hop_times_ms())}
-    files[1].write_text(json.dumps(doc, indent=2) + "\n")
+    files[1].write_text(json.dumps(json_safe(doc), indent=2) + "\n")
     return {**doc, "files": [str(f) for f in files]}
 
 
@@ -81,13 +81,13 @@ def run(args: argparse.Namespace) -> int:
                         channel=args.channel, align=not args.no_align,
                         title=f"{Path(args.bundle).name} on {Path(args.input).stem}")
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(json_safe(doc), indent=2))
         return 0
     how = "compensated" if doc["latency_compensated"] else "kept (the model learns it)"
     print(f"{args.input} ({doc['seconds']:.2f} s, latency {doc['latency_samples']} samples {how}, "
           f"polarity {'inverted' if doc['polarity'] < 0 else 'normal'})")
-    print(f"  ESR               {doc['esr']:.4f}  ({esr_verdict(doc['esr'])})")
-    print(f"  ESR pre-emphasis  {doc['esr_pre_emphasis']:.4f}")
+    print(f"  ESR               {format_esr(doc['esr'])}  ({esr_verdict(doc['esr'])})")
+    print(f"  ESR pre-emphasis  {format_esr(doc['esr_pre_emphasis'])}")
     print(f"  MSE               {doc['mse']:.3e}")
     print(f"  DC error          {doc['dc_error']:.3e}")
     print(f"  STFT distance     {doc['stft_distance']:.4f}")

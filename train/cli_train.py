@@ -193,7 +193,7 @@ def _hold_out(specs: list, held: list, regex: str | None, flag: str, what: str) 
 
 
 def _print_summary(bundle) -> None:
-    from edgeamp.edge_runtime.metrics import esr_verdict
+    from edgeamp.edge_runtime.metrics import esr_verdict, format_esr
 
     m, p = bundle.manifest, bundle.manifest.provenance
     print(f"wrote {bundle.path}: preset {p['preset']}, {p['steps']} steps in {p['training_seconds']:.0f} s "
@@ -202,14 +202,15 @@ def _print_summary(bundle) -> None:
         mt = m.metrics
         v = mt.get("validation", {})
         if v:
-            print(f"validation clip {v['seconds']} s (picked the checkpoint): ESR {v['esr']:.4f}, "
-                  f"pre-emphasised {v['esr_pre_emphasis']:.4f}")
-        print(f"test clip {mt['held_out_seconds']} s (never used for any choice): ESR {mt['esr']:.4f} "
+            print(f"validation clip {v['seconds']} s (picked the checkpoint): ESR {format_esr(v['esr'])}, "
+                  f"pre-emphasised {format_esr(v['esr_pre_emphasis'])}")
+        print(f"test clip {mt['held_out_seconds']} s (never used for any choice): ESR {format_esr(mt['esr'])} "
               f"({esr_verdict(mt['esr'])}), "
-              f"pre-emphasised {mt['esr_pre_emphasis']:.4f}, MSE {mt['mse']:.3g}, DC {mt['dc_error']:.2g}, "
+              f"pre-emphasised {format_esr(mt['esr_pre_emphasis'])}, MSE {mt['mse']:.3g}, DC {mt['dc_error']:.2g}, "
               f"STFT distance {mt['stft_distance']:.3f}")
         for entry in mt.get("per_setting", []):
             setting = ", ".join(f"{k} {v:g}" for k, v in entry["knobs"].items())
-            print(f"  at {setting}: ESR {entry['esr']:.4f}, pre-emphasised {entry['esr_pre_emphasis']:.4f} "
+            print(f"  at {setting}: ESR {format_esr(entry['esr'])}, pre-emphasised "
+                  f"{format_esr(entry['esr_pre_emphasis'])} "
                   f"({entry['seconds']} s)")
     print(f"plots: {bundle.path / 'plots'}")

@@ -28,7 +28,7 @@ from edgeamp.edge_runtime.bundle import (
 from edgeamp.edge_runtime.config import to_dict
 from edgeamp.edge_runtime.errors import ConfigError, InputError
 from edgeamp.edge_runtime.hashing import sha256_file
-from edgeamp.edge_runtime.metrics import all_metrics
+from edgeamp.edge_runtime.metrics import all_metrics, format_esr
 from edgeamp.edge_runtime.model import Architecture, Knob
 from edgeamp.edge_runtime.render import render
 from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
@@ -122,7 +122,7 @@ def segment_knobs(knobs, seg: Segment) -> dict[str, float]:
     out = {}
     for i, knob in enumerate(knobs):
         norm = float(seg.x[0, 1 + i])
-        out[knob.name] = round(knob.minimum + (norm + 1) / 2 * (knob.maximum - knob.minimum), 6)
+        out[knob.name] = round(knob.denormalise(norm), 6)  # the knob's own model range (AIDA-X's is [0, 1])
     return out
 
 
@@ -299,8 +299,9 @@ def _stage(bundle: Bundle, path: Path, result, config: TrainConfig, val_segs, te
     validation, _, _ = evaluate_processor(proc, val_segs)
     validation["seconds"] = round(sum(s.y.shape[0] for s in val_segs) / rate, 2)
     metrics, y, y_hat = evaluate_processor(proc, test_segs)
-    log.info("test clip (CPU, %.1f s, never used for selection): ESR %.4f, pre-emphasised %.4f; validation ESR "
-             "%.4f", y.shape[0] / rate, metrics["esr"], metrics["esr_pre_emphasis"], validation["esr"])
+    log.info("test clip (CPU, %.1f s, never used for selection): ESR %s, pre-emphasised %s; validation ESR %s",
+             y.shape[0] / rate, format_esr(metrics["esr"]), format_esr(metrics["esr_pre_emphasis"]),
+             format_esr(validation["esr"]))
     metrics["scored_on"] = "test"
     metrics["held_out_seconds"] = round(y.shape[0] / rate, 2)
     metrics["test_clips"] = [s.name for s in test_segs]
@@ -311,8 +312,8 @@ def _stage(bundle: Bundle, path: Path, result, config: TrainConfig, val_segs, te
     if bundle.architecture.knobs:
         metrics["per_setting"] = per_setting_metrics(proc, test_segs)
         for entry in metrics["per_setting"]:
-            log.info("test clip at %s: ESR %.4f, pre-emphasised %.4f", entry["knobs"], entry["esr"],
-                     entry["esr_pre_emphasis"])
+            log.info("test clip at %s: ESR %s, pre-emphasised %s", entry["knobs"], format_esr(entry["esr"]),
+                     format_esr(entry["esr_pre_emphasis"]))
     # what FP16 weights (the Myriad/NPU IR) cost against the target audio, not only against the reference
     proc16 = ProcessorFactory(bundle, RuntimeOptions(device="CPU", precision="f16")).new()
     metrics16, _, _ = evaluate_processor(proc16, test_segs)

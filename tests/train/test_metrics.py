@@ -69,3 +69,30 @@ def test_error_bands_find_where_the_error_lives():
     assert (low["low_hz"], low["high_hz"]) == (0.0, 50.0)
     assert low["share"] > 0.99 and low["band_esr"] > 100
     assert bands[-1]["high_hz"] == sr / 2
+
+
+def test_a_silent_target_has_no_esr_figure():
+    """Regression: a digitally silent held-out clip was reported as "ESR 0.0000 (great)" and stored as 0.0."""
+    silent = np.zeros(4800)
+    for prediction in (np.zeros(4800), np.full(4800, 1e-6)):
+        m = M.all_metrics(silent, prediction)
+        assert np.isnan(m["esr"]) and np.isnan(m["esr_pre_emphasis"])
+        assert M.format_esr(m["esr"]) == "none (the target is digital silence)"
+        assert "great" not in M.esr_verdict(m["esr"])
+    assert M.format_esr(None).startswith("none")
+    assert M.format_esr(0.01234) == "0.0123" and M.esr_verdict(0.005) == "great"
+
+
+def test_segment_knobs_use_the_knobs_own_model_range():
+    """Regression (found in review): stored knob inputs were turned back into values assuming the model
+    range [-1, 1]; an AIDA-X import's knobs use [0, 1], so its held-out clips were scored at the wrong
+    settings."""
+    from edgeamp.edge_runtime.model import Knob
+    from edgeamp.train.dataset import Segment
+    from edgeamp.train.pipeline import segment_knobs
+
+    for knob in (Knob("gain", 0.0, 10.0, 5.0), Knob("gain", 0.0, 10.0, 5.0, model_minimum=0.0, model_maximum=1.0)):
+        x = np.zeros((16, 2), np.float32)
+        x[:, 1] = knob.normalise(7.5)
+        seg = Segment(x, np.zeros(16, np.float32), "clip")
+        assert segment_knobs([knob], seg) == {"gain": 7.5}
