@@ -74,8 +74,9 @@ def load(
     error. ``precision``: IR weights, ``f32`` or ``f16`` (default: what the device wants).
     ``inference_precision``: CPU execution precision (``f32``; ``bf16`` where the CPU has it).
     ``backend="numpy"`` runs the float64 reference (exact, slow). ``variant`` / ``hop_ms``: a
-    specific exported IR. ``knobs``: starting knob values. ``resample_quality``: soxr quality for
-    audio at another rate than the model's.
+    specific exported IR. ``knobs``: starting knob values. ``resample_quality``: the resampler for
+    audio at another rate than the model's: ``"LL"`` (default, edgeamp's low-latency polyphase one)
+    or a soxr quality, ``"QQ"`` .. ``"VHQ"``.
 
     Raises :class:`~edgeamp.BundleError` when ``path`` is not a bundle (the message says what is
     missing) and :class:`~edgeamp.ConfigError` for a bad option or knob.

@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import DeviceError, EdgeampError, InputError
 from .processor import Processor
+from .resampling import RESAMPLE_QUALITY
 
 
 @dataclass
@@ -42,7 +43,7 @@ class LiveEngine:
 
     def __init__(self, proc: Processor, block_frames: int, *, input_channel: int = 0,
                  output_channels: tuple[int, ...] = (0,), device_rate: float | None = None,
-                 timing_window: int = 8192):
+                 timing_window: int = 8192, resample_quality: str = RESAMPLE_QUALITY):
         from .resampling import ResampledStream
 
         self.device_rate = float(device_rate or proc.sample_rate)
@@ -58,7 +59,9 @@ class LiveEngine:
         self.block_frames = block_frames
         self.input_channel = input_channel
         self.output_channels = tuple(output_channels)
-        self._rs = ResampledStream([proc], self.device_rate, proc.sample_rate) if self.resampled else None
+        self.resample_quality = resample_quality
+        self._rs = ResampledStream([proc], self.device_rate, proc.sample_rate, resample_quality,
+                                   block=block_frames) if self.resampled else None
         self.latency_samples = self._rs.latency_samples if self._rs else 0
         self.stats = LiveStats()
         self.budget_ns = int(block_frames / self.device_rate * 1e9)
@@ -77,7 +80,8 @@ class LiveEngine:
                              f"into a {self.proc.sample_rate} Hz stream of {self.block_frames}-frame blocks")
         from .resampling import ResampledStream
 
-        rs = ResampledStream([proc], self.device_rate, proc.sample_rate) if self.resampled else None
+        rs = ResampledStream([proc], self.device_rate, proc.sample_rate, self.resample_quality,
+                             block=self.block_frames) if self.resampled else None
 
         def op(_current: Processor) -> None:
             self.proc, self._rs = proc, rs
