@@ -137,6 +137,9 @@ class Amp:
         for proc in self._plain + self._aligned:
             proc.set_knob(name, value)
 
+    def __dir__(self):
+        return sorted({*super().__dir__(), *self.__dict__.get("_knob_values", {})})
+
     def __getattr__(self, name: str):
         knobs = self.__dict__.get("_knob_values", {})
         if name in knobs:
@@ -223,15 +226,26 @@ class Amp:
             self._resampled = None
             self._stream = None
 
-    def process(self, audio: np.ndarray, sample_rate: float, *, reset: bool = True) -> np.ndarray:
-        """Process ``audio`` at ``sample_rate`` Hz; returns float32 of the same shape (see :class:`Amp`).
+    is_effect = True  # pedalboard's Plugin attributes: audio in, audio out
+    is_instrument = False
 
-        ``audio``: float32 or float64, ``(n,)``, ``(channels, n)`` or, where unambiguous,
-        ``(n, channels)``. ``reset=True``: a whole signal, output aligned with the input.
-        ``reset=False``: the next chunk of a stream, output delayed by :attr:`latency_samples`.
+    def process(self, input_array: np.ndarray, sample_rate: float, buffer_size: int = 8192,
+                reset: bool = True) -> np.ndarray:
+        """Process ``input_array`` at ``sample_rate`` Hz; returns float32 of the same shape (see
+        :class:`Amp`). The signature is pedalboard's ``Plugin.process``.
+
+        ``input_array``: float32 or float64, ``(n,)``, ``(channels, n)`` or, where unambiguous,
+        ``(n, channels)``. ``buffer_size``: accepted for pedalboard's signature; the output does not
+        depend on it (edgeamp's chunking is exact). ``reset=True``: a whole signal, output aligned
+        with the input. ``reset=False``: the next chunk of a stream, output delayed by
+        :attr:`latency_samples`.
         """
+        if isinstance(buffer_size, bool) or not isinstance(buffer_size, (int, np.integer)) or buffer_size < 1:
+            raise InputError(f"buffer_size must be a positive whole number of samples, got {str(buffer_size)[:20]!r}")
+        if not isinstance(reset, (bool, np.bool_)):
+            raise InputError(f"reset must be True or False, got {str(reset)[:20]!r}")
         with self._lock:  # one call at a time: the processors' state and buffers are shared
-            return self._process(audio, sample_rate, reset)
+            return self._process(input_array, sample_rate, bool(reset))
 
     def _process(self, audio: np.ndarray, sample_rate: float, reset: bool) -> np.ndarray:
         rate = _check_rate(sample_rate)

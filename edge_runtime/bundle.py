@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import shutil
 import zipfile
@@ -32,6 +33,8 @@ from .families import ModelArchitecture
 from .hashing import sha256_file
 from .metrics import esr
 from .model import Architecture, ModelWeights, Streaming
+
+log = logging.getLogger(__name__)
 
 FORMAT = "edgeamp-bundle"
 SCHEMA_VERSION = 1
@@ -226,6 +229,15 @@ def check_bundle_target(path: Path | str) -> None:
         raise BundleError(f"{path} is a directory that is not an edgeamp bundle: refusing to replace it "
                           "(choose a new path, e.g. {path}/amp.bundle)".replace("{path}", str(path)))
     check_writable(path)
+
+
+def announce_replacement(path: Path | str, what: str) -> None:
+    """Say, before long work, that the bundle already at ``path`` will be replaced (kept as it is
+    until the new one is complete: nothing is lost if the work fails or is interrupted)."""
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        log.warning("%s holds a bundle already: %s replaces it once the new one is complete (until then it "
+                    "stays as it is)", path, what)
 
 
 def write_bundle(

@@ -20,7 +20,15 @@ import numpy as np
 
 from edgeamp.edge_runtime import reference
 from edgeamp.edge_runtime.atomic import atomic_write_bytes, check_writable
-from edgeamp.edge_runtime.bundle import IR_DIR, Bundle, Manifest, check_bundle_target, read_bundle, write_bundle
+from edgeamp.edge_runtime.bundle import (
+    IR_DIR,
+    Bundle,
+    Manifest,
+    announce_replacement,
+    check_bundle_target,
+    read_bundle,
+    write_bundle,
+)
 from edgeamp.edge_runtime.errors import ModelFormatError
 from edgeamp.edge_runtime.hashing import sha256_file
 from edgeamp.edge_runtime.model import Streaming, hop_from_ms
@@ -102,6 +110,7 @@ def import_model(path: Path | str, out: Path | str, *, sample_rate: int | None =
     path = Path(path)
     out = Path(out)
     check_bundle_target(out)
+    announce_replacement(out, "the import")
     fmt = detect_format(path)
     if fmt == KERAS_H5:
         model, streaming = _legacy(path, sample_rate, window_samples, hop_samples, original)

@@ -20,6 +20,7 @@ from edgeamp.edge_runtime.bundle import (
     IR_DIR,
     Bundle,
     Manifest,
+    announce_replacement,
     check_bundle_target,
     make_golden,
     read_bundle,
@@ -179,6 +180,7 @@ def train_to_bundle(
     if worker:  # multi-worker: only worker 0 writes the real bundle
         out = out.with_name(f"{out.name}.worker{worker}")
     check_bundle_target(out)  # a file or a foreign folder at OUT is refused now, not after training
+    announce_replacement(out, "training")
     t_start = time.time()
     segments, rate, reports = load_segments(specs, knobs, options)
     given = {}

@@ -264,3 +264,22 @@ def test_amp_edges_refuse_with_named_errors(exported_bundles):
     assert not errors and len(outs) == 8
     for y in outs:
         np.testing.assert_array_equal(y, want)
+
+
+def test_amp_follows_pedalboards_plugin_signature(amp, signal):
+    """pedalboard's Plugin.process(input_array, sample_rate, buffer_size=8192, reset=True): positional
+    buffer_size and reset work (they failed), the Plugin attributes are there, knobs show in dir()."""
+    whole = amp(signal, SR)
+    np.testing.assert_array_equal(amp.process(signal, SR, 256), whole)
+    np.testing.assert_array_equal(amp(input_array=signal, sample_rate=SR, buffer_size=64, reset=True), whole)
+    amp.reset()
+    first = amp(signal[:480], SR, 8192, False)
+    np.testing.assert_array_equal(np.concatenate([first, amp(signal[480:960], SR, 8192, False)]),
+                                  np.concatenate([np.zeros(amp.latency_samples, np.float32),
+                                                  whole])[:960])
+    assert amp.is_effect and not amp.is_instrument
+    assert "gain" in dir(amp) and "process" in dir(amp)
+    with pytest.raises(edgeamp.InputError, match="buffer_size"):
+        amp(signal, SR, 0)
+    with pytest.raises(edgeamp.InputError, match="reset must be True or False"):
+        amp(signal, SR, 8192, "no")

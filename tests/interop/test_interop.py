@@ -309,3 +309,13 @@ def test_huge_metadata_is_cut_not_printed_whole(tmp_path, capsys):
     meta = read_bundle(tmp_path / "big.bundle").manifest.provenance["source_metadata"]
     assert meta["name"] == "N" * 500 + "..."
     assert (tmp_path / "big.bundle" / "manifest.json").stat().st_size < 20000
+
+
+def test_reimport_over_a_bundle_says_it_replaces_it(tmp_path, caplog):
+    """Regression: re-importing (or retraining) over an existing bundle replaced it without a word."""
+    out = tmp_path / "o.bundle"
+    import_model(FIX / "nam_lstm_1x6.nam", out)
+    assert "holds a bundle already" not in caplog.text
+    with caplog.at_level("WARNING", logger="edgeamp"):
+        import_model(FIX / "nam_lstm_2x4.nam", out)
+    assert f"{out} holds a bundle already: the import replaces it" in caplog.text
