@@ -20,8 +20,8 @@ import json
 import os
 from pathlib import Path
 
-from .audio_io import read_mono, resample, write_audio
-from .cli_common import parse_knobs, positive_int
+from .audio_io import check_output_path, read_mono, resample, write_audio
+from .cli_common import non_negative_int, parse_knobs, positive_int
 from .errors import DeviceError, InputError
 from .progress import progress_bar
 
@@ -39,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE", help="knob for this stream")
     p.add_argument("--channel", type=positive_int, help="input channel to use, 1-based (default: 1)")
     p.add_argument("--resample", action="store_true", help="resample when the file's rate differs from the model's")
+    p.add_argument("--reconnect", type=non_negative_int, default=3, metavar="N",
+                   help="when the service closes with 1001 (draining, e.g. restarted behind a balancer), connect "
+                        "again up to N times and go on from the first frame not answered, on a fresh model state "
+                        "(default 3; 0: stop, writing what was received)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -55,8 +59,14 @@ def model_info(url: str, token: str | None) -> dict:
         raise DeviceError(f"{http}: {exc}") from exc
 
 
+def _write(y, sr: int, info, output) -> None:
+    if sr != info.sample_rate:
+        y = resample(y, sr, info.sample_rate)[: info.frames]
+    write_audio(output, y, info.sample_rate, info.subtype)
+
+
 def run(args: argparse.Namespace) -> int:
-    from .stream_client import stream_signal
+    from .stream_client import StreamCut, stream_signal
 
     if Path(args.input).resolve() == Path(args.output).resolve():
         raise InputError("OUT must differ from IN: edgeamp never overwrites its input")
@@ -65,20 +75,26 @@ def run(args: argparse.Namespace) -> int:
     if args.resample:
         sr = model_info(args.url, args.token)["sample_rate"]
         x = resample(x, info.sample_rate, sr)
+    check_output_path(args.output)
     with progress_bar(x.shape[0], desc="stream", unit="sample", unit_scale=True) as bar:
-        result = asyncio.run(stream_signal(
-            args.url, x, sr, fmt=args.format, block=args.block_size, knobs=parse_knobs(args.knob),
-            realtime=args.realtime, in_flight=args.in_flight, token=args.token, on_progress=bar.update))
-    y = result.output
-    if sr != info.sample_rate:
-        y = resample(y, sr, info.sample_rate)[: info.frames]
-    write_audio(args.output, y, info.sample_rate, info.subtype)
+        try:
+            result = asyncio.run(stream_signal(
+                args.url, x, sr, fmt=args.format, block=args.block_size, knobs=parse_knobs(args.knob),
+                realtime=args.realtime, in_flight=args.in_flight, token=args.token, on_progress=bar.update,
+                reconnect=args.reconnect))
+        except StreamCut as cut:  # nothing received is lost: what came back is written, and said
+            _write(cut.partial, sr, info, args.output)
+            raise DeviceError(f"{cut}; wrote the audio received before it to {args.output} (the rest is "
+                              "silence)") from None
+    _write(result.output, sr, info, args.output)
     s = result.summary
     if args.json:
         print(json.dumps(s, indent=2))
     else:
         late = f", late frames {s['late_frames']}" if s["realtime"] else ""
-        print(f"wrote {args.output}: {s['frames']} frames of {s['block_size']} via stream {s['stream']}; "
+        again = f"; reconnected at frame(s) {', '.join(str(r['frame']) for r in s['reconnects'])}" if (
+            s["reconnects"]) else ""
+        print(f"wrote {args.output}: {s['frames']} frames of {s['block_size']} via stream {s['stream']}{again}; "
               f"{s['realtime_factor']:.1f}x real time; round trip p50 {s['rtt_ms_p50']:.2f} ms, "
               f"p99 {s['rtt_ms_p99']:.2f} ms{late}")
     return 0

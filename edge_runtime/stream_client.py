@@ -32,6 +32,33 @@ def _headers(token: str | None) -> dict:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+class StreamCut(DeviceError):
+    """The service ended the stream before it was through (after retries, where asked): the audio
+    received so far is in :attr:`partial` (aligned with the input, ``frames_done`` frames of it)."""
+
+    def __init__(self, message: str, partial: np.ndarray, frames_done: int) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.frames_done = frames_done
+
+
+GOING_AWAY = 1001  # the service is draining (SIGTERM): another instance behind the balancer takes over
+
+
+async def _refusal_reason(session, url: str, token: str | None) -> str | None:
+    """The JSON reason the service gave for refusing an upgrade: its middlewares (token, origin,
+    limits) answer a plain GET of the same URL the same way."""
+    import aiohttp
+
+    http = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    try:
+        async with session.get(http, headers=_headers(token), timeout=aiohttp.ClientTimeout(total=5)) as r:
+            body = await r.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return None
+    return str(body.get("error"))[:300] if isinstance(body, dict) and body.get("error") else None
+
+
 async def open_stream(session, url: str, handshake: dict, token: str | None = None):
     """Connect and negotiate; returns ``(ws, ready)`` or raises with the service's reason."""
     import aiohttp
@@ -39,7 +66,8 @@ async def open_stream(session, url: str, handshake: dict, token: str | None = No
     try:
         ws = await session.ws_connect(url, headers=_headers(token), max_msg_size=0, autoping=True)
     except aiohttp.WSServerHandshakeError as exc:
-        raise DeviceError(f"{url}: the service refused the connection: HTTP {exc.status} {exc.message}") from exc
+        reason = await _refusal_reason(session, url, token) or exc.message
+        raise DeviceError(f"{url}: the service refused the connection (HTTP {exc.status}): {reason}") from exc
     except aiohttp.ClientError as exc:
         raise DeviceError(f"{url}: cannot connect ({exc})") from exc
     await ws.send_str(json.dumps(handshake))
@@ -65,8 +93,14 @@ async def stream_signal(
     in_flight: int = 8,
     token: str | None = None,
     on_progress=None,
+    reconnect: int = 3,
 ) -> StreamResult:
-    """Stream mono float32 ``x`` through the service; output aligned with ``x`` and a summary."""
+    """Stream mono float32 ``x`` through the service; output aligned with ``x`` and a summary.
+
+    ``reconnect``: times to connect again when the service closes with 1001 (it is draining, e.g.
+    behind a balancer during a restart): the stream goes on from the first frame not answered, on
+    a fresh model state (the summary's ``reconnects`` says at which frames). A stream that still
+    cannot finish raises :class:`StreamCut` holding the audio received."""
     import aiohttp
 
     if fmt not in FORMATS:
@@ -76,9 +110,12 @@ async def stream_signal(
     handshake = {"sample_rate": int(sample_rate), "format": fmt, "knobs": knobs or {}}
     if block:
         handshake["block_size"] = int(block)
+    messages: list[dict] = []
+    reconnects: list[dict] = []
     async with aiohttp.ClientSession() as session:
         ws, ready = await open_stream(session, url, handshake, token)
         block = ready["block_size"]
+        handshake["block_size"] = block
         lat = ready["latency_samples"]
         n = x.shape[0] + lat
         frames = -(-n // block)
@@ -87,47 +124,34 @@ async def stream_signal(
         out = np.zeros_like(padded)
         sent_at = np.zeros(frames)
         rtt = np.zeros(frames)
-        window = asyncio.Semaphore(1 if realtime else max(1, in_flight))
-        messages: list[dict] = []
         t_start = time.perf_counter()
         period = block / sample_rate
-
-        async def sender():
-            for i in range(frames):
-                if realtime:
-                    delay = t_start + i * period - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                else:
-                    await window.acquire()
-                sent_at[i] = time.perf_counter()
-                await ws.send_bytes(encode(padded[i * block : (i + 1) * block], fmt))
-
-        send_task = asyncio.create_task(sender())
         got = 0
-        try:
-            while got < frames:
-                msg = await ws.receive()
-                if msg.type == aiohttp.WSMsgType.BINARY:
-                    rtt[got] = time.perf_counter() - sent_at[got]
-                    decode_into(msg.data, fmt, out[got * block : (got + 1) * block])
-                    got += 1
-                    if not realtime:
-                        window.release()
-                    if on_progress is not None:
-                        on_progress(block)
-                elif msg.type == aiohttp.WSMsgType.TEXT:
-                    info = json.loads(msg.data)
-                    messages.append(info)
-                    if info.get("type") == "error":
-                        raise InputError(f"the service stopped the stream at frame {got}: {info.get('reason')}")
-                    log.info("service: %s", info)
-                else:
-                    reason = (ws.close_code, msg.extra)
-                    raise DeviceError(f"the service closed the stream at frame {got} of {frames}: {reason}")
-        finally:
-            send_task.cancel()
-            await ws.close()
+        while True:
+            try:
+                got = await _run_frames(ws, padded, out, sent_at, rtt, got, frames, block, fmt, realtime, in_flight,
+                                        t_start, period, messages, on_progress)
+                break
+            except _GoingAway as away:
+                if len(reconnects) >= reconnect:
+                    raise StreamCut(f"the service closed the stream at frame {away.frame} of {frames} (going away, "
+                                    f"{len(reconnects)} reconnect(s) tried)", out[lat : lat + x.shape[0]],
+                                    away.frame) from None
+                await asyncio.sleep(0.2 * (1 + len(reconnects)))
+                try:
+                    ws, again = await open_stream(session, url, handshake, token)
+                except (DeviceError, InputError) as exc:
+                    raise StreamCut(f"the service closed the stream at frame {away.frame} of {frames} and "
+                                    f"reconnecting failed: {exc}", out[lat : lat + x.shape[0]], away.frame) from None
+                if again["latency_samples"] != lat:
+                    await ws.close()
+                    raise StreamCut(f"reconnected at frame {away.frame}, but the new service's latency is "
+                                    f"{again['latency_samples']} samples, not {lat}", out[lat : lat + x.shape[0]],
+                                    away.frame) from None
+                reconnects.append({"frame": away.frame, "stream": again["stream"]})
+                log.info("the service went away at frame %d; reconnected (stream %s), going on from there",
+                         away.frame, again["stream"])
+                got = away.frame
         wall = time.perf_counter() - t_start
     rtt_ms = rtt * 1000.0
     summary = {
@@ -145,5 +169,60 @@ async def stream_signal(
         "late_frames": int(np.count_nonzero(rtt > period)) if realtime else None,
         "warnings": [m for m in messages if m.get("type") == "warning"],
         "swaps": [m for m in messages if m.get("type") == "swapped"],
+        "reconnects": reconnects,
     }
     return StreamResult(out[lat : lat + x.shape[0]], summary)
+
+
+class _GoingAway(Exception):
+    def __init__(self, frame: int) -> None:
+        self.frame = frame
+
+
+async def _run_frames(ws, padded, out, sent_at, rtt, first: int, frames: int, block: int, fmt: str, realtime: bool,
+                      in_flight: int, t_start: float, period: float, messages: list, on_progress) -> int:
+    """Send frames ``first..frames-1`` and take their answers in order; returns ``frames``. A close
+    with 1001 raises _GoingAway at the first frame not answered."""
+    import aiohttp
+
+    window = asyncio.Semaphore(1 if realtime else max(1, in_flight))
+
+    async def sender():
+        for i in range(first, frames):
+            if realtime:
+                delay = t_start + i * period - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            else:
+                await window.acquire()
+            sent_at[i] = time.perf_counter()
+            await ws.send_bytes(encode(padded[i * block : (i + 1) * block], fmt))
+
+    send_task = asyncio.create_task(sender())
+    got = first
+    try:
+        while got < frames:
+            msg = await ws.receive()
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                rtt[got] = time.perf_counter() - sent_at[got]
+                decode_into(msg.data, fmt, out[got * block : (got + 1) * block])
+                got += 1
+                if not realtime:
+                    window.release()
+                if on_progress is not None:
+                    on_progress(block)
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                info = json.loads(msg.data)
+                messages.append(info)
+                if info.get("type") == "error":
+                    raise InputError(f"the service stopped the stream at frame {got}: {info.get('reason')}")
+                log.info("service: %s", info)
+            elif ws.close_code == GOING_AWAY:
+                raise _GoingAway(got)
+            else:
+                reason = (ws.close_code, msg.extra)
+                raise DeviceError(f"the service closed the stream at frame {got} of {frames}: {reason}")
+    finally:
+        send_task.cancel()
+        await ws.close()
+    return got

@@ -42,6 +42,7 @@ class Service(Security, ControlRoutes, StreamRoutes):
         self.metrics = Metrics()
         self.batch = None if batch is None else {"lanes": 1, **batch, "on_tick": self.metrics.observe_batch}
         self.model = Model(bundle, self.options, self.batch)
+        self.metrics.set_model(self.model)
         self.default_knobs: dict[str, float] = {}
         self.streams: dict[str, Stream] = {}
         self._ids = itertools.count(1)

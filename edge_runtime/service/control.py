@@ -160,6 +160,7 @@ class ControlRoutes:
         old = self.model
         self.model = new
         self.metrics.swaps.inc()
+        self.metrics.set_model(new)
         if self.local is not None:
             self.local.swap(new)
         self._retire(old)  # no stream on it: its batched engine's threads stop now, not never

@@ -20,6 +20,7 @@ class LocalAudio:
         from ..live import LiveEngine
 
         proc = model.factory.new(aligned=True)
+        self.names = {id(proc): model.bundle.path.name}  # for the hop counters' model label
         self.engine = LiveEngine(proc, proc.hop_samples)
         self.metrics = metrics
         self.devices = (input_device, output_device, host_api)
@@ -38,7 +39,7 @@ class LocalAudio:
         proc = self.engine.proc
         if proc is not self._counted:  # a hot swap took effect on the audio thread
             self._counted, self._hops = proc, 0
-        self._hops = self.metrics.observe_hops(proc, self._hops, "local")
+        self._hops = self.metrics.observe_hops(proc, self._hops, "local", self.names.get(id(proc), ""))
         return not self.stop.is_set()
 
     def _run(self) -> None:
@@ -55,6 +56,7 @@ class LocalAudio:
     def swap(self, model: Model) -> None:
         old = self.engine.proc
         proc = model.factory.new(aligned=True)
+        self.names[id(proc)] = model.bundle.path.name
         for name, value in old.knob_values().items():
             try:
                 proc.set_knob(name, value)

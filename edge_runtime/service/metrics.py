@@ -15,21 +15,49 @@ HOP_BUCKETS = (0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.007
 BLOCK_BUCKETS = (0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25)
 
 
+# every label value a series can take, created at start: a ratio over a counter that has not
+# counted yet shows 0, not "No data"
+REFUSED_REASONS = ("max_streams", "pending_handshakes", "draining", "handshake", "origin", "host", "auth", "idle")
+BAD_FRAME_REASONS = ("size", "nonfinite", "control", "protocol", "not_reading")
+SOURCES = ("network", "local")
+
+
 class Metrics:
-    """The service's Prometheus metrics, in a registry of its own."""
+    """The service's Prometheus metrics, in a registry of its own (with the process and Python
+    collectors: CPU, memory, file descriptors, GC). No ``*_created`` series."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        import prometheus_client
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            GCCollector,
+            Histogram,
+            PlatformCollector,
+            ProcessCollector,
+        )
 
+        from .. import version
+
+        prometheus_client.disable_created_metrics()
         r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.build = Gauge("edgeamp_build_info", "edgeamp's version (the value is 1)", ["version"], registry=r)
+        self.build.labels(version()).set(1)
+        self.model = Gauge("edgeamp_model_info", "The model new streams get (the value is 1)",
+                           ["model", "model_version", "architecture", "device"], registry=r)
+        self._model_labels: tuple | None = None
         self.active = Gauge("edgeamp_active_streams", "Connected network streams", registry=r)
         self.streams = Counter("edgeamp_streams", "Network streams accepted", registry=r)
         self.refused = Counter("edgeamp_refused_streams", "Streams refused, by reason", ["reason"], registry=r)
-        self.hops = Counter("edgeamp_hops", "Hops processed", ["source"], registry=r)
-        self.hop_seconds = Histogram("edgeamp_hop_compute_seconds", "Model compute time per hop",
+        self.hops = Counter("edgeamp_hops", "Hops processed, by source and model", ["source", "model"], registry=r)
+        self.hop_seconds = Histogram("edgeamp_hop_compute_seconds", "Model compute time per hop", ["source"],
                                      buckets=HOP_BUCKETS, registry=r)
         self.late_hops = Counter("edgeamp_late_hops", "Hops whose compute took longer than the hop",
-                                 ["source"], registry=r)
+                                 ["source", "model"], registry=r)
         self.block_seconds = Histogram("edgeamp_block_seconds",
                                        "Service time per network frame, from received to sent (queueing included)",
                                        buckets=BLOCK_BUCKETS, registry=r)
@@ -44,19 +72,38 @@ class Metrics:
         self.batch_wait = Histogram("edgeamp_batch_wait_seconds", "How long the first hop of a batch waited for "
                                     "the others", buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01),
                                     registry=r)
+        for reason in REFUSED_REASONS:
+            self.refused.labels(reason)
+        for reason in BAD_FRAME_REASONS:
+            self.bad_frames.labels(reason)
+        for source in SOURCES:
+            self.hop_seconds.labels(source)
+
+    def set_model(self, model) -> None:
+        """The model new streams get (at start and after each /swap): its info series, and zeroed
+        hop counters under its name."""
+        labels = (model.bundle.path.name, str(model.version), model.arch.describe()[:120], model.factory.device)
+        if self._model_labels is not None:
+            self.model.remove(*self._model_labels)
+        self.model.labels(*labels).set(1)
+        self._model_labels = labels
+        for source in SOURCES:
+            self.hops.labels(source, labels[0])
+            self.late_hops.labels(source, labels[0])
 
     def observe_batch(self, size: int, waited_s: float) -> None:
         self.batch_size.observe(size)
         self.batch_wait.observe(waited_s)
 
-    def observe_hops(self, proc: Processor, hops_seen: int, source: str) -> int:
+    def observe_hops(self, proc: Processor, hops_seen: int, source: str, model: str = "") -> int:
         times = proc.hop_times_since(hops_seen)
+        histogram = self.hop_seconds.labels(source)
         for t in times:
-            self.hop_seconds.observe(t / 1000.0)
+            histogram.observe(t / 1000.0)
         late = int(np.count_nonzero(times > proc.hop_seconds * 1000.0))
-        self.hops.labels(source).inc(proc.stats.hops - hops_seen)
+        self.hops.labels(source, model).inc(proc.stats.hops - hops_seen)
         if late:
-            self.late_hops.labels(source).inc(late)
+            self.late_hops.labels(source, model).inc(late)
         return proc.stats.hops
 
     def text(self) -> tuple[bytes, str]:

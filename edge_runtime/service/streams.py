@@ -208,7 +208,8 @@ class StreamRoutes:
                 out = stream.encoded()
                 frame = stream.frames
                 stream.frames += 1
-                stream.hops_seen = self.metrics.observe_hops(stream.proc, stream.hops_seen, "network")
+                stream.hops_seen = self.metrics.observe_hops(stream.proc, stream.hops_seen, "network",
+                                                             stream.model.bundle.path.name)
         if note is not None and not await self._send(ws, stream, note):
             return
         if error is not None:

@@ -57,11 +57,14 @@ class Server:
             return exc.code, json.loads(exc.read())
 
     def metric(self, name: str, labels: str = "") -> float:
+        """The value of ``name``, summed over its series whose labels include ``labels`` ('k="v"')."""
         _, text = self.http("GET", "/metrics")
+        total = 0.0
         for line in text.decode().splitlines():
-            if line.startswith(f"{name}{labels} ") or line.startswith(f"{name}{{{labels}}} "):
-                return float(line.split()[-1])
-        return 0.0
+            series, _, value = line.rpartition(" ")
+            if series == name or (series.startswith(name + "{") and labels in series):
+                total += float(value)
+        return total
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -816,3 +819,105 @@ def test_clients_leaving_early_leave_no_tracebacks(exported_bundles):
     finally:
         assert s.stop() == 0
     assert "Traceback" not in s.proc.stderr.read()
+
+
+def test_metrics_exist_before_their_first_event_and_follow_the_model(exported_bundles, other_bundle):
+    """Regression: labelled counters were absent until their first event ("No data"), process_* and
+    python_* were missing, *_created doubled the series, and nothing named the model after /swap."""
+    import shutil
+
+    models = other_bundle.parent
+    shutil.copytree(exported_bundles["stateful"], models / "first.bundle", dirs_exist_ok=True)
+    s = Server(models / "first.bundle")
+    try:
+        text = s.http("GET", "/metrics")[1].decode()
+        for reason in ("max_streams", "pending_handshakes", "handshake", "origin", "auth", "idle"):
+            assert f'edgeamp_refused_streams_total{{reason="{reason}"}} 0.0' in text
+        for reason in ("size", "nonfinite", "control", "not_reading"):
+            assert f'edgeamp_bad_frames_total{{reason="{reason}"}} 0.0' in text
+        assert 'edgeamp_hops_total{model="first.bundle",source="network"} 0.0' in text or (
+            'edgeamp_hops_total{source="network",model="first.bundle"} 0.0' in text)
+        assert "process_cpu_seconds_total" in text and "python_info" in text
+        assert "_created" not in text
+        assert re.search(r'edgeamp_build_info\{version="[^"]+"\} 1.0', text)
+        assert 'model="first.bundle"' in text.split("edgeamp_model_info{")[1].split("\n")[0]
+        _run(stream_signal(s.url, _signal(0.05), SR, block=480))
+        assert s.metric("edgeamp_hops_total", 'model="first.bundle"') == 5
+        assert s.metric("edgeamp_hop_compute_seconds_count", 'source="network"') == 5
+        assert s.http("POST", "/swap", {"bundle": "b.bundle"})[0] == 200
+        text = s.http("GET", "/metrics")[1].decode()
+        info = [line for line in text.splitlines() if line.startswith("edgeamp_model_info{")]
+        assert len(info) == 1 and 'model="b.bundle"' in info[0]
+    finally:
+        assert s.stop() == 0
+
+
+async def _proxy(backends: list[int]):
+    """A TCP balancer on loopback: connection k goes to backends[min(k, last)]. Returns the server."""
+    count = [0]
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader, writer):
+        port = backends[min(count[0], len(backends) - 1)]
+        count[0] += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+def test_stream_client_reconnects_through_a_balancer_when_a_server_drains(exported_bundles):
+    """Regression: on a SIGTERM drain (1001) `edgeamp stream` stopped and wrote nothing; it now
+    connects again (through the balancer, to another server) and goes on from the frame not answered."""
+    a, b = Server(exported_bundles["stateful"]), Server(exported_bundles["stateful"])
+    try:
+        async def scenario():
+            proxy = await _proxy([a.port, b.port])
+            url = f"ws://127.0.0.1:{proxy.sockets[0].getsockname()[1]}/stream"
+            x = _signal(1.0)
+
+            async def drain_a():
+                await asyncio.sleep(0.3)
+                a.proc.send_signal(signal.SIGTERM)
+
+            stopper = asyncio.create_task(drain_a())
+            result = await stream_signal(url, x, SR, block=480, realtime=True)
+            await stopper
+            proxy.close()
+            return x, result
+
+        x, result = _run(scenario())
+        assert len(result.summary["reconnects"]) == 1, result.summary
+        frame = result.summary["reconnects"][0]["frame"]
+        assert 5 < frame < 100 and result.output.shape == x.shape
+        assert np.abs(result.output[(frame + 2) * 480 :]).max() > 0.01  # the second server's audio is there
+        assert a.proc.wait(20) == 0
+    finally:
+        a.stop()
+        assert b.stop() == 0
+
+
+def test_stream_cli_says_why_the_service_refused(exported_bundles, tmp_path):
+    """Regression: a refused upgrade showed aiohttp's "HTTP 401 Invalid response status", not the
+    service's JSON reason."""
+    import soundfile as sf
+
+    s = Server(exported_bundles["stateful"], "--token", "secret")
+    try:
+        sf.write(tmp_path / "in.wav", _signal(0.1), SR)
+        cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "stream", str(tmp_path / "in.wav"),
+               str(tmp_path / "out.wav"), "--url", s.url]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2
+        assert "HTTP 401" in done.stderr and "missing or wrong token" in done.stderr, done.stderr
+    finally:
+        assert s.stop() == 0
