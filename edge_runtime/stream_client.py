@@ -66,7 +66,9 @@ async def open_stream(session, url: str, handshake: dict, token: str | None = No
     try:
         ws = await session.ws_connect(url, headers=_headers(token), max_msg_size=0, autoping=True)
     except aiohttp.WSServerHandshakeError as exc:
-        reason = await _refusal_reason(session, url, token) or exc.message
+        reason = await _refusal_reason(session, url, token) or (
+            "no stream endpoint at this URL (edgeamp serve's is ws://HOST:PORT/stream)" if exc.status == 404
+            else exc.message)
         raise DeviceError(f"{url}: the service refused the connection (HTTP {exc.status}): {reason}") from exc
     except aiohttp.ClientError as exc:
         raise DeviceError(f"{url}: cannot connect ({exc})") from exc

@@ -421,7 +421,7 @@ def test_realtime_client_measures_round_trips(server, tmp_path, exported_bundles
     np.testing.assert_array_equal(y, _offline(exported_bundles["stateful"], x))
     wrong = subprocess.run([*cmd[:-4], "--url", server.url.replace("/stream", "/nope")],
                            capture_output=True, text=True, timeout=60)
-    assert wrong.returncode == 2 and "refused the connection: HTTP 404" in wrong.stderr
+    assert wrong.returncode == 2 and "refused the connection (HTTP 404): no stream endpoint" in wrong.stderr
 
 
 @pytest.mark.audio
