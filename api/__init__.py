@@ -20,10 +20,8 @@ subpackages ``edgeamp.train`` (TensorFlow), ``edgeamp.export``, ``edgeamp.intero
 touches no device.
 """
 
-from edgeamp.edge_runtime import version as _version
-from edgeamp.edge_runtime.amp import Amp, KnobState
-from edgeamp.edge_runtime.amp import load as _load_bundle
-from edgeamp.edge_runtime.errors import (
+from edgeamp.core import version as _version
+from edgeamp.core.errors import (
     BundleError,
     ConfigError,
     DeviceError,
@@ -32,6 +30,8 @@ from edgeamp.edge_runtime.errors import (
     LegacyImportError,
     ModelFormatError,
 )
+from edgeamp.edge_runtime.amp import Amp, KnobState
+from edgeamp.edge_runtime.amp import load as _load_bundle
 from edgeamp.edge_runtime.session import RuntimeOptions
 from edgeamp.interop import capture as _capture
 from edgeamp.interop.importer import export_model, import_model

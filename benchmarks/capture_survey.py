@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import edgeamp
-from edgeamp.edge_runtime.errors import EdgeampError
+from edgeamp.core.errors import EdgeampError
 from edgeamp.interop.formats import FORMATS, detect_format
 from edgeamp.interop.importer import import_model
 

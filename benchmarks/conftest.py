@@ -11,8 +11,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 def make_bundle(path, units=(64, 64, 1), mode="stateful", head=False, seed=0, hop=480):
-    from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
-    from edgeamp.edge_runtime.model import Architecture, Streaming, random_weights
+    from edgeamp.core.bundle import Bundle, Manifest, write_bundle
+    from edgeamp.core.model import Architecture, Streaming, random_weights
     from edgeamp.export.exporter import export_bundle
 
     arch = Architecture(tuple(units), head=head)

@@ -21,13 +21,13 @@ import numpy as np
 
 
 def model_output(spec: str, x: np.ndarray) -> np.ndarray:
-    from edgeamp.edge_runtime.audio_io import read_mono
+    from edgeamp.core.audio_io import read_mono
 
     path = Path(spec)
     if path.suffix == ".npy":
         return np.load(path).astype(np.float64)
     if path.is_dir():  # a bundle
-        from edgeamp.edge_runtime.bundle import read_bundle
+        from edgeamp.core.bundle import read_bundle
         from edgeamp.edge_runtime.render import render
         from edgeamp.edge_runtime.session import ProcessorFactory
 
@@ -45,8 +45,8 @@ def main() -> int:
     p.add_argument("--png", type=Path, help="write the plot here")
     p.add_argument("--title", default="")
     args = p.parse_args()
-    from edgeamp.edge_runtime.audio_io import read_mono
-    from edgeamp.edge_runtime.metrics import error_bands, esr, esr_pre_emphasis, long_term_spectrum_db
+    from edgeamp.core.audio_io import read_mono
+    from edgeamp.core.metrics import error_bands, esr, esr_pre_emphasis, long_term_spectrum_db
 
     x, info = read_mono(args.input)
     sr = info.sample_rate

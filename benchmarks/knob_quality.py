@@ -47,8 +47,8 @@ def hop_cost(rounds: int = 6, hops: int = 150) -> dict:
     """Per-hop time of the stateful preset's topology (random weights) without and with the gain and
     tone inputs, one thread. The two processors alternate in rounds, because on a shared 2-core
     machine the same configuration drifts by +-30 % from minute to minute."""
-    from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
-    from edgeamp.edge_runtime.model import Streaming, random_weights
+    from edgeamp.core.bundle import Bundle, Manifest, write_bundle
+    from edgeamp.core.model import Streaming, random_weights
     from edgeamp.edge_runtime.session import open_processor
     from edgeamp.export.exporter import export_bundle
     from edgeamp.train.demo_data import KNOBS
@@ -119,8 +119,8 @@ def main() -> int:
         print(json.dumps(hop_cost(), indent=2))
         return 0
 
-    from edgeamp.edge_runtime.bundle import read_bundle
-    from edgeamp.edge_runtime.metrics import all_metrics
+    from edgeamp.core.bundle import read_bundle
+    from edgeamp.core.metrics import all_metrics
     from edgeamp.edge_runtime.render import render
     from edgeamp.edge_runtime.session import open_processor
     from edgeamp.train import demo_data, knob_data

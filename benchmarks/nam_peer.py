@@ -12,7 +12,7 @@ clip 4 validates (model selection), clip 5 is the test clip, scored once. Rows, 
   edgeamp aligned them (written to float WAVs), ``max_time`` = the budget;
 - ``NAM LSTM``: the same with NAM's standard LSTM (1 x 24, burn-in 4096, truncation 512).
 
-Every model is scored on the test clip with ``edgeamp.edge_runtime.metrics`` (ESR plain and
+Every model is scored on the test clip with ``edgeamp.core.metrics`` (ESR plain and
 pre-emphasised): NAM's models are run by NAM's own package (``init_from_nam``, the exported file).
 The JSON accumulates across invocations (rows of another setting or budget are kept).
 NAM needs torch: give a Python that has ``neural-amp-modeler`` (see
@@ -82,7 +82,7 @@ def aligned(setting: str, out: Path) -> dict[int, tuple[Path, Path, int]]:
 
 
 def score(y: np.ndarray, y_hat: np.ndarray) -> dict:
-    from edgeamp.edge_runtime.metrics import esr, esr_pre_emphasis
+    from edgeamp.core.metrics import esr, esr_pre_emphasis
 
     n = min(len(y), len(y_hat))
     return {"esr": esr(y[:n], y_hat[:n]), "esr_pre_emphasis": esr_pre_emphasis(y[:n], y_hat[:n])}

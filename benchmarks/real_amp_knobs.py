@@ -71,7 +71,7 @@ def knobs_of(setting: str) -> dict[str, float]:
 def score(bundle: Path, setting: str, knobs: dict | None) -> dict:
     """ESR (plain, pre-emphasised) of ``bundle`` on the sweep clip at ``setting``, aligned as training aligns."""
     import edgeamp
-    from edgeamp.edge_runtime.metrics import esr, esr_pre_emphasis
+    from edgeamp.core.metrics import esr, esr_pre_emphasis
     from edgeamp.train.data import load_pair
 
     pair = load_pair(DI, target(setting))

@@ -55,7 +55,7 @@ def test_batched_ir_dynamic_or_static_batch(benchmark, bundles, batch):
     the engine keeps the one dynamic model."""
     import time
 
-    from edgeamp.edge_runtime.bundle import read_bundle
+    from edgeamp.core.bundle import read_bundle
 
     bundle = read_bundle(bundles("seed").path)
     core = ov_compat.core()

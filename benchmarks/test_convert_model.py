@@ -18,8 +18,8 @@ pytest.importorskip("tensorflow")
 def graphs(tmp_path_factory):
     import openvino as ov
 
+    from edgeamp.core.model import Architecture, random_weights
     from edgeamp.edge_runtime import ov_compat
-    from edgeamp.edge_runtime.model import Architecture, random_weights
     from edgeamp.export.graphs import GraphSpec, build_graph
     from edgeamp.train.models import build_keras_model, set_keras_weights
 

@@ -123,8 +123,8 @@ def test_keras_tensorflow(benchmark, bundles):
     import keras
     import tensorflow as tf
 
-    from edgeamp.edge_runtime import reference
-    from edgeamp.edge_runtime.metrics import esr
+    from edgeamp.core import reference
+    from edgeamp.core.metrics import esr
     from edgeamp.train.fit import _set_weights, build_training_model
 
     bundle = bundles("seed")

@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import Bundle
-from .errors import ConfigError, InputError
+from edgeamp.core.bundle import Bundle
+from edgeamp.core.errors import ConfigError, InputError
+
 from .resampling import RESAMPLE_QUALITY, ResampledChain, ResampledStream, fit_length, resampled_latency
 from .session import ProcessorFactory, RuntimeOptions
 

@@ -41,9 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeamp.core.errors import DeviceError
+from edgeamp.core.model import Architecture, state_name
+
 from .engines import compile_ir
-from .errors import DeviceError
-from .model import Architecture, state_name
 
 log = logging.getLogger(__name__)
 REALTIME, BULK = 0, 1

@@ -16,10 +16,12 @@ import time
 
 import numpy as np
 
-from . import ov_compat, version
-from .bundle import Bundle, read_bundle
-from .metrics import esr
-from .reference import run_stateful, run_window
+from edgeamp.core import version
+from edgeamp.core.bundle import Bundle, read_bundle
+from edgeamp.core.metrics import esr
+from edgeamp.core.reference import run_stateful, run_window
+
+from . import ov_compat
 from .session import ProcessorFactory, RuntimeOptions
 
 ESR_SECONDS = 1.0  # of the run, scored against the numpy reference

@@ -14,8 +14,8 @@ import logging
 import os
 import sys
 
-from . import version
-from .errors import EdgeampError
+from edgeamp.core import version
+from edgeamp.core.errors import EdgeampError
 
 # name -> (module, one-line help). Order is the order `edgeamp --help` shows.
 COMMANDS: dict[str, tuple[str, str]] = {

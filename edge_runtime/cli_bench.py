@@ -59,9 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeamp.core.bundle import read_bundle
+    from edgeamp.core.errors import ConfigError
+
     from .bench import bench_bundle, histogram_png, markdown
-    from .bundle import read_bundle
-    from .errors import ConfigError
 
     if args.hops < 10:
         raise ConfigError("--hops must be at least 10 for percentiles to mean anything")
@@ -95,9 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from edgeamp.core.errors import ConfigError
     from edgeamp.export.sweep import ArchSpec, markdown, plot, run_sweep
-
-    from .errors import ConfigError
 
     if args.bundle:
         raise ConfigError("--arch sweeps random-weight models: give no BUNDLE")

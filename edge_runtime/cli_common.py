@@ -6,7 +6,8 @@ import argparse
 
 import numpy as np
 
-from .errors import ConfigError
+from edgeamp.core.errors import ConfigError
+
 from .session import ProcessorFactory, RuntimeOptions
 
 

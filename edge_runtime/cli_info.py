@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from .bundle import BundleError, read_bundle, verify_golden
+from edgeamp.core.bundle import BundleError, read_bundle, verify_golden
+from edgeamp.core.config import to_dict
+
 from .cli_common import add_cache_argument, positive_float, resolve_bundle
-from .config import to_dict
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -27,9 +27,10 @@ import contextlib
 import json
 import sys
 
-from .bundle import read_bundle
+from edgeamp.core.bundle import read_bundle
+from edgeamp.core.errors import ConfigError
+
 from .cli_common import add_runtime_arguments, factory_from_args, positive_float, positive_int, resolve_bundle
-from .errors import ConfigError
 from .resampling import QUALITIES, RESAMPLE_QUALITY
 
 

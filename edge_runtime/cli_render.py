@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .bundle import read_bundle
+from edgeamp.core.bundle import read_bundle
+
 from .cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int, resolve_bundle
 from .render import render_file
 

@@ -20,10 +20,11 @@ import json
 import os
 from pathlib import Path
 
-from .audio_io import check_output_path, read_mono, resample, write_audio
+from edgeamp.core.audio_io import check_output_path, read_mono, resample, write_audio
+from edgeamp.core.errors import DeviceError, InputError
+from edgeamp.core.progress import progress_bar
+
 from .cli_common import non_negative_int, parse_knobs, positive_int
-from .errors import DeviceError, InputError
-from .progress import progress_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

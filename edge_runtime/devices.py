@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .errors import DeviceError
+from edgeamp.core.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

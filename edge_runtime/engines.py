@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ov_compat, reference
-from .errors import DeviceError
-from .model import Architecture, ModelWeights, Streaming, state_name
+from edgeamp.core import reference
+from edgeamp.core.errors import DeviceError
+from edgeamp.core.model import Architecture, ModelWeights, Streaming, state_name
+
+from . import ov_compat
 
 
 class NumpyEngine:

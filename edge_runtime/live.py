@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DeviceError, EdgeampError, InputError
+from edgeamp.core.errors import DeviceError, EdgeampError, InputError
+
 from .processor import Processor
 from .resampling import RESAMPLE_QUALITY
 

@@ -20,7 +20,7 @@ def ov() -> Any:
         if hasattr(openvino, "Core"):
             return openvino
     except ImportError as exc:  # pragma: no cover - the base install has openvino
-        from .errors import DeviceError
+        from edgeamp.core.errors import DeviceError
 
         raise DeviceError("OpenVINO is not installed: pip install openvino") from exc
     import openvino.runtime as runtime  # 2022.x

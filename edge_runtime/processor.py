@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, InputError
-from .model import Architecture
+from edgeamp.core.errors import ConfigError, InputError
+from edgeamp.core.model import Architecture
 
 
 @dataclass

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeamp.core.progress import progress
+
 from .processor import Processor
-from .progress import progress
 from .session import ProcessorFactory
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,8 @@ def render_file(factory: ProcessorFactory, input_path, output_path, *, channel: 
     written, and the input is never overwritten."""
     from pathlib import Path
 
-    from .audio_io import check_output_path, read_mono, resample, write_audio
-    from .errors import InputError
+    from edgeamp.core.audio_io import check_output_path, read_mono, resample, write_audio
+    from edgeamp.core.errors import InputError
 
     if Path(input_path).resolve() == Path(output_path).resolve():
         raise InputError("OUT must differ from IN: edgeamp never overwrites its input")

@@ -98,7 +98,7 @@ def resample_stream(rate_in: float, rate_out: float, quality: str):
     if quality == "LL":
         return PolyphaseStream(rate_in, rate_out)
     if quality not in SOXR_QUALITIES:
-        from .errors import ConfigError
+        from edgeamp.core.errors import ConfigError
 
         raise ConfigError(f"resample quality {str(quality)[:20]!r}: choose one of {', '.join(QUALITIES)}")
     import soxr

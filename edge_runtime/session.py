@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reference
-from .bundle import Bundle, ExportRecord, read_bundle
+from edgeamp.core import reference
+from edgeamp.core.bundle import Bundle, ExportRecord, read_bundle
+from edgeamp.core.errors import BundleError, ConfigError
+from edgeamp.core.metrics import esr
+from edgeamp.core.model import Streaming, hop_from_ms
+
 from .devices import DeviceChoice, choose_device
 from .engines import NumpyEngine, OpenVINOEngine, compile_ir, initial_inputs
-from .errors import BundleError, ConfigError
-from .metrics import esr
-from .model import Streaming, hop_from_ms
 from .processor import Processor
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DeviceError, InputError
+from edgeamp.core.errors import DeviceError, InputError
+
 from .wire import FORMATS, decode_into, encode
 
 log = logging.getLogger(__name__)

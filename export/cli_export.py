@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 
-from edgeamp.edge_runtime.bundle import read_manifest
+from edgeamp.core.bundle import read_manifest
+from edgeamp.core.model import hop_from_ms
 from edgeamp.edge_runtime.cli_common import positive_float, positive_int
-from edgeamp.edge_runtime.model import hop_from_ms
 
 from .variants import PRECISIONS, VARIANTS
 

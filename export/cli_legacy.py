@@ -16,11 +16,11 @@ import argparse
 import logging
 import sys
 
-from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
+from edgeamp.core.bundle import Bundle, Manifest, write_bundle
+from edgeamp.core.errors import LegacyImportError
+from edgeamp.core.hashing import sha256_file
+from edgeamp.core.model import Streaming
 from edgeamp.edge_runtime.cli_common import positive_int
-from edgeamp.edge_runtime.errors import LegacyImportError
-from edgeamp.edge_runtime.hashing import sha256_file
-from edgeamp.edge_runtime.model import Streaming
 
 from .legacy import legacy_to_weights, read_legacy_h5
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from edgeamp.edge_runtime import ov_compat, reference
-from edgeamp.edge_runtime.bundle import (
+from edgeamp.core import reference
+from edgeamp.core.bundle import (
     IR_DIR,
     Bundle,
     ExportRecord,
@@ -30,10 +30,11 @@ from edgeamp.edge_runtime.bundle import (
     read_bundle,
     write_bundle,
 )
+from edgeamp.core.errors import ConfigError, EdgeampError
+from edgeamp.core.metrics import esr
+from edgeamp.core.progress import progress
+from edgeamp.edge_runtime import ov_compat
 from edgeamp.edge_runtime.engines import OpenVINOEngine, initial_inputs
-from edgeamp.edge_runtime.errors import ConfigError, EdgeampError
-from edgeamp.edge_runtime.metrics import esr
-from edgeamp.edge_runtime.progress import progress
 
 from . import variants as _v
 from .graphs import GraphSpec, build_graph
@@ -204,7 +205,7 @@ def verify_ir(bundle: Bundle, variant: str, xml: Path, audio: np.ndarray, knobs:
 
 def clean_stale_exports() -> None:
     """Remove staging folders that an export killed mid-way left in the temp directory."""
-    from edgeamp.edge_runtime.atomic import _alive
+    from edgeamp.core.atomic import _alive
 
     for p in Path(tempfile.gettempdir()).glob("edgeamp-export-*"):
         pid = p.name.split("-")[2]

@@ -41,8 +41,8 @@ import openvino as ov
 import openvino.opset6 as ops6
 import openvino.opset8 as ops
 
-from edgeamp.edge_runtime.errors import ConfigError
-from edgeamp.edge_runtime.model import Architecture, ModelWeights, state_name
+from edgeamp.core.errors import ConfigError
+from edgeamp.core.model import Architecture, ModelWeights, state_name
 
 from .variants import VARIANTS
 
@@ -361,5 +361,5 @@ def _wavenet(arch, weights, spec):
     return build_wavenet_graph(arch, weights, spec)
 
 
-# each model family's graph builder (edge_runtime/families.py lists the families)
+# each model family's graph builder (core/families.py lists the families)
 BUILDERS = {"recurrent": build_recurrent_graph, "wavenet": _wavenet}

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeamp.edge_runtime.errors import LegacyImportError
-from edgeamp.edge_runtime.model import Architecture, Knob, LayerWeights, ModelWeights
+from edgeamp.core.errors import LegacyImportError
+from edgeamp.core.model import Architecture, Knob, LayerWeights, ModelWeights
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeamp.core.bundle import Bundle, Manifest, write_bundle
+from edgeamp.core.errors import ConfigError, EdgeampError
+from edgeamp.core.model import Architecture, Streaming, hop_from_ms, random_weights
+from edgeamp.core.progress import progress
+from edgeamp.core.wavenet import nam_preset
+from edgeamp.core.wavenet import random_weights as wavenet_random_weights
 from edgeamp.edge_runtime.bench import bench_bundle
-from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
-from edgeamp.edge_runtime.errors import ConfigError, EdgeampError
-from edgeamp.edge_runtime.model import Architecture, Streaming, hop_from_ms, random_weights
-from edgeamp.edge_runtime.progress import progress
 from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
-from edgeamp.edge_runtime.wavenet import nam_preset
-from edgeamp.edge_runtime.wavenet import random_weights as wavenet_random_weights
 
 from .exporter import export_bundle
 

@@ -1,4 +1,4 @@
-"""The WaveNet family's OpenVINO graphs (edge_runtime/wavenet.py has the equations and layout).
+"""The WaveNet family's OpenVINO graphs (core/wavenet.py has the equations and layout).
 
 Every dilated layer is a ``Convolution`` (dilation ``d``, no padding) over ``concat(history, hop)``
 of its input, ``(B, C, d*(K-1) + T)``; its new history is the last ``d*(K-1)`` samples, carried
@@ -17,9 +17,9 @@ import openvino as ov
 import openvino.opset6 as ops6
 import openvino.opset8 as ops
 
-from edgeamp.edge_runtime.errors import ConfigError
-from edgeamp.edge_runtime.model import state_name
-from edgeamp.edge_runtime.wavenet import WaveNetArchitecture, WaveNetWeights
+from edgeamp.core.errors import ConfigError
+from edgeamp.core.model import state_name
+from edgeamp.core.wavenet import WaveNetArchitecture, WaveNetWeights
 
 
 def _c(a) -> ov.Node:

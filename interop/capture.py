@@ -15,9 +15,9 @@ import re
 import time
 from pathlib import Path
 
-from edgeamp.edge_runtime.bundle import MANIFEST, read_bundle
-from edgeamp.edge_runtime.errors import BundleError, ModelFormatError
-from edgeamp.edge_runtime.hashing import sha256_file
+from edgeamp.core.bundle import MANIFEST, read_bundle
+from edgeamp.core.errors import BundleError, ModelFormatError
+from edgeamp.core.hashing import sha256_file
 
 from .formats import FORMATS, KERAS_H5, detect_format
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeamp.edge_runtime.errors import ModelFormatError
-from edgeamp.edge_runtime.model import Architecture, Knob, LayerWeights, ModelWeights
+from edgeamp.core.errors import ModelFormatError
+from edgeamp.core.model import Architecture, Knob, LayerWeights, ModelWeights
 
 MAX_MODEL_BYTES = 16 << 20  # the largest capture seen is 0.4 MB; MAX_WEIGHTS as JSON text is about 8 MB
 # Every weight of these models is used once per sample: a model of more than this many weights needs

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeamp.edge_runtime.errors import ModelFormatError
+from edgeamp.core.errors import ModelFormatError
 
 from . import guitarml, nam, rtneural
 from .common import HDF5_MAGIC, Imported, read_json

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeamp.edge_runtime.errors import ModelFormatError
-from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
+from edgeamp.core.errors import ModelFormatError
+from edgeamp.core.model import Architecture, LayerWeights, ModelWeights
 
 from .common import Imported, as_array, knobs_for, positive_int
 

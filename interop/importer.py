@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeamp.edge_runtime import reference
-from edgeamp.edge_runtime.atomic import atomic_write_bytes, check_writable
-from edgeamp.edge_runtime.bundle import (
+from edgeamp.core import reference
+from edgeamp.core.atomic import atomic_write_bytes, check_writable
+from edgeamp.core.bundle import (
     IR_DIR,
     Bundle,
     Manifest,
@@ -29,9 +29,9 @@ from edgeamp.edge_runtime.bundle import (
     read_bundle,
     write_bundle,
 )
-from edgeamp.edge_runtime.errors import ModelFormatError
-from edgeamp.edge_runtime.hashing import sha256_file
-from edgeamp.edge_runtime.model import Streaming, hop_from_ms
+from edgeamp.core.errors import ModelFormatError
+from edgeamp.core.hashing import sha256_file
+from edgeamp.core.model import Streaming, hop_from_ms
 
 from .common import Imported, bounded_metadata, check_cost
 from .formats import FORMATS, KERAS_H5, WRITERS, detect_format, read_json_model

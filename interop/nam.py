@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeamp.edge_runtime.bundle import Bundle
-from edgeamp.edge_runtime.errors import ModelFormatError
-from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
+from edgeamp.core.bundle import Bundle
+from edgeamp.core.errors import ModelFormatError
+from edgeamp.core.model import Architecture, LayerWeights, ModelWeights
 
 from .common import MAX_INPUTS, MAX_LAYERS, MAX_UNITS, Imported, as_array, fold_gains, positive_int, sample_rate_from
 from .nam_wavenet import read_wavenet, wavenet_config, wavenet_weights
@@ -133,7 +133,7 @@ def nam_levels(bundle: Bundle, loudness_input: Path | str) -> dict[str, float]:
     (no compression: 0) and the square (full compression: 1)."""
     import soundfile as sf
 
-    from edgeamp.edge_runtime import reference
+    from edgeamp.core import reference
 
     x, _ = sf.read(str(loudness_input), dtype="float64", always_2d=True)
     x = x[:, 0]

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeamp.edge_runtime.errors import ConfigError, ModelFormatError
-from edgeamp.edge_runtime.wavenet import ACTIVATIONS, LayerArray, WaveNetArchitecture, WaveNetWeights, prewarmed_state
+from edgeamp.core.errors import ConfigError, ModelFormatError
+from edgeamp.core.wavenet import ACTIVATIONS, LayerArray, WaveNetArchitecture, WaveNetWeights, prewarmed_state
 
 from .common import as_array
 

@@ -27,9 +27,9 @@ import logging
 
 import numpy as np
 
-from edgeamp.edge_runtime.bundle import Bundle
-from edgeamp.edge_runtime.errors import ModelFormatError
-from edgeamp.edge_runtime.model import Architecture, Dense, DenseWeights, LayerWeights, ModelWeights
+from edgeamp.core.bundle import Bundle
+from edgeamp.core.errors import ModelFormatError
+from edgeamp.core.model import Architecture, Dense, DenseWeights, LayerWeights, ModelWeights
 
 from .common import (
     MAX_INPUTS,

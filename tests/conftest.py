@@ -34,8 +34,8 @@ def exported_bundles(tmp_path_factory):
 
     Architecture 8-4 + head + skip + one knob (gain 0..10), random weights; IR for every variant.
     """
-    from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
-    from edgeamp.edge_runtime.model import Architecture, Knob, Streaming, random_weights
+    from edgeamp.core.bundle import Bundle, Manifest, write_bundle
+    from edgeamp.core.model import Architecture, Knob, Streaming, random_weights
     from edgeamp.export.exporter import export_bundle
 
     root = tmp_path_factory.mktemp("bundles")

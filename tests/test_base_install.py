@@ -45,7 +45,7 @@ def test_demo_commands_say_what_to_install_and_write_nothing(tmp_path, command):
 def test_eval_prints_metrics_without_matplotlib(tmp_path, exported_bundles):
     import soundfile as sf
 
-    from edgeamp.edge_runtime.bundle import golden_signal
+    from edgeamp.core.bundle import golden_signal
 
     x = np.resize(golden_signal(48000), 24000)
     sf.write(tmp_path / "di.wav", x, 48000, subtype="FLOAT")

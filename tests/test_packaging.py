@@ -110,7 +110,7 @@ def test_the_containerfile_copies_every_package_and_builds(tmp_path):
                            str(out), str(src)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = zipfile.ZipFile(next(out.glob("edgeamp-*.whl"))).namelist()
-    assert "edgeamp/interop/importer.py" in names and "edgeamp/edge_runtime/wavenet.py" in names
+    assert "edgeamp/interop/importer.py" in names and "edgeamp/core/wavenet.py" in names
 
 
 def test_the_systemd_template_gives_each_instance_its_own_port_and_the_npu():

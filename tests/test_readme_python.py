@@ -29,7 +29,7 @@ def test_the_section_has_the_promised_examples():
 def test_readme_python_blocks_run(exported_bundles, tmp_path, monkeypatch, capsys):
     import soundfile as sf
 
-    from edgeamp.edge_runtime.bundle import golden_signal
+    from edgeamp.core.bundle import golden_signal
 
     shutil.copytree(exported_bundles["stateful"], tmp_path / "amp.bundle")
     shutil.copy(REPO / "tests" / "fixtures" / "interop" / "nam_lstm_1x6.nam", tmp_path / "capture.nam")

@@ -44,15 +44,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeamp.edge_runtime.errors import require
+    from edgeamp.core.errors import require
 
     for module, purpose in (("pedalboard", "the demo teacher amp"), ("tensorflow", "training"),
                             ("matplotlib", "the demo's plots")):
         require(module, purpose)  # all checked before anything is written
-    from edgeamp.edge_runtime.audio_io import write_audio
-    from edgeamp.edge_runtime.bundle import json_safe
+    from edgeamp.core.audio_io import write_audio
+    from edgeamp.core.bundle import json_safe
+    from edgeamp.core.metrics import all_metrics, esr_verdict, format_esr
     from edgeamp.edge_runtime.cli_common import latency_summary
-    from edgeamp.edge_runtime.metrics import all_metrics, esr_verdict, format_esr
     from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
 
     from .demo_data import write_demo_data

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgeamp.core.errors import ConfigError
 from edgeamp.edge_runtime.cli_common import positive_float
-from edgeamp.edge_runtime.errors import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def parse_grid(text: str | None) -> list[tuple[float, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeamp.edge_runtime.errors import require
+    from edgeamp.core.errors import require
 
     require("pedalboard", "the demo teacher amp")  # checked before anything is written
     from .demo_data import write_demo_data

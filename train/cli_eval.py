@@ -14,8 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeamp.edge_runtime.audio_io import write_audio
-from edgeamp.edge_runtime.bundle import json_safe, read_bundle
+from edgeamp.core.audio_io import write_audio
+from edgeamp.core.bundle import json_safe, read_bundle
+from edgeamp.core.errors import InputError
+from edgeamp.core.metrics import all_metrics, error_bands, esr_verdict, format_esr
 from edgeamp.edge_runtime.cli_common import (
     add_runtime_arguments,
     factory_from_args,
@@ -23,8 +25,6 @@ from edgeamp.edge_runtime.cli_common import (
     positive_int,
     resolve_bundle,
 )
-from edgeamp.edge_runtime.errors import InputError
-from edgeamp.edge_runtime.metrics import all_metrics, error_bands, esr_verdict, format_esr
 from edgeamp.edge_runtime.render import render
 
 

@@ -35,8 +35,8 @@ import logging
 import re
 import tempfile
 
+from edgeamp.core.errors import ConfigError
 from edgeamp.edge_runtime.cli_common import non_negative_int, positive_float, positive_int
-from edgeamp.edge_runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         knobs = knob_data.varying_knobs(knobs, specs)
         init = None
         if args.init_from:
-            from edgeamp.edge_runtime.bundle import read_bundle
+            from edgeamp.core.bundle import read_bundle
 
             init = read_bundle(args.init_from)
             given = {k.name for k in knobs}
@@ -193,7 +193,7 @@ def _hold_out(specs: list, held: list, regex: str | None, flag: str, what: str) 
 
 
 def _print_summary(bundle) -> None:
-    from edgeamp.edge_runtime.metrics import esr_verdict, format_esr
+    from edgeamp.core.metrics import esr_verdict, format_esr
 
     m, p = bundle.manifest, bundle.manifest.provenance
     print(f"wrote {bundle.path}: preset {p['preset']}, {p['steps']} steps in {p['training_seconds']:.0f} s "

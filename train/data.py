@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeamp.edge_runtime.audio_io import read_mono, resample
-from edgeamp.edge_runtime.errors import InputError
+from edgeamp.core.audio_io import read_mono, resample
+from edgeamp.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

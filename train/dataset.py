@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeamp.edge_runtime.errors import InputError
-from edgeamp.edge_runtime.model import Knob
+from edgeamp.core.errors import InputError
+from edgeamp.core.model import Knob
 
 
 @dataclass

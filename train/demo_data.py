@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeamp.edge_runtime.audio_io import write_audio
-from edgeamp.edge_runtime.model import Knob
+from edgeamp.core.audio_io import write_audio
+from edgeamp.core.model import Knob
 
 SAMPLE_RATE = 48000
 OPEN_STRINGS_HZ = (82.41, 110.0, 146.83, 196.0, 246.94, 329.63)  # E2 A2 D3 G3 B3 E4

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeamp.edge_runtime.errors import ConfigError, EdgeampError
-from edgeamp.edge_runtime.metrics import esr
-from edgeamp.edge_runtime.model import Architecture, ModelWeights
-from edgeamp.edge_runtime.progress import enabled as progress_enabled
+from edgeamp.core.errors import ConfigError, EdgeampError
+from edgeamp.core.metrics import esr
+from edgeamp.core.model import Architecture, ModelWeights
+from edgeamp.core.progress import enabled as progress_enabled
 
 from .dataset import Sampler, Segment
 from .presets import TrainConfig

@@ -25,8 +25,8 @@ import logging
 import re
 from pathlib import Path
 
-from edgeamp.edge_runtime.errors import ConfigError, InputError
-from edgeamp.edge_runtime.model import Knob
+from edgeamp.core.errors import ConfigError, InputError
+from edgeamp.core.model import Knob
 
 from .pipeline import PairSpec
 

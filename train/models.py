@@ -1,4 +1,4 @@
-"""Keras 3 model builders for an :class:`~edgeamp.edge_runtime.model.Architecture`.
+"""Keras 3 model builders for an :class:`~edgeamp.core.model.Architecture`.
 
 Every LSTM or GRU layer keeps Keras's cuDNN conditions (tanh, sigmoid recurrent activation,
 no recurrent dropout, ``unroll=False``, ``use_bias=True``; GRU also ``reset_after=True``) so
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeamp.edge_runtime.errors import ConfigError
-from edgeamp.edge_runtime.model import Architecture, LayerWeights, ModelWeights
+from edgeamp.core.errors import ConfigError
+from edgeamp.core.model import Architecture, LayerWeights, ModelWeights
 
 CUDNN_REQUIREMENTS = {
     "activation": "tanh",

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeamp.edge_runtime import version as edgeamp_version
-from edgeamp.edge_runtime.bundle import (
+from edgeamp.core import version as edgeamp_version
+from edgeamp.core.bundle import (
     IR_DIR,
     Bundle,
     Manifest,
@@ -26,11 +26,11 @@ from edgeamp.edge_runtime.bundle import (
     read_bundle,
     write_bundle,
 )
-from edgeamp.edge_runtime.config import to_dict
-from edgeamp.edge_runtime.errors import ConfigError, InputError
-from edgeamp.edge_runtime.hashing import sha256_file
-from edgeamp.edge_runtime.metrics import all_metrics, format_esr
-from edgeamp.edge_runtime.model import Architecture, Knob
+from edgeamp.core.config import to_dict
+from edgeamp.core.errors import ConfigError, InputError
+from edgeamp.core.hashing import sha256_file
+from edgeamp.core.metrics import all_metrics, format_esr
+from edgeamp.core.model import Architecture, Knob
 from edgeamp.edge_runtime.render import render
 from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
 

@@ -48,7 +48,7 @@ def comparison(target: np.ndarray, prediction: np.ndarray, sample_rate: int, pat
     axes[0].set_xlabel(f"ms (from {lo / sample_rate:.2f} s)")
     axes[0].set_title(f"{title} waveform at the loudest moment".strip())
     axes[0].legend(loc="upper right")
-    from edgeamp.edge_runtime.metrics import long_term_spectrum_db as spectrum
+    from edgeamp.core.metrics import long_term_spectrum_db as spectrum
 
     n_fft = 8192
     freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate)

@@ -6,9 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from edgeamp.edge_runtime.config import from_dict
-from edgeamp.edge_runtime.errors import ConfigError
-from edgeamp.edge_runtime.model import Architecture, Knob, Streaming
+from edgeamp.core.config import from_dict
+from edgeamp.core.errors import ConfigError
+from edgeamp.core.model import Architecture, Knob, Streaming
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def get_preset(name: str, **overrides) -> TrainConfig:
         raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
     if not overrides:
         return PRESETS[name]
-    from edgeamp.edge_runtime.config import to_dict
+    from edgeamp.core.config import to_dict
 
     merged = {**to_dict(PRESETS[name]), **overrides}
     return from_dict(TrainConfig, merged, f"preset {name}")

@@ -1,6 +1,6 @@
 """The two training recipes as objects the fit loop drives: how a batch is drawn and stepped, and
 how the validation set is cut and predicted. The losses are TensorFlow versions of
-``edgeamp.edge_runtime.metrics`` (ESR, pre-emphasis, DC), weighted per sequence.
+``edgeamp.core.metrics`` (ESR, pre-emphasis, DC), weighted per sequence.
 
 - :class:`WindowRecipe` (the original experiment): windows of ``window_samples`` from zero state,
   mean squared error on the last hop;
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeamp.edge_runtime.metrics import PRE_EMPHASIS
-from edgeamp.edge_runtime.model import Architecture
+from edgeamp.core.metrics import PRE_EMPHASIS
+from edgeamp.core.model import Architecture
 
 from .dataset import Sampler, Segment, validation_pieces
 from .presets import TrainConfig

@@ -8,8 +8,9 @@ import logging
 import signal
 from pathlib import Path
 
-from ..bundle import json_safe
-from ..errors import ConfigError
+from edgeamp.core.bundle import json_safe
+from edgeamp.core.errors import ConfigError
+
 from ..session import RuntimeOptions
 from .control import ControlRoutes
 from .local_audio import LocalAudio

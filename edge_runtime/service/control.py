@@ -6,7 +6,8 @@ import asyncio
 import logging
 from pathlib import Path
 
-from ..errors import EdgeampError, InputError
+from edgeamp.core.errors import EdgeampError, InputError
+
 from ..processor import Processor
 from .local_audio import LocalAudio
 from .model import Model

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..errors import EdgeampError
+from edgeamp.core.errors import EdgeampError
+
 from .metrics import Metrics
 from .model import Model
 

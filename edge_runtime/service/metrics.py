@@ -38,7 +38,7 @@ class Metrics:
             ProcessCollector,
         )
 
-        from .. import version
+        from edgeamp.core import version
 
         prometheus_client.disable_created_metrics()
         r = self.registry = CollectorRegistry()

@@ -6,8 +6,9 @@ import itertools
 import logging
 from pathlib import Path
 
-from ..bundle import read_bundle
-from ..errors import ConfigError, EdgeampError, InputError
+from edgeamp.core.bundle import read_bundle
+from edgeamp.core.errors import ConfigError, EdgeampError, InputError
+
 from ..processor import Processor
 from ..session import ProcessorFactory, RuntimeOptions
 

@@ -8,7 +8,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, InputError
+from edgeamp.core.errors import ConfigError, InputError
+
 from ..wire import FORMATS
 
 if TYPE_CHECKING:

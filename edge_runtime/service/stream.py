@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from ..errors import EdgeampError, InputError
+from edgeamp.core.errors import EdgeampError, InputError
+
 from ..wire import FORMATS, decode_into, encode
 from .model import Model
 from .protocol import SLICE_HOPS, Handshake

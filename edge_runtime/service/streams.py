@@ -7,8 +7,9 @@ import json
 import logging
 import time
 
-from ..bundle import json_safe
-from ..errors import EdgeampError, InputError
+from edgeamp.core.bundle import json_safe
+from edgeamp.core.errors import EdgeampError, InputError
+
 from .model import Model
 from .pool import PriorityPool
 from .protocol import BAD_PAYLOAD, GOING_AWAY, POLICY, UNSUPPORTED, Handshake

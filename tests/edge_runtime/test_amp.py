@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import edgeamp
-from edgeamp.edge_runtime.bundle import golden_signal
-from edgeamp.edge_runtime.metrics import esr
+from edgeamp.core.bundle import golden_signal
+from edgeamp.core.metrics import esr
 from edgeamp.edge_runtime.session import open_processor
 
 SR = 48000

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
+from edgeamp.core.bundle import read_bundle
+from edgeamp.core.errors import DeviceError
 from edgeamp.edge_runtime.batching import BatchedEngine
-from edgeamp.edge_runtime.bundle import read_bundle
-from edgeamp.edge_runtime.errors import DeviceError
 from edgeamp.edge_runtime.processor import Processor
 from edgeamp.edge_runtime.render import render
 from edgeamp.edge_runtime.session import ProcessorFactory

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeamp.edge_runtime import atomic
-from edgeamp.edge_runtime.bundle import (
+from edgeamp.core import atomic
+from edgeamp.core.bundle import (
     Bundle,
     Manifest,
     read_bundle,
@@ -20,9 +20,9 @@ from edgeamp.edge_runtime.bundle import (
     verify_golden,
     write_bundle,
 )
+from edgeamp.core.errors import BundleError
+from edgeamp.core.model import Architecture, Knob, Streaming, random_weights
 from edgeamp.edge_runtime.cli import main as cli_main
-from edgeamp.edge_runtime.errors import BundleError
-from edgeamp.edge_runtime.model import Architecture, Knob, Streaming, random_weights
 
 
 def make_bundle(mode="stateful", knobs=()) -> Bundle:
@@ -149,7 +149,7 @@ def test_interrupted_write_keeps_previous_bundle(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("edgeamp.edge_runtime.bundle._save_npz", boom)
+    monkeypatch.setattr("edgeamp.core.bundle._save_npz", boom)
     with pytest.raises(KeyboardInterrupt):
         write_bundle(path, other)
     assert _tree(path) == before
@@ -163,7 +163,7 @@ def test_killed_writer_leaves_previous_bundle_loadable(tmp_path):
     before = _tree(path)
     code = f"""
 import os, signal
-import edgeamp.edge_runtime.bundle as B
+import edgeamp.core.bundle as B
 from tests.edge_runtime.test_bundle import make_bundle
 real = B._save_npz
 def save_then_die(p, arrays):

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
+from edgeamp.core.errors import DeviceError
 from edgeamp.edge_runtime.devices import choose_device
-from edgeamp.edge_runtime.errors import DeviceError
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgeamp.edge_runtime.errors import InputError
+from edgeamp.core.errors import InputError
 from edgeamp.edge_runtime.live import LiveEngine
 from edgeamp.edge_runtime.session import open_processor
 

@@ -7,8 +7,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from edgeamp.edge_runtime.bundle import compute_output, read_bundle
-from edgeamp.edge_runtime.errors import BundleError, ConfigError, InputError
+from edgeamp.core.bundle import compute_output, read_bundle
+from edgeamp.core.errors import BundleError, ConfigError, InputError
 from edgeamp.edge_runtime.session import open_processor
 
 BLOCK_SIZES = [1, 7, 479, 480, 481, 4096]
@@ -28,7 +28,7 @@ def _offline(bundle, x, mode):
     if mode != m.streaming.mode:
         from dataclasses import replace
 
-        from edgeamp.edge_runtime.model import Streaming
+        from edgeamp.core.model import Streaming
 
         m = replace(m, streaming=Streaming("stateful", m.streaming.hop_samples))
     return compute_output(m, bundle.weights, x, knobs)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeamp.edge_runtime import reference
-from edgeamp.edge_runtime.errors import ConfigError, InputError
-from edgeamp.edge_runtime.model import Architecture, Knob, random_weights
+from edgeamp.core import reference
+from edgeamp.core.errors import ConfigError, InputError
+from edgeamp.core.model import Architecture, Knob, random_weights
 
 from ..conftest import needs_tf
 
@@ -103,7 +103,7 @@ def test_window_with_window_equal_hop_is_stateless_per_hop():
 def test_lstm_single_unit_by_hand():
     """One unit, one step, known weights: h = o * tanh(i * g) with c0 = 0."""
     arch = Architecture((1,))
-    from edgeamp.edge_runtime.model import LayerWeights, ModelWeights
+    from edgeamp.core.model import LayerWeights, ModelWeights
 
     k = np.array([[0.5, -0.3, 0.8, 0.2]])
     weights = ModelWeights((LayerWeights(k, np.zeros((1, 4)), np.array([0.1, 0.0, 0.0, -0.1])),))

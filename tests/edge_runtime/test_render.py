@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edgeamp.edge_runtime.bundle import compute_output, read_bundle
+from edgeamp.core.bundle import compute_output, read_bundle
 from edgeamp.edge_runtime.cli import main as cli_main
 
 
@@ -128,7 +128,7 @@ def test_outputs_nobody_can_write_and_odd_inputs_are_named(exported_bundles, tmp
     the input was zeroed without a word; an empty file streamed into an IndexError."""
     import asyncio
 
-    from edgeamp.edge_runtime.errors import InputError
+    from edgeamp.core.errors import InputError
     from edgeamp.edge_runtime.stream_client import stream_signal
 
     _write(tmp_path / "di.wav", subtype="FLOAT", channels=1)

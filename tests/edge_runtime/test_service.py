@@ -86,8 +86,8 @@ def server(exported_bundles):
 @pytest.fixture(scope="module")
 def other_bundle(tmp_path_factory, exported_bundles):
     """Same architecture and rate as exported_bundles['stateful'], other weights: the hot-swap target."""
-    from edgeamp.edge_runtime.bundle import Bundle, read_bundle, write_bundle
-    from edgeamp.edge_runtime.model import random_weights
+    from edgeamp.core.bundle import Bundle, read_bundle, write_bundle
+    from edgeamp.core.model import random_weights
     from edgeamp.export.exporter import export_bundle
 
     m = read_bundle(exported_bundles["stateful"]).manifest
@@ -591,8 +591,8 @@ def test_allowed_origin_is_accepted(exported_bundles):
 @pytest.fixture(scope="module")
 def heavy_bundle(tmp_path_factory):
     """The seed topology's size (64-64 + head): a 1 s frame costs a few hundred ms on this CPU."""
-    from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
-    from edgeamp.edge_runtime.model import Architecture, Streaming, random_weights
+    from edgeamp.core.bundle import Bundle, Manifest, write_bundle
+    from edgeamp.core.model import Architecture, Streaming, random_weights
     from edgeamp.export.exporter import export_bundle
 
     arch = Architecture((64, 64), head=True)

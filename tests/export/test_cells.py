@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import edgeamp
-from edgeamp.edge_runtime import reference
-from edgeamp.edge_runtime.bundle import Bundle, Manifest, golden_signal, read_bundle, write_bundle
-from edgeamp.edge_runtime.model import Architecture, Knob, Streaming, random_weights
+from edgeamp.core import reference
+from edgeamp.core.bundle import Bundle, Manifest, golden_signal, read_bundle, write_bundle
+from edgeamp.core.model import Architecture, Knob, Streaming, random_weights
 from edgeamp.export.exporter import export_bundle
 
 from ..conftest import needs_tf

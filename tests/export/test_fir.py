@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import edgeamp
-from edgeamp.edge_runtime import reference
-from edgeamp.edge_runtime.bundle import Bundle, Manifest, golden_signal, write_bundle
-from edgeamp.edge_runtime.errors import ConfigError, ModelFormatError
-from edgeamp.edge_runtime.model import Architecture, Knob, ModelWeights, Streaming, random_weights
+from edgeamp.core import reference
+from edgeamp.core.bundle import Bundle, Manifest, golden_signal, write_bundle
+from edgeamp.core.errors import ConfigError, ModelFormatError
+from edgeamp.core.model import Architecture, Knob, ModelWeights, Streaming, random_weights
 from edgeamp.export.exporter import export_bundle
 
 from ..conftest import needs_tf
@@ -124,7 +124,7 @@ def test_keras_models_match_the_reference_and_carry_the_history():
 
 @needs_tf
 def test_train_with_a_fir_stage(tmp_path):
-    from edgeamp.edge_runtime.bundle import read_bundle
+    from edgeamp.core.bundle import read_bundle
     from edgeamp.edge_runtime.cli import main
 
     out = tmp_path / "fir.bundle"

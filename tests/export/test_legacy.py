@@ -13,10 +13,10 @@ import h5py
 import numpy as np
 import pytest
 
-from edgeamp.edge_runtime import reference
-from edgeamp.edge_runtime.bundle import read_bundle, verify_golden
+from edgeamp.core import reference
+from edgeamp.core.bundle import read_bundle, verify_golden
+from edgeamp.core.errors import LegacyImportError
 from edgeamp.edge_runtime.cli import main as cli_main
-from edgeamp.edge_runtime.errors import LegacyImportError
 from edgeamp.export.legacy import cudnn_lstm_to_canonical, legacy_to_weights, read_legacy_h5
 
 
@@ -143,7 +143,7 @@ def test_bias_sum_alone_is_wrong():
     """Why the per-gate transpose matters: skipping it changes the output far beyond tolerance."""
     rng = np.random.default_rng(0)
     k, r, b = random_cudnn_layer(rng, 3, 4)
-    from edgeamp.edge_runtime.model import Architecture, Knob, LayerWeights, ModelWeights
+    from edgeamp.core.model import Architecture, Knob, LayerWeights, ModelWeights
 
     arch = Architecture((4,), head=True, knobs=(Knob("a"), Knob("b")))  # 3 input channels
     head = (np.ones((4, 1)), np.zeros(1))

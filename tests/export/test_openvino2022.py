@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeamp.edge_runtime.bundle import Bundle, Manifest, write_bundle
-from edgeamp.edge_runtime.model import Architecture, Knob, Streaming, random_weights
+from edgeamp.core.bundle import Bundle, Manifest, write_bundle
+from edgeamp.core.model import Architecture, Knob, Streaming, random_weights
 from edgeamp.export.exporter import export_bundle, reference_output, verification_signal
 
 from ..conftest import REPO
@@ -73,7 +73,7 @@ SCRIPT = r"""
 import sys, json, numpy as np
 import edgeamp.edge_runtime as er
 from edgeamp.edge_runtime import ov_compat
-from edgeamp.edge_runtime.bundle import read_bundle
+from edgeamp.core.bundle import read_bundle
 from edgeamp.edge_runtime.engines import OpenVINOEngine, initial_inputs
 assert "tensorflow" not in sys.modules
 bundle_path, data_path, out_path = sys.argv[1:4]
@@ -131,7 +131,7 @@ def test_render_with_explicit_state_ir_on_openvino_2022_3(py310_env, tmp_path):
     """`edgeamp render` of a WAV file with the Myriad-target IR, in the 2022.3 environment."""
     import soundfile as sf
 
-    from edgeamp.edge_runtime.bundle import compute_output
+    from edgeamp.core.bundle import compute_output
 
     arch = Architecture((16, 8), head=True, knobs=(Knob("gain"),))
     path = write_bundle(tmp_path / "amp.bundle",
@@ -156,8 +156,8 @@ def test_render_with_explicit_state_ir_on_openvino_2022_3(py310_env, tmp_path):
 
 def test_wavenet_explicit_state_ir_runs_on_openvino_2022_3(py310_env, tmp_path):
     """A NAM WaveNet (nano, with its prewarmed start state): the Myriad-target IR on 2022.3."""
-    from edgeamp.edge_runtime.wavenet import nam_preset
-    from edgeamp.edge_runtime.wavenet import random_weights as wavenet_weights
+    from edgeamp.core.wavenet import nam_preset
+    from edgeamp.core.wavenet import random_weights as wavenet_weights
 
     arch = nam_preset("nano")
     path = write_bundle(tmp_path / "wn.bundle", Bundle(Manifest(48000, arch, Streaming("stateful", 480)),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeamp.edge_runtime.bundle import read_bundle
+from edgeamp.core.bundle import read_bundle
 from edgeamp.edge_runtime.cli import main
 from edgeamp.interop.importer import import_model
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from edgeamp.edge_runtime.errors import InputError
+from edgeamp.core.errors import InputError
 from edgeamp.train.data import estimate_latency, load_pair, whitened_correlation
 
 from ..conftest import REAL_AMP, needs_real_amp

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeamp.edge_runtime.errors import ConfigError
+from edgeamp.core.errors import ConfigError
 from edgeamp.train import demo_data
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeamp.edge_runtime.errors import ConfigError
+from edgeamp.core.errors import ConfigError
 
 from ..conftest import needs_tf
 
@@ -110,7 +110,7 @@ def test_resume_continues_and_seed_reproduces(demo_segments, tmp_path):
 
 
 def test_train_cli_end_to_end_writes_exported_bundle(tmp_path, capsys):
-    from edgeamp.edge_runtime.bundle import read_bundle, verify_golden
+    from edgeamp.core.bundle import read_bundle, verify_golden
     from edgeamp.edge_runtime.cli import main
 
     out = tmp_path / "demo.bundle"
@@ -135,7 +135,7 @@ def test_train_cli_end_to_end_writes_exported_bundle(tmp_path, capsys):
     assert verify_golden(b)["max_abs_error"] < 1e-5
 
     # the trained Keras model equals the numpy reference on the bundle's weights
-    from edgeamp.edge_runtime import reference
+    from edgeamp.core import reference
     from edgeamp.train.models import build_keras_model, set_keras_weights
 
     model = build_keras_model(m.architecture)
@@ -205,7 +205,7 @@ def test_ctrl_c_keeps_the_best_model_and_writes_the_bundle(tmp_path):
     import sys
     import time
 
-    from edgeamp.edge_runtime.bundle import read_bundle
+    from edgeamp.core.bundle import read_bundle
 
     out = tmp_path / "amp.bundle"
     env = {**os.environ, "EDGEAMP_NO_PROGRESS": "1"}
@@ -230,7 +230,7 @@ def test_ctrl_c_after_training_keeps_the_previous_bundle_whole(tmp_path, monkeyp
     """Regression: Ctrl-C just after "trained N steps" replaced a good bundle with one without ir/.
     The new bundle is staged beside OUT and swapped in only once exported and scored."""
     import edgeamp.export.exporter as exporter
-    from edgeamp.edge_runtime.bundle import read_bundle
+    from edgeamp.core.bundle import read_bundle
     from edgeamp.train.pipeline import train_to_bundle
     from edgeamp.train.presets import get_preset
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edgeamp.edge_runtime.errors import ConfigError, InputError
+from edgeamp.core.errors import ConfigError, InputError
 
 from ..conftest import needs_tf
 
@@ -125,7 +125,7 @@ def test_json_and_csv_manifests(tmp_path):
 
 def test_conditioned_training_reports_each_setting(tmp_path, capsys):
     """--demo --demo-grid trains a gain-conditioned model: knobs in the bundle and every IR, ESR per setting."""
-    from edgeamp.edge_runtime.bundle import read_bundle
+    from edgeamp.core.bundle import read_bundle
     from edgeamp.edge_runtime.cli import main
 
     out = tmp_path / "cond.bundle"
@@ -146,7 +146,7 @@ def test_conditioned_training_reports_each_setting(tmp_path, capsys):
 
 def test_sampler_balances_knob_settings():
     """A quiet setting's crops weigh more, so both settings count alike in the batch ESR."""
-    from edgeamp.edge_runtime.model import Knob
+    from edgeamp.core.model import Knob
     from edgeamp.train.dataset import Sampler, make_segment
 
     knob = (Knob("gain", 0, 10, 5),)
@@ -168,8 +168,8 @@ def test_sampler_balances_knob_settings():
 def test_knob_moves_the_output_the_way_the_teacher_does():
     """A few seconds of conditioned training on a teacher whose gain knob sets the drive and level:
     turning the model's knob up makes it louder and more distorted, as the teacher's does."""
-    from edgeamp.edge_runtime import reference
-    from edgeamp.edge_runtime.model import Knob
+    from edgeamp.core import reference
+    from edgeamp.core.model import Knob
     from edgeamp.train import demo_data
     from edgeamp.train.dataset import make_segment, split_tail
     from edgeamp.train.fit import fit

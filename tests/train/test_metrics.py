@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeamp.edge_runtime import metrics as M
+from edgeamp.core import metrics as M
 
 
 def sig(n=4800, seed=0):
@@ -57,7 +57,7 @@ def test_verdicts():
 def test_error_bands_find_where_the_error_lives():
     """An error of 30 Hz rumble shows up in the 0-50 Hz band: nearly all the error energy, and a
     band ESR far above 1 where the target has almost nothing; the shares add up to 1."""
-    from edgeamp.edge_runtime.metrics import error_bands
+    from edgeamp.core.metrics import error_bands
 
     sr = 48000
     t = np.arange(2 * sr) / sr
@@ -87,7 +87,7 @@ def test_segment_knobs_use_the_knobs_own_model_range():
     """Regression (found in review): stored knob inputs were turned back into values assuming the model
     range [-1, 1]; an AIDA-X import's knobs use [0, 1], so its held-out clips were scored at the wrong
     settings."""
-    from edgeamp.edge_runtime.model import Knob
+    from edgeamp.core.model import Knob
     from edgeamp.train.dataset import Segment
     from edgeamp.train.pipeline import segment_knobs
 

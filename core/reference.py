@@ -69,7 +69,7 @@ def conv1d(d, y: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def dense(d, y: np.ndarray) -> np.ndarray:
-    """A :class:`~edgeamp.edge_runtime.model.DenseWeights` layer over ``y`` ``(..., in)``."""
+    """A :class:`~edgeamp.core.model.DenseWeights` layer over ``y`` ``(..., in)``."""
     return _activate(d, y @ d.kernel.astype(y.dtype) + d.bias.astype(y.dtype))
 
 

@@ -4,12 +4,12 @@ Layout::
 
     BUNDLE/
       manifest.json   format, schema_version, model spec, knobs, metrics, provenance
-      weights.npz     canonical weights (edgeamp.edge_runtime.model docstring)
+      weights.npz     canonical weights (edgeamp.core.model docstring)
       golden.npz      input (T,), knobs (T, n_knobs), output (T,): what every backend must reproduce
       ir/             OpenVINO IR variants (written by edgeamp.export)
       plots/          optional PNGs
 
-Writes go through :func:`edgeamp.edge_runtime.atomic.atomic_directory`.
+Writes go through :func:`edgeamp.core.atomic.atomic_directory`.
 """
 
 from __future__ import annotations

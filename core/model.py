@@ -153,7 +153,7 @@ class Architecture:
     cell: Cell = "lstm"
     initial_state: bool = False
     fir_taps: int = 0  # 0: none; else the length of the learned FIR after the head (>= 2)
-    family: Literal["recurrent"] = "recurrent"  # the model family (edge_runtime/families.py)
+    family: Literal["recurrent"] = "recurrent"  # the model family (core/families.py)
     front: tuple[Dense, ...] = ()
     hidden: tuple[Dense, ...] = ()
 
