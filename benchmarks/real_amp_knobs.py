@@ -54,7 +54,7 @@ def markers(minutes: float) -> tuple[str, str]:
 
 
 def edgeamp(*args: str) -> None:
-    cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "-q", *args]
+    cmd = [sys.executable, "-m", "edgeamp", "-q", *args]
     print("$ edgeamp " + " ".join(args), flush=True)
     subprocess.run(cmd, check=True)
 

@@ -35,7 +35,7 @@ CHANGE_AT_S = 1.0
 
 
 def run_cli(*args: str, **kw) -> subprocess.CompletedProcess | subprocess.Popen:
-    cmd = [sys.executable, "-m", "edgeamp.edge_runtime", *args]
+    cmd = [sys.executable, "-m", "edgeamp", *args]
     print("$ edgeamp " + " ".join(args), flush=True)
     if kw.pop("background", False):
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -40,7 +40,7 @@ def jack_env():
 @pytest.mark.parametrize("preset", ["stateful", "seed"])
 def test_live_under_jack_dummy(benchmark, bundles, jack_env, preset):
     bundle = bundles(preset)
-    cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "live", str(bundle.path), "--host-api", "jack",
+    cmd = [sys.executable, "-m", "edgeamp", "live", str(bundle.path), "--host-api", "jack",
            "--seconds", str(SECONDS), "--json", "--device", "CPU", "--threads", "1"]
 
     def run():

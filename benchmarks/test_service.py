@@ -115,7 +115,7 @@ def _overloaded(level: dict) -> bool:
 @pytest.mark.parametrize("preset", ["seed", "stateful"])
 def test_concurrent_realtime_streams(benchmark, bundles, preset, mode):
     bundle = bundles(preset)
-    cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "serve", str(bundle.path), "--port", "0",
+    cmd = [sys.executable, "-m", "edgeamp", "serve", str(bundle.path), "--port", "0",
            "--device", "CPU", "--max-streams", str(max(LEVELS))] + (["--batch"] if mode == "batched" else [])
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

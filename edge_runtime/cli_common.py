@@ -53,21 +53,6 @@ def add_cache_argument(p) -> None:
                         "reused (default ~/.cache/edgeamp/captures, or $EDGEAMP_CACHE_DIR)")
 
 
-def resolve_bundle(args: argparse.Namespace, *, batched: bool = False) -> None:
-    """Let ``args.bundle`` be a capture file: replaced by its cached bundle (imported once, with the
-    IR the device needs; ``batched``: the batched IR too). A bundle directory is left as it is."""
-    path = getattr(args, "bundle", None)
-    if not path:
-        return
-    from edgeamp.interop import capture  # the CLI sits above every stage; the runtime never imports interop
-
-    if capture.is_capture(path):
-        args.bundle = str(capture.open_capture(path, device=getattr(args, "device", "auto"),
-                                               variant=getattr(args, "variant", None),
-                                               strict=getattr(args, "strict", False), batched=batched,
-                                               cache_dir=getattr(args, "cache_dir", None)))
-
-
 def _number_type(kind: type, minimum: float, above: bool, words: str):
     """An argparse type: a finite ``kind`` (int or float) > or >= ``minimum``, refused at parse time
     with the value named."""

@@ -18,7 +18,9 @@ import json
 from edgeamp.core.bundle import BundleError, read_bundle, verify_golden
 from edgeamp.core.config import to_dict
 
-from .cli_common import add_cache_argument, positive_float, resolve_bundle
+from .cli_common import add_cache_argument, positive_float
+
+OPENS_BUNDLE = True  # BUNDLE may be a capture file: the dispatcher (edgeamp.cli) opens it
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    resolve_bundle(args)
     bundle = read_bundle(args.bundle)
     m = bundle.manifest
     result = verify_bundle(bundle) if args.verify else None

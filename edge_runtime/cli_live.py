@@ -30,8 +30,10 @@ import sys
 from edgeamp.core.bundle import read_bundle
 from edgeamp.core.errors import ConfigError
 
-from .cli_common import add_runtime_arguments, factory_from_args, positive_float, positive_int, resolve_bundle
+from .cli_common import add_runtime_arguments, factory_from_args, positive_float, positive_int
 from .resampling import QUALITIES, RESAMPLE_QUALITY
+
+OPENS_BUNDLE = True  # BUNDLE may be a capture file: the dispatcher (edgeamp.cli) opens it
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -105,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
 
     from .live import KeyControl, LiveEngine, open_settings, resolve_device, run_live
 
-    resolve_bundle(args)
     bundle = read_bundle(args.bundle)
     factory = factory_from_args(args, bundle)
     proc = factory.new(aligned=True)

@@ -18,10 +18,13 @@ import logging
 
 from edgeamp.core.bundle import read_bundle
 
-from .cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int, resolve_bundle
+from .cli_common import add_runtime_arguments, factory_from_args, latency_summary, positive_int
 from .render import render_file
 
 log = logging.getLogger(__name__)
+
+
+OPENS_BUNDLE = True  # BUNDLE may be a capture file: the dispatcher (edgeamp.cli) opens it
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    resolve_bundle(args)
     bundle = read_bundle(args.bundle)
     r = render_file(factory_from_args(args, bundle), args.input, args.output,
                     channel=None if args.channel is None else args.channel - 1, allow_resample=args.resample,

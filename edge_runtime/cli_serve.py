@@ -47,11 +47,18 @@ from .cli_common import (
     port_number,
     positive_float,
     positive_int,
-    resolve_bundle,
-)
+    )
 
 log = logging.getLogger(__name__)
 BATCH_WAIT_MS = 3.0  # measured (docs/DESIGN.md, "Batching"): 25-37 % less CPU than 0 at 8-16 streams
+
+
+OPENS_BUNDLE = True  # BUNDLE may be a capture file: the dispatcher (edgeamp.cli) opens it
+
+
+def capture_options(args: argparse.Namespace) -> dict:
+    """A capture served with --batch needs the batched IR too."""
+    return {"batched": bool(args.batch)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
     from .service import Limits, Service, check_exposure
 
     check_exposure(args.host, args.token)
-    resolve_bundle(args, batched=args.batch)
     options = options_from_args(args).replace(knobs={})
     options = options.replace(threads=args.threads or 1)  # one inference thread per worker, as --workers says
     audio = None

@@ -4,7 +4,7 @@ Each JSON format module gives ``detect(doc) -> bool`` on the parsed document, ``
 knob_names) -> Imported`` and, where edgeamp writes the format, ``write(bundle) -> dict``.
 ``import_model``, ``read_model``, ``edgeamp import`` and ``export-model`` loop over this table, so
 a format added here gets the same library function and the same CLI behaviour. The Keras-2
-``.h5`` (binary HDF5, recognised by its magic bytes) goes through ``export/legacy.py``.
+``.h5`` (binary HDF5, recognised by its magic bytes) goes through ``interop/keras_h5.py``.
 """
 
 from __future__ import annotations

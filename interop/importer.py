@@ -1,7 +1,7 @@
 """Import another tool's model file as a bundle; write a bundle as another tool's model file.
 
 Every format goes through the one table in :mod:`formats`; the Keras-2 ``.h5`` through
-``export/legacy.py``. An import is staged in a sibling folder and swapped in only once it is
+``interop/keras_h5.py``. An import is staged in a sibling folder and swapped in only once it is
 written, exported and verified: a bundle already at ``out`` stays as it was when the import
 fails or is interrupted.
 """
@@ -65,7 +65,7 @@ def check_against_file(model: Imported) -> dict | None:
 
 def _legacy(path: Path, sample_rate: int | None, window_samples: int | None, hop_samples: int | None,
             original: bool):
-    from edgeamp.export.legacy import legacy_to_weights, read_legacy_h5
+    from edgeamp.interop.keras_h5 import legacy_to_weights, read_legacy_h5
 
     model = read_legacy_h5(path)
     arch, weights = legacy_to_weights(model, source=str(path))

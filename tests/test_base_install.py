@@ -24,7 +24,7 @@ def find_spec(name, package=None):
         return None
     return _find(name, package)
 importlib.util.find_spec = find_spec
-from edgeamp.edge_runtime.cli import main
+from edgeamp.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

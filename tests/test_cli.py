@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from edgeamp.edge_runtime.cli import build_parser
+from edgeamp.cli import build_parser
 
 
 def test_verbosity_flags_work_after_the_subcommand():

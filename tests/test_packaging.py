@@ -52,7 +52,7 @@ for pkg in (er, ex):
         if not m.name.endswith('__main__'):
             importlib.import_module(m.name)
 assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules)
-from edgeamp.edge_runtime.cli import main
+from edgeamp.cli import main
 try:
     main(['--help'])
 except SystemExit as exc:
@@ -67,9 +67,9 @@ def test_edge_runtime_and_export_run_without_tensorflow():
 
 
 def test_cli_version_and_help():
-    proc = subprocess.run([sys.executable, "-m", "edgeamp.edge_runtime", "--version"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "edgeamp", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("edgeamp ")
-    proc = subprocess.run([sys.executable, "-m", "edgeamp.edge_runtime", "--help"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "edgeamp", "--help"], capture_output=True, text=True)
     assert "typical flow" in proc.stdout and "import-legacy" in proc.stdout
 
 
@@ -83,7 +83,7 @@ def test_importing_edge_runtime_does_no_work():
 def test_building_the_cli_imports_no_heavy_runtime():
     """`edgeamp --help` must start anywhere, OpenVINO 2022.3 included: commands import lazily."""
     heavy = ("openvino", "tensorflow", "keras", "sounddevice", "h5py")
-    code = ("import sys; from edgeamp.edge_runtime.cli import build_parser; build_parser(); "
+    code = ("import sys; from edgeamp.cli import build_parser; build_parser(); "
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"

@@ -23,9 +23,10 @@ from edgeamp.edge_runtime.cli_common import (
     factory_from_args,
     latency_summary,
     positive_int,
-    resolve_bundle,
 )
 from edgeamp.edge_runtime.render import render
+
+OPENS_BUNDLE = True  # BUNDLE may be a capture file: the dispatcher (edgeamp.cli) opens it
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,7 +76,6 @@ def evaluate_pair(factory, input_path, target_path, out_dir, *, channel: int | N
 
 
 def run(args: argparse.Namespace) -> int:
-    resolve_bundle(args)
     bundle = read_bundle(args.bundle)
     doc = evaluate_pair(factory_from_args(args, bundle), args.input, args.target, args.out_dir,
                         channel=args.channel, align=not args.no_align,

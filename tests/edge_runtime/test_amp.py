@@ -50,7 +50,7 @@ def test_load_and_process_import_no_tensorflow(exported_bundles):
 def test_output_is_aligned_and_equals_render(amp, exported_bundles, signal, tmp_path):
     import soundfile as sf
 
-    from edgeamp.edge_runtime.cli import main
+    from edgeamp.cli import main
 
     sf.write(tmp_path / "in.wav", signal, SR, subtype="FLOAT")
     assert main(["render", str(exported_bundles["stateful"]), str(tmp_path / "in.wav"), str(tmp_path / "out.wav"),

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from edgeamp.cli import main
 from edgeamp.edge_runtime.bench import bench_bundle, markdown
-from edgeamp.edge_runtime.cli import main
 
 
 def test_bench_bundle_figures(exported_bundles):

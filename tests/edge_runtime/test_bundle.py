@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeamp.cli import main as cli_main
 from edgeamp.core import atomic
 from edgeamp.core.bundle import (
     Bundle,
@@ -22,7 +23,6 @@ from edgeamp.core.bundle import (
 )
 from edgeamp.core.errors import BundleError
 from edgeamp.core.model import Architecture, Knob, Streaming, random_weights
-from edgeamp.edge_runtime.cli import main as cli_main
 
 
 def make_bundle(mode="stateful", knobs=()) -> Bundle:

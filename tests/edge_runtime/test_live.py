@@ -82,7 +82,7 @@ def test_block_must_be_whole_hops(exported_bundles):
 
 
 def _live(bundle, env, seconds=4.0):
-    cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "live", str(bundle), "--host-api", "jack",
+    cmd = [sys.executable, "-m", "edgeamp", "live", str(bundle), "--host-api", "jack",
            "--seconds", str(seconds), "--json", "--device", "CPU", "--threads", "1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -216,7 +216,7 @@ def test_low_latency_resampler_quality():
     y = run(48000, 44100, x, [48000])[2000:-2000]
     assert 20 * np.log10(np.sqrt(2 * np.mean(y ** 2))) < -70
 def test_live_device_errors_say_what_to_run(exported_bundles, capsys):
-    from edgeamp.edge_runtime.cli import main
+    from edgeamp.cli import main
 
     assert main(["live", str(exported_bundles["stateful"]), "--input-device", "no-such-interface-xyz"]) == 2
     err = capsys.readouterr().err

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from edgeamp.cli import main as cli_main
 from edgeamp.core.bundle import compute_output, read_bundle
-from edgeamp.edge_runtime.cli import main as cli_main
 
 
 def _write(path, rate=48000, subtype="PCM_24", channels=2, seconds=0.5):

@@ -29,7 +29,7 @@ class Server:
     """``edgeamp serve`` in a subprocess on a free loopback port."""
 
     def __init__(self, bundle, *extra: str, env: dict | None = None) -> None:
-        cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "serve", str(bundle), "--port", "0",
+        cmd = [sys.executable, "-m", "edgeamp", "serve", str(bundle), "--port", "0",
                "--device", "CPU", *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
@@ -337,7 +337,7 @@ def test_hot_swap_mid_stream(exported_bundles, other_bundle):
 
 def test_token_required_off_loopback_and_checked(exported_bundles):
     exposed = subprocess.run(
-        [sys.executable, "-m", "edgeamp.edge_runtime", "serve", str(exported_bundles["stateful"]),
+        [sys.executable, "-m", "edgeamp", "serve", str(exported_bundles["stateful"]),
          "--host", "0.0.0.0", "--port", "0"],
         capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != "EDGEAMP_TOKEN"})
     assert exposed.returncode == 2 and "give a token" in exposed.stderr
@@ -410,7 +410,7 @@ def test_realtime_client_measures_round_trips(server, tmp_path, exported_bundles
 
     x = _signal(0.5, seed=6)
     sf.write(tmp_path / "in.wav", x, SR, subtype="FLOAT")
-    cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "stream", str(tmp_path / "in.wav"),
+    cmd = [sys.executable, "-m", "edgeamp", "stream", str(tmp_path / "in.wav"),
            str(tmp_path / "out.wav"), "--url", server.url, "--realtime", "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -914,7 +914,7 @@ def test_stream_cli_says_why_the_service_refused(exported_bundles, tmp_path):
     s = Server(exported_bundles["stateful"], "--token", "secret")
     try:
         sf.write(tmp_path / "in.wav", _signal(0.1), SR)
-        cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "stream", str(tmp_path / "in.wav"),
+        cmd = [sys.executable, "-m", "edgeamp", "stream", str(tmp_path / "in.wav"),
                str(tmp_path / "out.wav"), "--url", s.url]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2

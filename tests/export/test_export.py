@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from edgeamp.cli import main as cli_main
 from edgeamp.core.bundle import Bundle, Manifest, read_bundle, write_bundle
 from edgeamp.core.errors import ConfigError
 from edgeamp.core.model import Architecture, Knob, Streaming, hop_from_ms, random_weights
-from edgeamp.edge_runtime.cli import main as cli_main
 from edgeamp.export import exporter
 from edgeamp.export.exporter import ExportError, export_bundle
 from edgeamp.export.graphs import ov_lstm_weights

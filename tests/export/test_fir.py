@@ -124,8 +124,8 @@ def test_keras_models_match_the_reference_and_carry_the_history():
 
 @needs_tf
 def test_train_with_a_fir_stage(tmp_path):
+    from edgeamp.cli import main
     from edgeamp.core.bundle import read_bundle
-    from edgeamp.edge_runtime.cli import main
 
     out = tmp_path / "fir.bundle"
     assert main(["train", "--demo", "--demo-seconds", "6", "--steps", "4", "--fir-taps", "128", str(out)]) == 0

@@ -13,11 +13,11 @@ import h5py
 import numpy as np
 import pytest
 
+from edgeamp.cli import main as cli_main
 from edgeamp.core import reference
 from edgeamp.core.bundle import read_bundle, verify_golden
 from edgeamp.core.errors import LegacyImportError
-from edgeamp.edge_runtime.cli import main as cli_main
-from edgeamp.export.legacy import cudnn_lstm_to_canonical, legacy_to_weights, read_legacy_h5
+from edgeamp.interop.keras_h5 import cudnn_lstm_to_canonical, legacy_to_weights, read_legacy_h5
 
 
 def random_cudnn_layer(rng, n_in, units):

@@ -140,7 +140,7 @@ def test_render_with_explicit_state_ir_on_openvino_2022_3(py310_env, tmp_path):
     audio, _ = verification_signal(bundle, 0.7, 480)
     sf.write(tmp_path / "di.wav", audio, 48000, subtype="FLOAT")
     proc = subprocess.run(
-        [str(py310_env), "-m", "edgeamp.edge_runtime", "render", str(path), str(tmp_path / "di.wav"),
+        [str(py310_env), "-m", "edgeamp", "render", str(path), str(tmp_path / "di.wav"),
          str(tmp_path / "out.wav"), "--device", "CPU", "--variant", "explicit_state", "--precision", "f32",
          "--knob", "gain=8"],
         capture_output=True, text=True,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from edgeamp.cli import main
 from edgeamp.core.errors import ConfigError
-from edgeamp.edge_runtime.cli import main
 from edgeamp.export.sweep import ArchSpec
 
 

@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 
 import edgeamp
+from edgeamp.cli import main as cli_main
 from edgeamp.core.bundle import read_bundle
 from edgeamp.core.errors import BundleError
-from edgeamp.edge_runtime.cli import main as cli_main
 from edgeamp.interop import capture, importer
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "interop"

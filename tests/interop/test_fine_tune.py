@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeamp.cli import main
 from edgeamp.core.bundle import read_bundle
-from edgeamp.edge_runtime.cli import main
 from edgeamp.interop.importer import import_model
 
 from ..conftest import needs_tf

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import edgeamp
+from edgeamp.cli import main as cli_main
 from edgeamp.core import reference
 from edgeamp.core.bundle import read_bundle
 from edgeamp.core.errors import ModelFormatError
-from edgeamp.edge_runtime.cli import main as cli_main
 from edgeamp.interop.formats import FORMATS, detect_format
 from edgeamp.interop.importer import export_model, import_model, read_model
 

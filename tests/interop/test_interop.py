@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import edgeamp
+from edgeamp.cli import main as cli_main
 from edgeamp.core import reference
 from edgeamp.core.bundle import Bundle, Manifest, read_bundle, write_bundle
 from edgeamp.core.errors import ModelFormatError
 from edgeamp.core.model import Architecture, Knob, Streaming, random_weights
-from edgeamp.edge_runtime.cli import main as cli_main
 from edgeamp.export.exporter import export_bundle
 from edgeamp.interop.importer import export_model, import_model, read_model
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 import edgeamp
+from edgeamp.cli import main as cli_main
 from edgeamp.core import reference
 from edgeamp.core.bundle import Bundle, Manifest, read_bundle, write_bundle
 from edgeamp.core.errors import ModelFormatError
 from edgeamp.core.model import Streaming
 from edgeamp.core.wavenet import nam_preset, random_weights, zero_state
 from edgeamp.edge_runtime.batching import BatchedEngine
-from edgeamp.edge_runtime.cli import main as cli_main
 from edgeamp.edge_runtime.engines import initial_inputs
 from edgeamp.edge_runtime.session import find_ir
 from edgeamp.interop.importer import export_model, import_model, read_model

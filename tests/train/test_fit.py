@@ -110,8 +110,8 @@ def test_resume_continues_and_seed_reproduces(demo_segments, tmp_path):
 
 
 def test_train_cli_end_to_end_writes_exported_bundle(tmp_path, capsys):
+    from edgeamp.cli import main
     from edgeamp.core.bundle import read_bundle, verify_golden
-    from edgeamp.edge_runtime.cli import main
 
     out = tmp_path / "demo.bundle"
     rc = main(["train", "--demo", "--demo-seconds", "10", "--preset", "small", "--steps", "30", str(out)])
@@ -158,7 +158,7 @@ def test_train_cli_end_to_end_writes_exported_bundle(tmp_path, capsys):
 
 
 def test_train_cli_errors(tmp_path, capsys):
-    from edgeamp.edge_runtime.cli import main
+    from edgeamp.cli import main
 
     assert main(["train", str(tmp_path / "o"), "--input", "a.wav"]) == 2
     assert "1 --input but 0 --target" in capsys.readouterr().err
@@ -209,7 +209,7 @@ def test_ctrl_c_keeps_the_best_model_and_writes_the_bundle(tmp_path):
 
     out = tmp_path / "amp.bundle"
     env = {**os.environ, "EDGEAMP_NO_PROGRESS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "edgeamp.edge_runtime", "train", "--demo", "--demo-seconds", "8",
+    proc = subprocess.Popen([sys.executable, "-m", "edgeamp", "train", "--demo", "--demo-seconds", "8",
                              "--preset", "small", "--steps", "100000", str(out)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = tmp_path / "amp.bundle.checkpoint" / "state.json"
@@ -258,7 +258,7 @@ def test_ctrl_c_after_training_keeps_the_previous_bundle_whole(tmp_path, monkeyp
 
 
 def test_train_refuses_an_output_that_is_a_file_before_training(tmp_path, capsys):
-    from edgeamp.edge_runtime.cli import main
+    from edgeamp.cli import main
 
     (tmp_path / "out.bundle").write_text("not a bundle")
     (tmp_path / "home").mkdir()
@@ -275,7 +275,7 @@ def test_tensorflow_banners_only_with_verbose(tmp_path):
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "edgeamp.edge_runtime", "train", "--demo", "--demo-seconds", "4", "--preset",
+    cmd = [sys.executable, "-m", "edgeamp", "train", "--demo", "--demo-seconds", "4", "--preset",
            "small", "--steps", "1", "--no-export", str(tmp_path / "a.bundle")]
     quiet = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0, quiet.stderr[-2000:]

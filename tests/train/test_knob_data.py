@@ -125,8 +125,8 @@ def test_json_and_csv_manifests(tmp_path):
 
 def test_conditioned_training_reports_each_setting(tmp_path, capsys):
     """--demo --demo-grid trains a gain-conditioned model: knobs in the bundle and every IR, ESR per setting."""
+    from edgeamp.cli import main
     from edgeamp.core.bundle import read_bundle
-    from edgeamp.edge_runtime.cli import main
 
     out = tmp_path / "cond.bundle"
     assert main(["train", "--demo", "--demo-seconds", "8", "--demo-grid", "2,8x5", "--preset", "small",

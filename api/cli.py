@@ -1,9 +1,13 @@
-"""The ``edgeamp`` command.
+"""The ``edgeamp`` command: the dispatcher, above every stage (the only module that names them all).
 
-Each subcommand lives in a module that defines ``add_arguments(parser)`` and
-``run(args) -> int``; this file only lists them, so that the device-side install never
+Each subcommand lives in its stage's folder, in a module that defines ``add_arguments(parser)``
+and ``run(args) -> int``; this file only lists them, so that the device-side install never
 imports training code until a training subcommand actually runs (and that module imports
-TensorFlow inside ``run``).
+TensorFlow inside ``run``). A module that sets ``OPENS_BUNDLE = True`` takes a ``bundle``
+argument that may also be a capture file (``.nam``, ``.aidax``, ``.json``): the dispatcher
+replaces it by its cached bundle (``interop/capture.py``) before ``run``, so that the runtime's
+commands never import ``interop``. ``capture_options(args)``, where a module defines it, says
+what the cached bundle needs (``edgeamp serve --batch``: the batched IR).
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("edgeamp.edge_runtime.cli_info", "show a bundle's manifest; --verify recomputes its golden data"),
     "import": ("edgeamp.interop.cli_import", "import a NAM .nam, AIDA-X/RTNeural or GuitarML .json, Keras-2 .h5"),
     "import-legacy": (
-        "edgeamp.export.cli_legacy",
+        "edgeamp.interop.cli_legacy",
         "convert a Keras-2/TF1 CuDNNLSTM .h5 (the original experiment) into a bundle",
     ),
     "export-model": ("edgeamp.interop.cli_export_model", "write a bundle as a NAM .nam or AIDA-X .aidax model file"),
     "export": ("edgeamp.export.cli_export", "build and verify OpenVINO IR variants (stateful, Myriad, window)"),
     "render": ("edgeamp.edge_runtime.cli_render", "render an audio file through a bundle (offline)"),
     "live": ("edgeamp.edge_runtime.cli_live", "play through the model live (duplex audio stream, 10 ms blocks)"),
-    "bench": ("edgeamp.edge_runtime.cli_bench", "per-hop latency of a bundle on a device: JSON, table, histogram"),
+    "bench": ("edgeamp.export.cli_bench", "per-hop latency of a bundle on a device: JSON, table, histogram"),
     "serve": ("edgeamp.edge_runtime.cli_serve", "run the headless streaming service (WebSocket audio, HTTP control)"),
     "stream": ("edgeamp.edge_runtime.cli_stream", "stream an audio file through a running `edgeamp serve`"),
     "devices": ("edgeamp.edge_runtime.cli_devices", "list OpenVINO devices and what edgeamp runs on each"),
@@ -79,8 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
             parents=[verbosity],
         )
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _module=module)
     return parser
+
+
+def resolve_bundle(args: argparse.Namespace, **options) -> None:
+    """Let ``args.bundle`` be a capture file: replaced by its cached bundle (imported once, with the
+    IR the device needs; ``batched=True``: the batched IR too). A bundle directory is left as it is."""
+    path = getattr(args, "bundle", None)
+    if not path:
+        return
+    from edgeamp.interop import capture
+
+    if capture.is_capture(path):
+        args.bundle = str(capture.open_capture(path, device=getattr(args, "device", "auto"),
+                                               variant=getattr(args, "variant", None),
+                                               strict=getattr(args, "strict", False),
+                                               batched=bool(options.get("batched", False)),
+                                               cache_dir=getattr(args, "cache_dir", None)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        module = args._module
+        if getattr(module, "OPENS_BUNDLE", False):
+            options = module.capture_options(args) if hasattr(module, "capture_options") else {}
+            resolve_bundle(args, **options)
         return int(args._run(args) or 0)
     except EdgeampError as exc:
         print(f"edgeamp {args.command}: error: {exc}", file=sys.stderr)

@@ -29,14 +29,15 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli_common import (
+from edgeamp.edge_runtime.cli_common import (
     add_runtime_arguments,
     int_list,
     non_negative_int,
     options_from_args,
     positive_int,
-    resolve_bundle,
 )
+
+OPENS_BUNDLE = True  # BUNDLE may be a capture file: the dispatcher (edgeamp.cli) opens it
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,8 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgeamp.core.bundle import read_bundle
     from edgeamp.core.errors import ConfigError
-
-    from .bench import bench_bundle, histogram_png, markdown
+    from edgeamp.edge_runtime.bench import bench_bundle, histogram_png, markdown
 
     if args.hops < 10:
         raise ConfigError("--hops must be at least 10 for percentiles to mean anything")
@@ -77,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
     if args.hop_ms and len(args.hop_ms) > 1:
         raise ConfigError("several --hop-ms values make a sweep: add --arch (or give one hop)")
     args.hop_ms = args.hop_ms[0] if args.hop_ms else None
-    resolve_bundle(args)
     bundle = read_bundle(args.bundle)
     result = bench_bundle(bundle, options_from_args(args), hops=args.hops, warmup=args.warmup, peak=not args.no_peak)
     out = Path(args.out_dir)
@@ -97,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from edgeamp.core.errors import ConfigError
-    from edgeamp.export.sweep import ArchSpec, markdown, plot, run_sweep
+
+    from .sweep import ArchSpec, markdown, plot, run_sweep
 
     if args.bundle:
         raise ConfigError("--arch sweeps random-weight models: give no BUNDLE")

@@ -1,7 +1,7 @@
 """Convert a Keras-2 / TF1 .h5 of the original experiment (CuDNNLSTM layers) into a bundle.
 
 The per-gate kernel transposes and the bias sum are done as cuDNN requires (see
-edgeamp.export.legacy). .h5 files do not record the sample rate or the hop, and most do
+edgeamp.interop.keras_h5). .h5 files do not record the sample rate or the hop, and most do
 not record the window: pass them, answer the prompts, or --original for the original
 experiment's 48000 Hz, 5280-sample window, 480-sample hop.
 
@@ -22,7 +22,7 @@ from edgeamp.core.hashing import sha256_file
 from edgeamp.core.model import Streaming
 from edgeamp.edge_runtime.cli_common import positive_int
 
-from .legacy import legacy_to_weights, read_legacy_h5
+from .keras_h5 import legacy_to_weights, read_legacy_h5
 
 log = logging.getLogger(__name__)
 ORIGINAL = {"sample_rate": 48000, "window_samples": 5280, "hop_samples": 480}
