@@ -26,9 +26,11 @@ from edgeamp.core.errors import (
     ConfigError,
     DeviceError,
     EdgeampError,
+    ExportError,
     InputError,
     LegacyImportError,
     ModelFormatError,
+    OutputError,
 )
 from edgeamp.edge_runtime.amp import Amp, KnobState
 from edgeamp.edge_runtime.amp import load as _load_bundle
@@ -59,10 +61,12 @@ __all__ = [
     "ConfigError",
     "DeviceError",
     "EdgeampError",
+    "ExportError",
     "InputError",
     "KnobState",
     "LegacyImportError",
     "ModelFormatError",
+    "OutputError",
     "RuntimeOptions",
     "__version__",
     "export_model",

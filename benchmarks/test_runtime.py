@@ -125,12 +125,12 @@ def test_keras_tensorflow(benchmark, bundles):
 
     from edgeamp.core import reference
     from edgeamp.core.metrics import esr
-    from edgeamp.train.fit import _set_weights, build_training_model
+    from edgeamp.train.models import build_training_model, set_keras_weights
 
     bundle = bundles("seed")
     arch = bundle.manifest.architecture
     model = build_training_model(arch, keras)
-    _set_weights(model, arch, bundle.weights)
+    set_keras_weights(model, arch, bundle.weights)
     step = tf.function(lambda x, states: model([x, *states], training=False))
     hops, hop = 200, 480
     x = noise(hops + 10, hop)

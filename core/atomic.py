@@ -36,7 +36,8 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (someone else's included)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -54,7 +55,7 @@ def clean_stale(target: Path) -> list[Path]:
     for kind in ("partial", "old", "staging"):
         for p in target.parent.glob(f".{target.name}.{kind}-*"):
             pid = p.name[len(f".{target.name}.{kind}-"):].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)) and not p.is_symlink():
+            if pid.isdigit() and not process_alive(int(pid)) and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
     return removed

@@ -28,6 +28,10 @@ class ModelFormatError(EdgeampError):
     bundle cannot be written in that tool's format."""
 
 
+class ExportError(EdgeampError):
+    """An export failed (verification, or a bundle its graphs cannot express)."""
+
+
 class OutputError(EdgeampError):
     """An output path cannot be written (no such directory, read-only, not a file system)."""
 

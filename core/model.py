@@ -465,6 +465,24 @@ class Streaming:
             )
 
 
+def ms_to_samples(ms: float, sample_rate: int, *, inexact: str = "refuse", what: str = "hop") -> int:
+    """The one rule from milliseconds to samples: the nearest whole number, at least 1. Where ``ms``
+    is not a whole number of samples at this rate, ``inexact="refuse"`` raises ConfigError naming the
+    nearest choices (what a runtime hop asks for) and ``"round"`` rounds, saying so in a log line
+    (a training preset's 10 ms at 22050 Hz is 220 samples)."""
+    exact = ms * sample_rate / 1000.0
+    whole = max(1, round(exact))
+    if math.isclose(exact, whole, abs_tol=1e-6):
+        return whole
+    if inexact == "round":
+        import logging
+
+        logging.getLogger(__name__).info("%s of %g ms at %d Hz is %.3f samples: %d used", what, ms, sample_rate,
+                                         exact, whole)
+        return whole
+    return hop_from_ms(ms, sample_rate)
+
+
 def hop_from_ms(hop_ms: float, sample_rate: int) -> int:
     """Hop length in samples; the hop must be a whole number of samples at this rate."""
     exact = hop_ms * sample_rate / 1000.0

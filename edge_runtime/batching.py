@@ -166,6 +166,10 @@ class BatchedEngine:
     def lanes(self) -> int:
         return len(self._lanes)
 
+    def request(self, lane: int = 0):
+        """Lane ``lane``'s inference request (a benchmark times the graph through it alone)."""
+        return self._lanes[lane].request
+
     @property
     def in_use(self) -> int:
         """Streams holding a row now."""

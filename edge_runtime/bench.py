@@ -134,7 +134,7 @@ def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: n
     hop, sr = proc.hop_samples, proc.sample_rate
     hop_ms = hop / sr * 1000
     n_ref = min(x.shape[0], int(ESR_SECONDS * sr) // hop * hop)
-    knob_cols = np.tile(proc._knobs[0], (n_ref, 1)) if proc.arch.knobs else np.zeros((n_ref, 0), np.float32)
+    knob_cols = np.tile(proc.knob_inputs, (n_ref, 1)) if proc.arch.knobs else np.zeros((n_ref, 0), np.float32)
     ref = _reference(bundle, factory.mode, hop, x[:n_ref], knob_cols)
     arch = bundle.manifest.architecture
     achieved = arch.flops_per_sample() * hop / (float(np.median(t)) / 1000)

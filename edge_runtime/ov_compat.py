@@ -37,6 +37,15 @@ def opset8() -> Any:
     return ops
 
 
+def opset6() -> Any:
+    """The opset6 builders (ReadValue/Assign of the stateful graphs)."""
+    try:
+        from openvino import opset6 as ops
+    except ImportError:  # 2022.x
+        from openvino.runtime import opset6 as ops
+    return ops
+
+
 def version() -> str:
     return str(ov().get_version())
 

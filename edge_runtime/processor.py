@@ -81,6 +81,11 @@ class Processor:
         known = ", ".join(self.arch.knob_names) or "none: this model has no knobs"
         raise ConfigError(f"unknown knob {name!r}; known knobs: {known}")
 
+    @property
+    def knob_inputs(self) -> np.ndarray:
+        """The knobs' model inputs now, normalised: ``(n_knobs,)`` (what the next hop starts from)."""
+        return self._knob_now.copy()
+
     def knob_values(self) -> dict[str, float]:
         """The knob settings in their own units, as last set."""
         return dict(self._knob_values)

@@ -37,14 +37,14 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import openvino as ov
-import openvino.opset6 as ops6
-import openvino.opset8 as ops
 
 from edgeamp.core.errors import ConfigError
 from edgeamp.core.model import Architecture, ModelWeights, state_name
+from edgeamp.edge_runtime import ov_compat
 
 from .variants import VARIANTS
+
+ov, ops, ops6 = ov_compat.ov(), ov_compat.opset8(), ov_compat.opset6()  # openvino through its one door
 
 KERAS_TO_OV_GATES = (1, 0, 2, 3)  # i,f,c,o -> f,i,c,o
 

@@ -101,17 +101,16 @@ def batch_times_ms(bundle_path: Path, options: RuntimeOptions, batch: int, runs:
     factory = ProcessorFactory(bundle_path, options)
     engine = factory.batched_engine(max_batch=batch)
     try:
-        lane = engine._lanes[0]
         slots = [engine.slot() for _ in range(batch)]
         hop = factory.hop_samples
         _, inputs = engine.batch_inputs(slots)
         inputs["audio"] = np.random.default_rng(0).uniform(-0.5, 0.5, (batch, hop)).astype(np.float32)
         for _ in range(5):
-            lane.request.infer(inputs)
+            engine.request().infer(inputs)
         t = np.empty(runs)
         for i in range(runs):
             t0 = time.perf_counter_ns()
-            lane.request.infer(inputs)
+            engine.request().infer(inputs)
             t[i] = time.perf_counter_ns() - t0
         return t / 1e6
     finally:

@@ -13,13 +13,13 @@ plugin) reads. A WaveNet has no window semantics: ``window`` is not built.
 from __future__ import annotations
 
 import numpy as np
-import openvino as ov
-import openvino.opset6 as ops6
-import openvino.opset8 as ops
 
 from edgeamp.core.errors import ConfigError
 from edgeamp.core.model import state_name
 from edgeamp.core.wavenet import WaveNetArchitecture, WaveNetWeights
+from edgeamp.edge_runtime import ov_compat
+
+ov, ops, ops6 = ov_compat.ov(), ov_compat.opset8(), ov_compat.opset6()  # openvino through its one door
 
 
 def _c(a) -> ov.Node:

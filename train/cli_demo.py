@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from edgeamp.edge_runtime.cli_common import latency_summary
     from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
 
+    from .data import PairSpec
     from .demo_data import write_demo_data
-    from .pipeline import PairSpec, train_to_bundle
+    from .pipeline import train_to_bundle
     from .plots import comparison
     from .presets import get_preset
 

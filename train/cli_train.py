@@ -103,7 +103,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .pipeline import DataOptions, PairSpec, train_to_bundle
+    from .data import PairSpec
+    from .pipeline import DataOptions, train_to_bundle
     from .presets import get_preset
 
     if args.cpu_replicas:

@@ -31,6 +31,16 @@ UNRELATED_SCORE = 6.0
 MIN_COMPENSATION_MS = 1.0
 
 
+@dataclass(frozen=True)
+class PairSpec:
+    """One training recording: DI ``input`` and amp ``target`` files, and the knob settings it was
+    recorded at (name, value)."""
+
+    input: str
+    target: str
+    knobs: tuple[tuple[str, float], ...] = ()
+
+
 @dataclass
 class PairReport:
     input_path: str

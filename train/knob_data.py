@@ -28,7 +28,7 @@ from pathlib import Path
 from edgeamp.core.errors import ConfigError, InputError
 from edgeamp.core.model import Knob
 
-from .pipeline import PairSpec
+from .data import PairSpec
 
 log = logging.getLogger(__name__)
 

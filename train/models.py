@@ -108,3 +108,31 @@ def weights_from_keras(model, arch: Architecture, initial: ModelWeights | None =
     if arch.fir_taps:
         taps = np.ascontiguousarray(np.asarray(model.get_layer("fir").get_weights()[0], np.float32)[::-1, 0, 0])
     return ModelWeights(tuple(layers), *head, arch.cell, taps)
+
+
+def build_training_model(arch: Architecture, keras):
+    """Keras model ``[x, h0, c0, h1, c1, ..., fir] -> [y, h0', c0', ..., fir']`` (GRU: ``h`` only per
+    layer; ``fir``: a FIR stage's history of head outputs, ``(batch, K - 1)``); layer names match
+    :func:`edgeamp.train.models.build_keras_model` so weights move by name."""
+    inp = keras.Input(shape=(None, arch.input_channels), name="audio_and_knobs")
+    state_inputs, state_outputs = [], []
+    h = inp
+    for i, units in enumerate(arch.units):
+        states = [keras.Input(shape=(units,), name=f"{kind}{i}") for kind in arch.state_kinds]
+        state_inputs += states
+        h, *new_states = recurrent_layer(keras, arch, units, i, return_sequences=True, return_state=True)(
+            h, initial_state=states if len(states) > 1 else states[0])
+        state_outputs += new_states
+    if arch.head:
+        h = keras.layers.Dense(1, name="head")(h)
+    if arch.fir_taps:
+        k = arch.fir_taps
+        history = keras.Input(shape=(k - 1,), name="fir_history")
+        state_inputs.append(history)
+        full = keras.layers.Concatenate(axis=1, name="fir_full")(
+            [keras.layers.Reshape((k - 1, 1), name="fir_past")(history), h])  # (batch, K - 1 + T, 1)
+        h = fir_layer(keras, arch)(full)
+        state_outputs.append(keras.layers.Lambda(lambda t: t[:, -(k - 1):, 0], name="fir_next")(full))
+    if arch.skip:
+        h = keras.layers.Add(name="skip")([h, keras.layers.Lambda(lambda t: t[..., :1], name="audio")(inp)])
+    return keras.Model([inp, *state_inputs], [h, *state_outputs], name="amp_train")

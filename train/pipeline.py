@@ -35,20 +35,13 @@ from edgeamp.edge_runtime.render import render
 from edgeamp.edge_runtime.session import ProcessorFactory, RuntimeOptions
 
 from . import nam_inputs
-from .data import load_pair
+from .data import PairSpec, load_pair
 from .dataset import Segment, make_segment, split_tail
 from .fit import fit
 from .presets import TrainConfig
 
 log = logging.getLogger(__name__)
 GOLDEN_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class PairSpec:
-    input: str
-    target: str
-    knobs: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from edgeamp.core.config import from_dict
 from edgeamp.core.errors import ConfigError
-from edgeamp.core.model import Architecture, Knob, Streaming
+from edgeamp.core.model import Architecture, Knob, Streaming, ms_to_samples
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,11 @@ class TrainConfig:
                             fir_taps=self.fir_taps)
 
     def streaming(self, sample_rate: int) -> Streaming:
-        hop = ms_to_samples(self.hop_ms, sample_rate)
+        hop = ms_to_samples(self.hop_ms, sample_rate, inexact="round")
         if self.recipe == "window":
-            return Streaming("window", hop, ms_to_samples(self.window_ms, sample_rate))
+            return Streaming("window", hop, ms_to_samples(self.window_ms, sample_rate, inexact="round",
+                                                          what="window"))
         return Streaming("stateful", hop)
-
-
-def ms_to_samples(ms: float, sample_rate: int) -> int:
-    return max(1, int(round(ms * sample_rate / 1000.0)))
 
 
 PRESETS: dict[str, TrainConfig] = {}

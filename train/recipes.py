@@ -152,7 +152,7 @@ class TbpttRecipe(Recipe):
         self._states = None
 
     def build_model(self):
-        from .fit import build_training_model
+        from .models import build_training_model
 
         return build_training_model(self.arch, self.keras)
 

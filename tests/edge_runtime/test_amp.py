@@ -28,7 +28,7 @@ def signal():
 
 def test_package_exports_the_api():
     for name in ("load", "Amp", "EdgeampError", "BundleError", "ConfigError", "InputError", "DeviceError",
-                 "__version__"):
+                 "ExportError", "OutputError", "ModelFormatError", "__version__"):
         assert hasattr(edgeamp, name), name
     assert issubclass(edgeamp.InputError, ValueError) and issubclass(edgeamp.BundleError, edgeamp.EdgeampError)
     assert edgeamp.__version__ == edgeamp.edge_runtime.version()

@@ -134,8 +134,7 @@ def test_keras_builders_match_the_reference(name):
     """The Keras model (what fine-tuning trains) computes what the bundle's reference computes."""
     import keras
 
-    from edgeamp.train.fit import build_training_model
-    from edgeamp.train.models import build_keras_model, set_keras_weights, weights_from_keras
+    from edgeamp.train.models import build_keras_model, build_training_model, set_keras_weights, weights_from_keras
 
     arch = CASES[name]
     w = random_weights(arch, seed=9, scale=1.5)

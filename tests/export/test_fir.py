@@ -99,8 +99,7 @@ def test_keras_models_match_the_reference_and_carry_the_history():
     import keras
     import tensorflow as tf
 
-    from edgeamp.train.fit import build_training_model
-    from edgeamp.train.models import build_keras_model, set_keras_weights, weights_from_keras
+    from edgeamp.train.models import build_keras_model, build_training_model, set_keras_weights, weights_from_keras
 
     arch = Architecture((6, 3), head=True, skip=True, knobs=(Knob("g"),), fir_taps=32, cell="gru")
     w = random_weights(arch, seed=2, scale=1.3)

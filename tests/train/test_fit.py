@@ -236,8 +236,8 @@ def test_ctrl_c_after_training_keeps_the_previous_bundle_whole(tmp_path, monkeyp
 
     out = tmp_path / "amp.bundle"
     config = get_preset("small")
+    from edgeamp.train.data import PairSpec
     from edgeamp.train.demo_data import write_demo_data
-    from edgeamp.train.pipeline import PairSpec
 
     demo = write_demo_data(tmp_path / "data", seconds=6)
     specs = [PairSpec(str(demo.di), str(next(iter(demo.targets.values()))))]

@@ -77,7 +77,7 @@ def test_one_di_shared_by_many_settings(tmp_path):
 def test_test_pattern_holds_out_whole_settings_and_a_clip(tmp_path, capsys):
     """--test-pattern matches target names too: whole settings of a shared-DI sweep can be test data."""
     from edgeamp.train.cli_train import _hold_out
-    from edgeamp.train.pipeline import PairSpec
+    from edgeamp.train.data import PairSpec
 
     specs = [PairSpec("sweep/file_9_input.wav", f"sweep/{s}_G5_file_9.wav") for s in ("B4_M5_T5", "B6_M5_T5")]
     specs += [PairSpec(f"B1/B1_M3_T7_G5_file_{n}_input.wav", f"B1/B1_M3_T7_G5_file_{n}.wav") for n in (4, 5)]
