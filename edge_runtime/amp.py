@@ -276,9 +276,7 @@ class Amp:
         procs = self._aligned if aligned else self._plain
         while len(procs) < channels:
             proc = self.factory.new(aligned=aligned)
-            for name, value in self._knob_values.items():
-                proc.set_knob(name, value)
-            proc.reset()
+            proc.prepare(self._knob_values)
             procs.append(proc)
 
     def _whole(self, data: np.ndarray, rate: float) -> np.ndarray:

@@ -7,12 +7,17 @@ returns a view of its internal output buffer (valid until the next call). Proces
 - :class:`NumpyEngine`: the reference, both streaming modes, float64 by default;
 - :class:`OpenVINOEngine`: an exported IR variant on any OpenVINO device. ``stateful``
   keeps state in the graph, ``explicit_state`` (Myriad) has the engine carry the state
-  tensors, ``window`` has the engine keep the input history.
+  tensors, ``window`` has the engine keep the input history;
+- :class:`~edgeamp.edge_runtime.batching.BatchSlot`: one stream's row of a batched IR.
+
+Every engine follows :class:`HopEngine` (tests/edge_runtime/test_engine_contract.py runs one set of
+checks on each): the processor, the service and verification know engines through it alone.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,6 +26,23 @@ from edgeamp.core.errors import DeviceError
 from edgeamp.core.model import Architecture, ModelWeights, Streaming, state_name
 
 from . import ov_compat
+
+
+@runtime_checkable
+class HopEngine(Protocol):
+    """What a processor drives. ``hop_samples``: the length of every hop. ``reset()``: back to the
+    model's start state (zeros, or a stored start state), as if new. ``run_hop(audio, knobs)``: one
+    hop of pre-gain audio ``(hop,)`` and normalised knob inputs ``(hop, n_knobs)`` in; the output
+    ``(hop,)`` back, a view valid until the next call (real-time engines allocate nothing per hop).
+    ``close()``: give up what the engine holds (an inference request, a batch row); idempotent."""
+
+    hop_samples: int
+
+    def reset(self) -> None: ...
+
+    def run_hop(self, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
 
 
 class NumpyEngine:
@@ -67,6 +89,9 @@ class NumpyEngine:
             y, self._state = reference.forward(self.weights, self._x, self._state, skip=self.arch.skip)
         self._out[:] = y[0, -hop:] * self.output_gain
         return self._out
+
+    def close(self) -> None:
+        """Nothing to release: the reference holds numpy arrays only."""
 
 
 def initial_inputs(arch: Architecture, weights: ModelWeights) -> dict[str, np.ndarray]:
@@ -132,6 +157,11 @@ class OpenVINOEngine:
                 self._state_pairs.append((self.request.get_tensor(state_name(kind, i, "in")).data,
                                           self.request.get_tensor(state_name(kind, i, "out")).data))
                 self._state_names.append(state_name(kind, i, "in"))
+        # the window variant shifts its history each hop through these (an overlapping numpy copy
+        # would allocate a temporary every hop)
+        self._audio_tail = np.zeros(max(0, self._audio.shape[1] - streaming_hop), np.float32)
+        self._knobs_tail = (np.zeros((self._audio_tail.shape[0], self._knobs.shape[2]), np.float32)
+                            if self._knobs is not None else None)
         expected = window_samples if variant == "window" else streaming_hop
         if self._audio.shape != (1, expected):
             raise DeviceError(
@@ -177,9 +207,11 @@ class OpenVINOEngine:
     def run_hop(self, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:
         hop = self.hop_samples
         if self.variant == "window":
-            self._audio[0, :-hop] = self._audio[0, hop:]
+            self._audio_tail[:] = self._audio[0, hop:]
+            self._audio[0, :-hop] = self._audio_tail
             if self._knobs is not None:
-                self._knobs[0, :-hop] = self._knobs[0, hop:]
+                self._knobs_tail[:] = self._knobs[0, hop:]
+                self._knobs[0, :-hop] = self._knobs_tail
         self._audio[0, -hop:] = audio
         if self._knobs is not None:
             self._knobs[0, -hop:] = knobs
@@ -189,3 +221,7 @@ class OpenVINOEngine:
         for state_in, state_out in self._state_pairs:
             state_in[:] = state_out
         return self._output[0]
+
+    def close(self) -> None:
+        """Drop the inference request (the compiled model is shared and stays)."""
+        self.request = None

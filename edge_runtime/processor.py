@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeamp.core.errors import ConfigError, InputError
+from edgeamp.core.errors import ConfigError, EdgeampError, InputError
 from edgeamp.core.model import Architecture
 
 
@@ -80,6 +80,21 @@ class Processor:
                 return
         known = ", ".join(self.arch.knob_names) or "none: this model has no knobs"
         raise ConfigError(f"unknown knob {name!r}; known knobs: {known}")
+
+    def prepare(self, knobs: dict[str, float] | None = None, *, bypass: bool | None = None) -> list[str]:
+        """Get ready for a new stream, the one way every caller does it: set ``knobs`` (those this model
+        lacks or cannot take are skipped and returned), then :meth:`reset`, so that they apply from
+        the first hop without a ramp; ``bypass`` too where given."""
+        dropped = []
+        for name, value in (knobs or {}).items():
+            try:
+                self.set_knob(name, value)
+            except EdgeampError:
+                dropped.append(name)
+        self.reset()
+        if bypass is not None:
+            self.bypass = bypass
+        return dropped
 
     @property
     def knob_inputs(self) -> np.ndarray:

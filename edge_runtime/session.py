@@ -266,9 +266,7 @@ class ProcessorFactory:
         m = self.bundle.manifest
         proc = Processor(engine or self._engine(), m.architecture, m.sample_rate, aligned=aligned)
         if self.initial_knobs:
-            for name, value in self.initial_knobs.items():
-                proc.set_knob(name, value)
-            proc.reset()  # knobs set before the first hop apply without a ramp
+            proc.prepare(self.initial_knobs)
         return proc
 
 

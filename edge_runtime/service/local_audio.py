@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from edgeamp.core.errors import EdgeampError
-
 from .metrics import Metrics
 from .model import Model
 
@@ -58,13 +56,7 @@ class LocalAudio:
         old = self.engine.proc
         proc = model.factory.new(aligned=True)
         self.names[id(proc)] = model.bundle.path.name
-        for name, value in old.knob_values().items():
-            try:
-                proc.set_knob(name, value)
-            except EdgeampError:
-                pass
-        proc.reset()
-        proc.bypass = old.bypass
+        proc.prepare(old.knob_values(), bypass=old.bypass)
         self.engine.swap(proc)
 
     def info(self) -> dict:

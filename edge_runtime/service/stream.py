@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from edgeamp.core.errors import EdgeampError, InputError
+from edgeamp.core.errors import InputError
 
 from ..wire import FORMATS, decode_into, encode
 from .model import Model
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class Stream:
     """One network stream: its processor, format conversion buffers and counters."""
 
-    def __init__(self, sid: str, hs: Handshake, model: Model, peer: str) -> None:
+    def __init__(self, sid: str, hs: Handshake, model: Model, peer: str, defaults: dict | None = None) -> None:
         self.id = sid
         self.peer = peer
         self.hs = hs
@@ -40,7 +40,7 @@ class Stream:
         self.close_done = None  # set while a close with its own code (1001 drain, 1007...) is under way
         self._x = np.zeros(hs.block_size, np.float32)
         self._y = np.zeros(hs.block_size, np.float32)
-        self.bind(model, hs.knobs)
+        self.bind(model, {**(defaults or {}), **hs.knobs})  # the service's default knobs, the handshake's over them
         self.proc.bypass = hs.bypass
 
     def bind(self, model: Model, knobs: dict[str, float]) -> list[str]:
@@ -49,13 +49,7 @@ class Stream:
         proc, slot = model.new_processor(aligned)
         self.release()
         self.slot = slot
-        dropped = []
-        for name, value in knobs.items():
-            try:
-                proc.set_knob(name, value)
-            except EdgeampError:
-                dropped.append(name)
-        proc.reset()  # start at the handshake's knob values, no ramp
+        dropped = proc.prepare(knobs)  # start at the handshake's knob values, no ramp
         bypass = self.proc.bypass if getattr(self, "proc", None) else False
         self.model, self.proc, self.hops_seen = model, proc, 0
         self.proc.bypass = bypass

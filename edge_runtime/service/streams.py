@@ -8,7 +8,7 @@ import logging
 import time
 
 from edgeamp.core.bundle import json_safe
-from edgeamp.core.errors import EdgeampError, InputError
+from edgeamp.core.errors import InputError
 
 from .model import Model
 from .pool import PriorityPool
@@ -98,15 +98,8 @@ class StreamRoutes:
             await self._refuse(ws, UNSUPPORTED, str(exc), "handshake", request.transport)
             return ws
         sid = f"s{next(self._ids)}"
-        stream = Stream(sid, hs, model, peer)
+        stream = Stream(sid, hs, model, peer, defaults=self.default_knobs)  # knobs set for a swapped-out model drop
         stream.transport = request.transport
-        for name, value in self.default_knobs.items():
-            if name not in hs.knobs:
-                try:
-                    stream.proc.set_knob(name, value)
-                except EdgeampError:  # set for a model swapped out since
-                    pass
-        stream.proc.reset()
         self.streams[sid] = stream
         self._sockets[sid] = ws
         self.accepted += 1
