@@ -3,6 +3,7 @@ sizes and weights; a NAM start state is kept)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,29 @@ def test_fine_tuning_refuses_a_model_that_does_not_fit(tmp_path, capsys):
                  str(nam.path), str(tmp_path / "y.bundle")]) == 2
     assert "a stateful-mode model; the seed preset trains window models" in capsys.readouterr().err
     assert not (tmp_path / "x.bundle").exists() and not (tmp_path / "y.bundle").exists()
+
+
+@needs_tf
+def test_fine_tuning_a_conditioned_aidax_capture_scores_each_setting_at_its_own_values(tmp_path):
+    """Regression (issue 23): the held-out report turned stored knob inputs back into values as if
+    every model range were [-1, 1]; an AIDA-X capture's is [0, 1], so its settings came out wrong
+    (0.2 read back as 0.6)."""
+    import soundfile as sf
+
+    cond = import_model(FIX / "aidax_lstm_cond.json", tmp_path / "cond.bundle", sample_rate=48000)
+    rng = np.random.default_rng(0)
+    settings = [{"param1": 0.2, "param2": 0.3}, {"param1": 0.8, "param2": 0.6}]
+    pairs = []
+    for i, knobs in enumerate(settings):
+        x = (0.3 * rng.standard_normal(3 * 48000)).astype(np.float32)
+        sf.write(tmp_path / f"di{i}.wav", x, 48000, subtype="FLOAT")
+        sf.write(tmp_path / f"amp{i}.wav", np.tanh((1 + 4 * knobs["param1"]) * x) * 0.5, 48000, subtype="FLOAT")
+        pairs.append({"input": f"di{i}.wav", "target": f"amp{i}.wav", "knobs": knobs})
+    manifest = {"knobs": [{"name": n, "minimum": 0, "maximum": 1, "default": 0.5} for n in ("param1", "param2")],
+                "pairs": pairs}
+    (tmp_path / "knobs.json").write_text(json.dumps(manifest))
+    out = tmp_path / "tuned.bundle"
+    assert main(["train", "--knob-manifest", str(tmp_path / "knobs.json"), "--steps", "2", "--init-from",
+                 str(cond.path), str(out)]) == 0
+    scored = [entry["knobs"] for entry in read_bundle(out).manifest.metrics["per_setting"]]
+    assert sorted(scored, key=lambda k: k["param1"]) == settings
