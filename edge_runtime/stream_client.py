@@ -199,7 +199,10 @@ async def _run_frames(ws, padded, out, sent_at, rtt, first: int, frames: int, bl
             else:
                 await window.acquire()
             sent_at[i] = time.perf_counter()
-            await ws.send_bytes(encode(padded[i * block : (i + 1) * block], fmt))
+            try:
+                await ws.send_bytes(encode(padded[i * block : (i + 1) * block], fmt))
+            except ConnectionResetError:  # the service closed (a drain): the receiver reads its close
+                return
 
     send_task = asyncio.create_task(sender())
     got = first

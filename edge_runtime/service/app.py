@@ -52,6 +52,7 @@ class Service(Security, ControlRoutes, StreamRoutes):
         self._sockets: dict[str, object] = {}
         self._handshakes: dict = {}  # WebSocket still owing its handshake -> (peer address, transport)
         self._swaps: set[asyncio.Task] = set()  # /swap requests loading a bundle
+        self._drain_deadline: float | None = None
         self.accepted = 0  # streams accepted since start
         self.local = LocalAudio(self.model, self.metrics, **audio) if audio is not None else None
 
@@ -83,35 +84,34 @@ class Service(Security, ControlRoutes, StreamRoutes):
         return self._json({"error": reason}, status)
 
     # ---- lifecycle ---------------------------------------------------------------------------
+    def _drain_left(self) -> float:
+        """Seconds left until the drain's deadline (a little at least)."""
+        return max(0.05, (self._drain_deadline or 0.0) - asyncio.get_running_loop().time())
+
     async def drain(self) -> None:
-        """Stop taking streams; let each finish the frame it is computing or sending, then close it with
-        1001; connections still owing their handshake are closed at once. All within ``drain_seconds``
-        whatever clients do: a client that does not take its close by then is cut off."""
-        self.draining = True
+        """Stop taking streams; each stream finishes the frame it is computing or sending and closes
+        itself with 1001 (its handler looks for the drain between frames, at least every
+        DRAIN_POLL_SECONDS); connections still owing their handshake are closed at once. All within
+        ``drain_seconds`` whatever clients do: what is still open then is cut off."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.drain_seconds
-
-        def left() -> float:
-            return max(0.05, deadline - loop.time())
-
-        async def finish_then_close(ws, stream):
-            try:
-                await asyncio.wait_for(stream.idle.wait(), left())
-            except asyncio.TimeoutError:
-                pass
-            await self._close(ws, stream, GOING_AWAY, "server shutting down", timeout=left())
+        self._drain_deadline = loop.time() + self.limits.drain_seconds
+        self.draining = True
 
         async def close_pending(ws, transport):  # no frame to finish: a second to take the close at most
             try:
-                await asyncio.wait_for(ws.close(code=GOING_AWAY, message=b"server shutting down"), min(1.0, left()))
+                await asyncio.wait_for(ws.close(code=GOING_AWAY, message=b"server shutting down"),
+                                       min(1.0, self._drain_left()))
             except (asyncio.TimeoutError, ConnectionError, RuntimeError):
                 if transport is not None:
                     transport.abort()
 
-        closes = [finish_then_close(ws, self.streams[sid]) for sid, ws in list(self._sockets.items())
-                  if sid in self.streams]
-        closes += [close_pending(ws, transport) for ws, (_, transport) in list(self._handshakes.items())]
-        await asyncio.gather(*closes)
+        await asyncio.gather(*(close_pending(ws, transport) for ws, (_, transport) in list(self._handshakes.items())))
+        while self._sockets and loop.time() < self._drain_deadline:
+            await asyncio.sleep(0.02)
+        for sid in list(self._sockets):  # a client that does not take its close (or blocks a send): cut off
+            stream = self.streams.get(sid)
+            if stream is not None and stream.transport is not None:
+                stream.transport.abort()
         for task in list(self._swaps):  # a bundle still loading is not waited for: exit stays bounded
             task.cancel()
 

@@ -39,6 +39,8 @@ class Limits:
 # that a stream sending a second of audio per frame cannot hold a real-time stream's hop back
 # longer than one slice (the pool's queue is first in, first out)
 SLICE_HOPS = 4
+# a stream's handler looks for a drain this often while its client sends nothing
+DRAIN_POLL_SECONDS = 0.1
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 

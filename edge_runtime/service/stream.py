@@ -35,8 +35,6 @@ class Stream:
         self.started = time.monotonic()
         self.samples_in = 0
         self.closing = False
-        self.idle = asyncio.Event()  # clear while a frame is computed and sent (the drain waits for it)
-        self.idle.set()
         self.close_done = None  # set while a close with its own code (1001 drain, 1007...) is under way
         self._x = np.zeros(hs.block_size, np.float32)
         self._y = np.zeros(hs.block_size, np.float32)

@@ -12,7 +12,7 @@ from edgeamp.core.errors import InputError
 
 from .model import Model
 from .pool import PriorityPool
-from .protocol import BAD_PAYLOAD, GOING_AWAY, POLICY, UNSUPPORTED, Handshake
+from .protocol import BAD_PAYLOAD, DRAIN_POLL_SECONDS, GOING_AWAY, POLICY, UNSUPPORTED, Handshake
 from .stream import Stream
 
 log = logging.getLogger(__name__)
@@ -112,9 +112,25 @@ class StreamRoutes:
                                           "hop_samples": stream.proc.hop_samples, "block_size": hs.block_size,
                                           "format": hs.format, "knobs": stream.proc.knob_values(),
                                           "model": model.info()})
-            async for msg in ws:
-                if self.draining:  # shutting down: the frame in flight finishes, later ones are not computed
+            heard = time.monotonic()
+            while True:
+                if self.draining:
+                    # shutting down: the frame in flight is done and sent; the close goes from here, where
+                    # no receive is pending (aiohttp cuts the connection at once when a close comes from
+                    # another task while this one receives, and the client then loses the 1001)
+                    await self._close(ws, stream, GOING_AWAY, "server shutting down", timeout=self._drain_left())
+                    break
+                try:
+                    msg = await ws.receive(timeout=DRAIN_POLL_SECONDS)
+                except asyncio.TimeoutError:
+                    if time.monotonic() - heard >= self.limits.idle_seconds:
+                        self.metrics.refused.labels("idle").inc()
+                        await self._close(ws, stream, POLICY, f"idle for {self.limits.idle_seconds:g} s")
+                        break
                     continue
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
+                heard = time.monotonic()
                 if msg.type == WSMsgType.BINARY:
                     await self._frame(ws, stream, msg.data)
                 elif msg.type == WSMsgType.TEXT:
@@ -123,9 +139,6 @@ class StreamRoutes:
                     break
         except ConnectionError:  # the client went away mid-frame: its stream ends, nothing else
             log.info("stream %s: client disconnected", sid)
-        except asyncio.TimeoutError:  # receive_timeout: nothing from the client for idle_seconds
-            self.metrics.refused.labels("idle").inc()
-            await self._close(ws, stream, POLICY, f"idle for {self.limits.idle_seconds:g} s")
         else:
             if ws.exception() is not None:  # e.g. a frame over the size limit (aiohttp closed with 1009)
                 self.metrics.bad_frames.labels("protocol").inc()
@@ -171,13 +184,6 @@ class StreamRoutes:
             return False
 
     async def _frame(self, ws, stream: Stream, data: bytes) -> None:
-        stream.idle.clear()  # the drain waits for this frame's output before it closes the stream
-        try:
-            await self._frame_inner(ws, stream, data)
-        finally:
-            stream.idle.set()
-
-    async def _frame_inner(self, ws, stream: Stream, data: bytes) -> None:
         t0 = time.perf_counter()
         await self._throttle(stream, len(data) // stream.dtype.itemsize)
         note = error = None
