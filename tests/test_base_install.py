@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 
 BLOCK = r"""
-import sys
+import os, sys
+BLOCKED = tuple(os.environ.get("EDGEAMP_TEST_BLOCK", "tensorflow,keras,pedalboard,matplotlib").split(","))
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'keras', 'pedalboard', 'matplotlib'):
+        if name.split('.')[0] in BLOCKED:
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
 import importlib.util
 _find = importlib.util.find_spec
 def find_spec(name, package=None):
-    if name.split('.')[0] in ('tensorflow', 'keras', 'pedalboard', 'matplotlib'):
+    if name.split('.')[0] in BLOCKED:
         return None
     return _find(name, package)
 importlib.util.find_spec = find_spec
@@ -29,9 +30,12 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _edgeamp(*args, cwd=None):
+def _edgeamp(*args, cwd=None, block=None):
+    import os
+
+    env = {**os.environ, **({"EDGEAMP_TEST_BLOCK": block} if block else {})}
     return subprocess.run([sys.executable, "-c", BLOCK, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
 @pytest.mark.parametrize("command", [["demo-data", "data"], ["demo", "--out-dir", "demo-out"]])
@@ -40,6 +44,16 @@ def test_demo_commands_say_what_to_install_and_write_nothing(tmp_path, command):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "pip install 'edgeamp[train]'" in r.stderr and "Traceback" not in r.stderr
     assert list(tmp_path.iterdir()) == []  # was: a half-written data folder
+
+
+@pytest.mark.parametrize("command", [["demo-data", "data"], ["train", "--demo", "out.bundle", "--steps", "1"]])
+def test_demo_data_without_scipy_says_so_and_writes_nothing(tmp_path, command):
+    """Regression: with pedalboard but without scipy, demo-data and train --demo ended in a scipy
+    traceback and left a half-written folder."""
+    r = _edgeamp(*command, cwd=tmp_path, block="scipy")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "needs scipy" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_eval_prints_metrics_without_matplotlib(tmp_path, exported_bundles):

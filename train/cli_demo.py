@@ -46,8 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgeamp.core.errors import require
 
-    for module, purpose in (("pedalboard", "the demo teacher amp"), ("tensorflow", "training"),
-                            ("matplotlib", "the demo's plots")):
+    from .demo_data import NEEDS
+
+    for module, purpose in (*NEEDS, ("tensorflow", "training"), ("matplotlib", "the demo's plots")):
         require(module, purpose)  # all checked before anything is written
     from edgeamp.core.audio_io import write_audio
     from edgeamp.core.bundle import json_safe

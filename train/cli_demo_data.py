@@ -36,10 +36,9 @@ def parse_grid(text: str | None) -> list[tuple[float, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeamp.core.errors import require
+    from .demo_data import require_demo, write_demo_data
 
-    require("pedalboard", "the demo teacher amp")  # checked before anything is written
-    from .demo_data import write_demo_data
+    require_demo()  # checked before anything is written
 
     demo = write_demo_data(args.out_dir, args.seconds, args.seed, parse_grid(args.grid))
     print(f"wrote {demo.di} and {len(demo.targets)} teacher render(s) to {args.out_dir}")

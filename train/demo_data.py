@@ -174,17 +174,32 @@ class DemoSet:
     manifest: Path  # demo.json
 
 
+# what the demo data needs beyond the base install (checked before anything is written)
+NEEDS = (("pedalboard", "the demo teacher amp"), ("scipy", "the demo teacher's cabinet"))
+
+
+def require_demo() -> None:
+    """EdgeampError naming what to install when the demo data cannot be made here."""
+    from edgeamp.core.errors import require
+
+    for module, purpose in NEEDS:
+        require(module, purpose)
+
+
 def write_demo_data(out_dir: Path | str, seconds: float = 120.0, seed: int = 2024,
                     grid: list[tuple[float, float]] | None = None) -> DemoSet:
-    """Write di.wav and one amp_g{gain}_t{tone}.wav per knob setting (default: 5/5) plus demo.json."""
+    """Write di.wav and one amp_g{gain}_t{tone}.wav per knob setting (default: 5/5) plus demo.json.
+    Everything is rendered first: a failure leaves no half-written folder."""
+    require_demo()
     out_dir = Path(out_dir)
     grid = grid or [(5.0, 5.0)]
     di = performance(seconds, seed)
+    renders = {(gain, tone): render_teacher(di, gain, tone) for gain, tone in grid}
     write_audio(out_dir / "di.wav", di, SAMPLE_RATE, "FLOAT")
     targets = {}
-    for gain, tone in grid:
+    for (gain, tone), y in renders.items():
         path = out_dir / f"amp_g{gain:g}_t{tone:g}.wav"
-        write_audio(path, render_teacher(di, gain, tone), SAMPLE_RATE, "FLOAT")
+        write_audio(path, y, SAMPLE_RATE, "FLOAT")
         targets[(gain, tone)] = path
     # a knob manifest (edgeamp.train.knob_data): `edgeamp train --knob-manifest OUT_DIR/demo.json`
     meta = {"seed": seed, "seconds": seconds, "sample_rate": SAMPLE_RATE,
