@@ -69,3 +69,13 @@ def test_eval_prints_metrics_without_matplotlib(tmp_path, exported_bundles):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ESR pre-emphasis" in r.stdout and "no PNG: pip install matplotlib" in r.stdout
     assert (tmp_path / "eval" / "di_metrics.json").is_file()
+    # files at another rate: refused with the flag to pass, scored at the model's rate with it
+    sf.write(tmp_path / "di44.wav", np.resize(golden_signal(44100), 22050), 44100, subtype="FLOAT")
+    sf.write(tmp_path / "amp44.wav", np.tanh(3 * np.resize(golden_signal(44100), 22050)), 44100, subtype="FLOAT")
+    args = ("eval", exported_bundles["stateful"], "--input", tmp_path / "di44.wav", "--target", tmp_path / "amp44.wav",
+            "--device", "CPU", "--out-dir", tmp_path / "eval44")
+    r = _edgeamp(*args)
+    assert r.returncode == 2 and "pass --resample" in r.stderr
+    r = _edgeamp(*args, "--resample")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resampled from 44100 Hz to the model's 48000 Hz" in r.stdout
