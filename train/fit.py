@@ -82,6 +82,15 @@ def configure_cpu_replicas(count: int) -> None:
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
 
 
+def progress_budget(steps: int | None, minutes: float | None) -> tuple[int, str]:
+    """What the training progress bar counts: steps where the budget is in steps (its ETA from the
+    step rate), else the seconds of a --minutes budget, so that the bar shows the time left (it had no
+    total, hence no ETA)."""
+    if steps:
+        return steps, "step"
+    return int(round(minutes * 60)), "s"
+
+
 def _make_strategy(tf, name: str | None):
     if name is None:
         return None
@@ -227,7 +236,8 @@ def fit(
     if progress_enabled():
         from tqdm import tqdm
 
-        bar = tqdm(total=steps or None, desc=f"train {config.name}", unit="step", dynamic_ncols=True)
+        total, unit = progress_budget(steps, minutes)
+        bar = tqdm(total=total, desc=f"train {config.name}", unit=unit, dynamic_ncols=True)
     try:
         while (max_steps is None or step < max_steps) and (deadline is None or time.monotonic() < deadline):
             loss, n = recipe.step(sampler, batch)
@@ -253,9 +263,9 @@ def fit(
                 if stop:
                     stopped_by = "early stopping"
                     break
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4g}", val_esr=f"{best:.4g}" if np.isfinite(best) else "-")
+            if bar is not None:  # a time budget counts seconds (its ETA is the deadline), a step budget steps
+                bar.update(1 if bar.unit == "step" else min(int(elapsed), bar.total) - bar.n)
+                bar.set_postfix(step=step, loss=f"{loss:.4g}", val_esr=f"{best:.4g}" if np.isfinite(best) else "-")
     except KeyboardInterrupt:
         stopped_by = "interrupted (Ctrl-C): keeping the best model so far"
         log.warning("interrupted at step %d: keeping the best model so far", step)

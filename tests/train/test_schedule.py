@@ -37,3 +37,12 @@ def test_resume_beats_the_best_so_far():
     s = ValidationSchedule(keras, opt, lr_decay_checks=1, patience_checks=9, min_learning_rate=1e-4, best=0.5)
     s.update(0.6, 10)  # not better than the resumed best: counts as a check without gain
     assert s.lr_changes == [[10, pytest.approx(0.005)]]
+
+
+def test_the_progress_bar_counts_the_budget_it_has():
+    """Regression: a --minutes budget gave a bar with no total, hence no ETA."""
+    from edgeamp.train.fit import progress_budget
+
+    assert progress_budget(500, None) == (500, "step")
+    assert progress_budget(500, 2.0) == (500, "step")
+    assert progress_budget(None, 2.5) == (150, "s")
