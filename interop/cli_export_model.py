@@ -5,7 +5,11 @@
 
 What a format cannot express is refused, naming the feature: knobs, an input skip or a GRU in
 .nam; a sample rate other than 48 kHz or a stored start state in .aidax; window-mode models in
-both. Exact rewrites are made where they exist: input/output gains fold into the weights (.nam) or
+both. A model with a FIR stage (the demo's, the cab preset's) is written as the model without it
+plus the stage as an impulse response, OUT_ir.wav beside OUT (float, at the model's rate): NAM and
+AIDA-X players convolve their IR after the model, where the FIR stage is, so the pair reproduces the
+model exactly when the IR is loaded unnormalised (a FIR before an input skip is refused).
+Exact rewrites are made where they exist: input/output gains fold into the weights (.nam) or
 become AIDA-X's in_gain/out_gain levels, a head-less model gets a unit head in .nam, knob ranges
 become AIDA-X's 0..1 parameters. A .aidax that AIDA-X's player does not compile in (it runs one
 LSTM/GRU layer of 8-80 units and a dense output) is written with a warning naming the nearest
@@ -36,9 +40,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .importer import export_model
+    from edgeamp.core.bundle import read_bundle
+
+    from .importer import export_model, ir_path
 
     options = {"strict": args.strict} if args.format == "aidax" else {"loudness_input": args.loudness_input}
-    path = export_model(args.bundle, args.out, args.format, **options)
-    print(f"wrote {path} ({args.format}, {path.stat().st_size} bytes)")
+    bundle = read_bundle(args.bundle)
+    path = export_model(bundle, args.out, args.format, **options)
+    fir = getattr(bundle.architecture, "fir_taps", 0)
+    print(f"wrote {path} ({args.format}, {path.stat().st_size} bytes)"
+          + (f" and {ir_path(path)}: the model's {fir}-tap FIR stage as an impulse response, for the player's IR "
+             "loader (unnormalised)" if fir else ""))
     return 0

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeamp.core import reference
 from edgeamp.core.atomic import atomic_write_bytes, check_writable
+from edgeamp.core.audio_io import write_audio
 from edgeamp.core.bundle import (
     IR_DIR,
     Bundle,
@@ -192,8 +193,38 @@ def export_model(bundle: Bundle | Path | str, out: Path | str, fmt: str, **optio
     spec = WRITERS[fmt]
     if out.is_dir():
         raise ModelFormatError(f"{out} is a directory; give the file to write, e.g. {out / ('amp' + spec.suffix)}")
+    bundle, taps = split_fir(bundle, spec.label)
     doc = spec.write(bundle, **options)
-    return atomic_write_bytes(out, (json.dumps(doc, allow_nan=False) + "\n").encode())
+    path = atomic_write_bytes(out, (json.dumps(doc, allow_nan=False) + "\n").encode())
+    if taps is not None:
+        ir = ir_path(out)
+        write_audio(ir, taps.astype(np.float32), bundle.manifest.sample_rate, "FLOAT")
+        log.info("%s: the model's %d-tap FIR stage (a cabinet-like response) is %s: load it in the player's IR "
+                 "loader, unnormalised, at %d Hz", out.name, taps.shape[0], ir.name, bundle.manifest.sample_rate)
+    return path
+
+
+def ir_path(out: Path | str) -> Path:
+    """Where :func:`export_model` writes a FIR stage as an impulse response: ``amp.nam`` -> ``amp_ir.wav``."""
+    out = Path(out)
+    return out.with_name(out.stem + "_ir.wav")
+
+
+def split_fir(bundle: Bundle, label: str) -> tuple[Bundle, np.ndarray | None]:
+    """A model with a FIR stage as the model without it and the taps: NAM and AIDA-X players convolve
+    an impulse response after the model, which is where edgeamp's FIR stage sits (after the head),
+    so model file + IR reproduce it exactly. With an input skip the FIR comes before the skip's add,
+    which an IR after the model cannot do: refused by name."""
+    arch = bundle.architecture
+    if not getattr(arch, "fir_taps", 0):
+        return bundle, None
+    if arch.skip:
+        raise ModelFormatError(f"{label}: this model's FIR stage comes before its input skip is added; a player's "
+                               "impulse response comes after the whole model, so the pair would not be this model")
+    plain = replace(arch, fir_taps=0)
+    manifest = replace(bundle.manifest, architecture=plain, exports={})
+    return Bundle(manifest, replace(bundle.weights, fir_taps=None), None, bundle.path), np.asarray(
+        bundle.weights.fir_taps, np.float64)
 
 
 __all__ = ["FORMATS", "check_against_file", "export_model", "import_model", "read_model"]

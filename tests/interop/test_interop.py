@@ -154,6 +154,35 @@ def test_edgeamp_models_export_exactly_with_gains_knob_ranges_and_no_head(tmp_pa
         np.testing.assert_allclose(got, want, atol=2e-6, err_msg=f"case {i} ({fmt})")
 
 
+def test_fir_models_export_as_a_model_file_and_an_impulse_response(tmp_path, capsys):
+    """Regression: FIR-stage models (the demo's, the cab preset's) were refused by export-model. The
+    player's chain, model file then IR convolution, reproduces edgeamp's render."""
+    import soundfile as sf
+
+    from edgeamp.interop.importer import ir_path
+
+    for i, (arch, fmt) in enumerate(((Architecture((8,), head=True, fir_taps=64), "nam"),
+                                     (Architecture((6,), head=True, cell="gru", fir_taps=33), "aidax"))):
+        manifest = Manifest(SR, arch, Streaming("stateful", 480), input_gain=0.8, output_gain=1.3)
+        src = write_bundle(tmp_path / f"fir{i}.bundle", Bundle(manifest, random_weights(arch, seed=5 + i, scale=1.3)))
+        out = tmp_path / f"fir{i}.{fmt}"
+        assert cli_main(["export-model", str(src), str(out), "--format", fmt]) == 0
+        assert f"{arch.fir_taps}-tap FIR stage as an impulse response" in capsys.readouterr().out
+        ir, rate = sf.read(ir_path(out), dtype="float64")
+        assert rate == SR and ir.shape == (arch.fir_taps,)
+        played = edgeamp.load(import_model(out, tmp_path / f"back{i}.bundle", sample_rate=SR).path,
+                              backend="numpy")(X, SR).astype(np.float64)
+        played = np.convolve(played, ir)[: X.shape[0]]  # the player's IR loader, after the model
+        want = edgeamp.load(src, backend="numpy")(X, SR)
+        np.testing.assert_allclose(played, want, atol=1e-5, err_msg=fmt)
+    skip = Architecture((4,), head=True, skip=True, fir_taps=16)
+    src = write_bundle(tmp_path / "skip.bundle", Bundle(Manifest(SR, skip, Streaming("stateful", 480)),
+                                                        random_weights(skip)))
+    with pytest.raises(ModelFormatError, match="FIR stage comes before its input skip"):
+        export_model(src, tmp_path / "skip.aidax", "aidax")
+    assert not (tmp_path / "skip.aidax").exists() and not ir_path(tmp_path / "skip.aidax").exists()
+
+
 @pytest.mark.parametrize("name,fmt,match", [
     ("nam_lstm_2x4.nam", "aidax", "stores an initial state"),
     ("aidax_gru.aidax", "nam", "this model is a GRU"),
