@@ -34,6 +34,7 @@ from edgeamp.core.errors import (
 )
 from edgeamp.edge_runtime.amp import Amp, KnobState
 from edgeamp.edge_runtime.amp import load as _load_bundle
+from edgeamp.edge_runtime.live import AudioStream
 from edgeamp.edge_runtime.session import RuntimeOptions
 from edgeamp.interop import capture as _capture
 from edgeamp.interop.importer import export_model, import_model
@@ -57,6 +58,7 @@ load.__doc__ = (_load_bundle.__doc__ or "") + """
 
 __all__ = [
     "Amp",
+    "AudioStream",
     "BundleError",
     "ConfigError",
     "DeviceError",

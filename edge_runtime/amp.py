@@ -116,6 +116,7 @@ class Amp:
         self._plain: list = []
         self._aligned: list = []
         self._resampled: ResampledStream | None = None
+        self._live: list = []  # LiveEngines of running amp.live() streams (knob changes are queued to them)
         self._latencies: dict[float, int] = {}
         self._stream: tuple[float, int] | None = None  # (rate, channels) of a reset=False stream in progress
         self._rate = float(self.sample_rate)
@@ -128,6 +129,29 @@ class Amp:
         return {n: KnobState(n, k.minimum, k.maximum, k.default, self._knob_values[n])
                 for n, k in self._knob_defs.items()}
 
+    def live(self, *, input_device=None, output_device=None, host_api: str | None = None,
+             device_rate: float | None = None, input_channel: int = 1, output_channels: tuple[int, ...] | None = None,
+             hops_per_block: int = 1, before=None, after=None):
+        """The model live on a sound card, from Python: an :class:`~edgeamp.edge_runtime.live.AudioStream`
+        (start it with ``with`` or ``.start()``) on the same PortAudio path as ``edgeamp live``.
+        Devices by index or part of a name (``host_api``: e.g. ``"jack"``), channels from 1 (default:
+        input 1, outputs 1 and 2 where there are two). ``before`` / ``after``: effects around the
+        model, called as ``fx(block, sample_rate, reset=False)`` at the interface's rate: pedalboard
+        plugins and boards are, and so is another Amp. Knobs set on this Amp reach the live stream at
+        its next callback. A rate other than the model's is resampled (this Amp's resample quality)."""
+        from .live import AudioStream, open_live
+
+        proc = self.factory.new(aligned=True)
+        proc.prepare(self._knob_values)
+        outputs = None if output_channels is None else tuple(int(c) - 1 for c in output_channels)
+        engine, devices = open_live(proc, input_device=input_device, output_device=output_device, host_api=host_api,
+                                    device_rate=device_rate, input_channel=int(input_channel) - 1,
+                                    output_channels=outputs, hops_per_block=hops_per_block,
+                                    resample_quality=self.resample_quality, before=before, after=after)
+        self._live.append(engine)
+        return AudioStream(engine, devices, on_stop=lambda _: self._live.remove(engine) if engine in self._live
+                           else None)
+
     def set_knob(self, name: str, value: float) -> None:
         """Set a knob in its own units (the same as ``amp.<name> = value``)."""
         if name not in self._knob_defs:
@@ -137,6 +161,8 @@ class Amp:
         self._knob_values[name] = value
         for proc in self._plain + self._aligned:
             proc.set_knob(name, value)
+        for engine in self._live:  # applied on the audio thread at the start of its next callback
+            engine.pending.append(lambda p, n=name, v=value: p.set_knob(n, v))
 
     def __dir__(self):
         return sorted({*super().__dir__(), *self.__dict__.get("_knob_values", {})})

@@ -103,24 +103,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.bundle:
         raise ConfigError("give a BUNDLE (or --list-devices)")
-    import sounddevice as sd
-
-    from .live import KeyControl, LiveEngine, open_settings, resolve_device, run_live
+    from .live import KeyControl, open_live, run_live
 
     bundle = read_bundle(args.bundle)
     factory = factory_from_args(args, bundle)
     proc = factory.new(aligned=True)
-    in_name = args.input_device or args.audio_device
-    out_name = args.output_device or args.audio_device
-    ind = resolve_device(sd, in_name, args.host_api, "input")
-    outd = resolve_device(sd, out_name, args.host_api, "output")
-    rate, outputs = open_settings(sd, ind, outd, proc.sample_rate, args.device_rate, args.input_channel - 1,
-                                  args.output_channels)
-    block = proc.hop_samples * args.hops_per_block
-    if rate != proc.sample_rate:
-        block = round(block * rate / proc.sample_rate)
-    engine = LiveEngine(proc, block, input_channel=args.input_channel - 1, output_channels=outputs,
-                        device_rate=rate, resample_quality=args.resample_quality)
+    engine, (ind, outd) = open_live(proc, input_device=args.input_device or args.audio_device,
+                                    output_device=args.output_device or args.audio_device, host_api=args.host_api,
+                                    device_rate=args.device_rate, input_channel=args.input_channel - 1,
+                                    output_channels=args.output_channels, hops_per_block=args.hops_per_block,
+                                    resample_quality=args.resample_quality)
+    rate = engine.device_rate
     if engine.resampled:
         print(f"the interface runs at {rate:g} Hz, the model at {proc.sample_rate} Hz: resampling in and out adds "
               f"{1000 * engine.latency_samples / rate:.1f} ms", file=sys.stderr)
@@ -142,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
             return True
 
         try:
-            summary = run_live(engine, input_device=in_name, output_device=out_name,
-                               host_api=args.host_api, seconds=args.seconds, on_tick=tick)
+            summary = run_live(engine, input_device=ind, output_device=outd, seconds=args.seconds, on_tick=tick)
         except KeyboardInterrupt:
             summary = engine.summary()
     if interactive:

@@ -29,6 +29,7 @@ class LiveStats:
     output_underflows: int = 0
     first_xrun_callback: int = -1  # index of the callback that first reported one (-1: none)
     refused_controls: int = 0  # queued control changes the processor refused
+    effect_errors: int = 0  # blocks an effect before/after the model failed on (passed through)
 
 
 class LiveEngine:
@@ -44,7 +45,7 @@ class LiveEngine:
 
     def __init__(self, proc: Processor, block_frames: int, *, input_channel: int = 0,
                  output_channels: tuple[int, ...] = (0,), device_rate: float | None = None,
-                 timing_window: int = 8192, resample_quality: str = RESAMPLE_QUALITY):
+                 timing_window: int = 8192, resample_quality: str = RESAMPLE_QUALITY, before=None, after=None):
         from .resampling import ResampledStream
 
         self.device_rate = float(device_rate or proc.sample_rate)
@@ -57,6 +58,9 @@ class LiveEngine:
             raise InputError(f"channels are counted from 1: input {input_channel + 1}, outputs "
                              f"{[c + 1 for c in output_channels]}")
         self.proc = proc
+        # effects around the model at the device's rate, called as fx(block, rate, reset=False): a
+        # pedalboard Plugin or Pedalboard, an edgeamp.Amp, or a function taking those arguments
+        self.before, self.after = before, after
         self.block_frames = block_frames
         self.input_channel = input_channel
         self.output_channels = tuple(output_channels)
@@ -112,10 +116,14 @@ class LiveEngine:
             self.stats.xruns += 1
             return
         np.copyto(self._in, indata[:, self.input_channel])
+        if self.before is not None:
+            self._effect(self.before, self._in)
         if self._rs is None:
             self.proc.process(self._in, self._out)
-        else:  # another rate than the model's: streaming soxr (allocates; the native path does not)
+        else:  # another rate than the model's: the streaming resampler (allocates; the native path does not)
             self._out[:] = self._rs.process(self._in[None])[0]
+        if self.after is not None:
+            self._effect(self.after, self._out)
         if len(self.output_channels) == outdata.shape[1]:
             outdata[:] = self._out[:, None]
         else:
@@ -127,6 +135,16 @@ class LiveEngine:
         self.stats.callbacks += 1
         if dt > self.budget_ns:
             self.stats.late_callbacks += 1
+
+    def _effect(self, fx, block: np.ndarray) -> None:
+        """Run an effect in place; one that fails (or returns the wrong shape) passes the block through,
+        counted: nothing raises into PortAudio's thread."""
+        try:
+            out = np.asarray(fx(block, self.device_rate, reset=False), np.float32).reshape(block.shape)
+        except Exception:  # noqa: BLE001 - an effect's failure must not stop the audio
+            self.stats.effect_errors += 1
+            return
+        block[:] = out
 
     def callback_times_ms(self) -> np.ndarray:
         n = min(self.stats.callbacks, self._times_ns.shape[0])
@@ -154,6 +172,7 @@ class LiveEngine:
             "first_xrun_callback": self.stats.first_xrun_callback,
             "late_callbacks": self.stats.late_callbacks,
             "refused_controls": self.stats.refused_controls,
+            "effect_errors": self.stats.effect_errors,
             "late_hops": self.proc.stats.late_hops,
             "hops": self.proc.stats.hops,
             "block_ms": self.budget_ns / 1e6,
@@ -217,7 +236,13 @@ class KeyControl:
 
 def resolve_device(sd, spec: str | None, host_api: str | None, kind: str):
     """A sounddevice device index from a name/number and an optional host API (e.g. 'jack').
-    A missing device raises DeviceError naming what exists and what to run."""
+    A missing device raises DeviceError naming what exists and what to run. An int is an index
+    resolved already (it is checked to exist)."""
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        count = len(sd.query_devices())
+        if not 0 <= spec < count:
+            raise DeviceError(f"no audio device {spec}: PortAudio sees {count} (see `edgeamp live --list-devices`)")
+        return spec
     if host_api:
         apis = sd.query_hostapis()
         match = [i for i, a in enumerate(apis) if host_api.lower() in a["name"].lower()]
@@ -295,6 +320,99 @@ def open_settings(sd, ind, outd, model_rate: int, device_rate: float | None, inp
         except sd.PortAudioError:
             device_rate = float(info_out["default_samplerate"])
     return float(device_rate), tuple(output_channels)
+
+
+def open_live(proc: Processor, *, input_device=None, output_device=None, host_api: str | None = None,
+              device_rate: float | None = None, input_channel: int = 0, output_channels: tuple[int, ...] | None = None,
+              hops_per_block: int = 1, resample_quality: str = RESAMPLE_QUALITY, before=None, after=None):
+    """The engine and devices of a live stream, as `edgeamp live` opens them: the devices by name or
+    index (default: PortAudio's), the model's rate where they take it (else theirs, resampled),
+    blocks of ``hops_per_block`` hops. Returns ``(engine, (input_device, output_device))``."""
+    import sounddevice as sd
+
+    ind = resolve_device(sd, input_device, host_api, "input")
+    outd = resolve_device(sd, output_device, host_api, "output")
+    rate, outputs = open_settings(sd, ind, outd, proc.sample_rate, device_rate, input_channel, output_channels)
+    block = proc.hop_samples * hops_per_block
+    if rate != proc.sample_rate:
+        block = round(block * rate / proc.sample_rate)
+    engine = LiveEngine(proc, block, input_channel=input_channel, output_channels=outputs, device_rate=rate,
+                        resample_quality=resample_quality, before=before, after=after)
+    return engine, (ind, outd)
+
+
+class AudioStream:
+    """The model live from Python (``amp.live(...)``), on the same PortAudio path as ``edgeamp live``,
+    with optional effects before and after it (pedalboard plugins)::
+
+        import edgeamp, pedalboard
+        amp = edgeamp.load("amp.bundle")
+        with amp.live(before=pedalboard.NoiseGate(-60), after=pedalboard.Reverb()) as stream:
+            amp.gain = 7          # knobs turn live (applied at the next callback)
+            stream.wait(30)       # or do other work; the stream runs on its own thread
+
+    ``stats`` (a dict) is live; ``stop()`` ends the stream and returns the summary `edgeamp live --json`
+    prints. Errors opening the devices are raised by ``start()`` (and so by ``with``)."""
+
+    def __init__(self, engine: LiveEngine, devices: tuple, on_stop=None) -> None:
+        import threading
+
+        self.engine = engine
+        self._devices = devices
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_stop = on_stop
+        self.summary: dict | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> AudioStream:
+        import threading
+
+        def run() -> None:
+            try:
+                self.summary = run_live(self.engine, input_device=self._devices[0], output_device=self._devices[1],
+                                        on_tick=self._tick, tick_seconds=0.05)
+            except BaseException as exc:  # handed to start() or stop()
+                self.error = exc
+            finally:
+                self._started.set()
+
+        self._thread = threading.Thread(target=run, name="edgeamp-audio-stream", daemon=True)
+        self._thread.start()
+        self._started.wait(10)
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def _tick(self) -> bool:
+        self._started.set()
+        return not self._stop.is_set()
+
+    @property
+    def stats(self) -> dict:
+        return self.engine.summary()
+
+    def wait(self, seconds: float) -> None:
+        """Let the stream run for ``seconds`` (it stops early only if its device fails)."""
+        if self._thread is not None:
+            self._thread.join(seconds)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self._on_stop is not None:
+            self._on_stop(self)
+        if self.error is not None:
+            raise self.error
+        return self.summary or self.engine.summary()
+
+    def __enter__(self) -> AudioStream:
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def run_live(engine: LiveEngine, *, input_device=None, output_device=None, host_api: str | None = None,
