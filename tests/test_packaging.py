@@ -89,13 +89,15 @@ def test_building_the_cli_imports_no_heavy_runtime():
     assert proc.stdout.strip() == "[]"
 
 
-def test_the_containerfile_copies_every_package_and_builds(tmp_path):
-    """deploy/Containerfile's COPY lines are all the source its `pip install .` sees: lay out exactly
-    those files and build the wheel from them (no container engine runs here)."""
+@pytest.mark.parametrize("containerfile", ["Containerfile", "Containerfile.myriad"])
+def test_the_containerfile_copies_every_package_and_builds(tmp_path, containerfile):
+    """deploy/Containerfile's (and the Myriad variant's) COPY lines are all the source its `pip
+    install .` sees: lay out exactly those files and build the wheel from them (no container engine
+    runs here)."""
     import re
     import shutil
 
-    lines = (REPO / "deploy" / "Containerfile").read_text().splitlines()
+    lines = (REPO / "deploy" / containerfile).read_text().splitlines()
     copies = [line.split()[1:] for line in lines if line.startswith("COPY ")]
     src = tmp_path / "src"
     src.mkdir()
