@@ -9,7 +9,7 @@ import pytest
 import edgeamp
 from edgeamp.core import reference
 from edgeamp.core.bundle import Bundle, Manifest, golden_signal, write_bundle
-from edgeamp.core.errors import ConfigError, ModelFormatError
+from edgeamp.core.errors import ConfigError
 from edgeamp.core.model import Architecture, Knob, ModelWeights, Streaming, random_weights
 from edgeamp.export.exporter import export_bundle
 
@@ -82,16 +82,17 @@ def test_batched_rows_carry_the_fir_history(tmp_path):
         engine.close()
 
 
-def test_players_formats_refuse_a_fir_stage(tmp_path):
-    from edgeamp.interop.importer import export_model
+def test_players_formats_take_a_fir_stage_as_an_impulse_response(tmp_path):
+    """The players' formats hold no FIR stage: it is written beside the file as an IR WAV (exactness:
+    tests/interop/test_interop.py::test_fir_models_export_as_a_model_file_and_an_impulse_response)."""
+    from edgeamp.interop.importer import export_model, ir_path
 
     arch = Architecture((8,), head=True, fir_taps=64)
     path = write_bundle(tmp_path / "f.bundle", Bundle(Manifest(SR, arch, Streaming("stateful", HOP)),
                                                       random_weights(arch)))
-    with pytest.raises(ModelFormatError, match="64-tap FIR stage"):
-        export_model(path, tmp_path / "f.nam", "nam")
-    with pytest.raises(ModelFormatError, match="64-tap FIR stage"):
-        export_model(path, tmp_path / "f.aidax", "aidax")
+    for name in ("f.nam", "f.aidax"):
+        out = export_model(path, tmp_path / name, name.split(".")[1])
+        assert out.is_file() and ir_path(out).is_file()
 
 
 @needs_tf
