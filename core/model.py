@@ -480,18 +480,12 @@ def ms_to_samples(ms: float, sample_rate: int, *, inexact: str = "refuse", what:
         logging.getLogger(__name__).info("%s of %g ms at %d Hz is %.3f samples: %d used", what, ms, sample_rate,
                                          exact, whole)
         return whole
-    return hop_from_ms(ms, sample_rate)
+    near = [h for h in (math.floor(exact), math.ceil(exact)) if h >= 1]
+    options = ", ".join(f"{h} samples = {1000 * h / sample_rate:.4g} ms" for h in near)
+    raise ConfigError(f"a {ms:g} ms {what} at {sample_rate} Hz is {exact:.3f} samples, not a whole number; "
+                      f"choose e.g. {options} (use --{what}-samples)")
 
 
 def hop_from_ms(hop_ms: float, sample_rate: int) -> int:
     """Hop length in samples; the hop must be a whole number of samples at this rate."""
-    exact = hop_ms * sample_rate / 1000.0
-    hop = round(exact)
-    if hop < 1 or not math.isclose(exact, hop, abs_tol=1e-6):
-        near = [h for h in (math.floor(exact), math.ceil(exact)) if h >= 1]
-        options = ", ".join(f"{h} samples = {1000 * h / sample_rate:.4g} ms" for h in near)
-        raise ConfigError(
-            f"a {hop_ms:g} ms hop at {sample_rate} Hz is {exact:.3f} samples, not a whole number; "
-            f"choose e.g. {options} (use --hop-samples)"
-        )
-    return hop
+    return ms_to_samples(hop_ms, sample_rate)
