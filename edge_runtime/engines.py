@@ -157,11 +157,8 @@ class OpenVINOEngine:
                 self._state_pairs.append((self.request.get_tensor(state_name(kind, i, "in")).data,
                                           self.request.get_tensor(state_name(kind, i, "out")).data))
                 self._state_names.append(state_name(kind, i, "in"))
-        # the window variant shifts its history each hop through these (an overlapping numpy copy
-        # would allocate a temporary every hop)
-        self._audio_tail = np.zeros(max(0, self._audio.shape[1] - streaming_hop), np.float32)
-        self._knobs_tail = (np.zeros((self._audio_tail.shape[0], self._knobs.shape[2]), np.float32)
-                            if self._knobs is not None else None)
+        self._knobs_tail = (np.zeros((self._knobs.shape[1] - streaming_hop, self._knobs.shape[2]), np.float32)
+                            if self._knobs is not None and variant == "window" else None)
         expected = window_samples if variant == "window" else streaming_hop
         if self._audio.shape != (1, expected):
             raise DeviceError(
@@ -207,9 +204,8 @@ class OpenVINOEngine:
     def run_hop(self, audio: np.ndarray, knobs: np.ndarray) -> np.ndarray:
         hop = self.hop_samples
         if self.variant == "window":
-            self._audio_tail[:] = self._audio[0, hop:]
-            self._audio[0, :-hop] = self._audio_tail
-            if self._knobs is not None:
+            self._audio[0, :-hop] = self._audio[0, hop:]  # overlapping, 1-D: numpy moves it in place
+            if self._knobs is not None:  # overlapping, 2-D: numpy would copy through a new temporary
                 self._knobs_tail[:] = self._knobs[0, hop:]
                 self._knobs[0, :-hop] = self._knobs_tail
         self._audio[0, -hop:] = audio

@@ -3,8 +3,6 @@ every engine: the numpy reference, each OpenVINO IR variant, and a stream's row 
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
 
@@ -89,29 +87,46 @@ def test_output_does_not_depend_on_the_callers_block_size(engine):
     np.testing.assert_array_equal(outputs[0], outputs[2])
 
 
-def test_real_time_engines_allocate_nothing_per_hop(engine):
+ALLOCATION_SCRIPT = r"""
+import json, sys, tracemalloc
+sys.path.insert(0, sys.argv[1])
+from tests.edge_runtime.test_engine_contract import _engine, _hops
+bundle, eng = _engine({"stateful": sys.argv[2], "window": sys.argv[3]}, sys.argv[4])
+audio, knobs = _hops(bundle, 40)
+tracemalloc.start()
+# warm-up while traced: OpenVINO's Python binding keeps about 120 B per start_async call in a store
+# that stops growing near 32 KB (after a few hundred calls; measured): past that, a call replaces one
+for i in range(600):
+    eng.run_hop(audio[i % 40], knobs[i % 40])
+base, _ = tracemalloc.get_traced_memory()
+tracemalloc.reset_peak()
+for a, k in zip(audio[10:], knobs[10:]):
+    eng.run_hop(a, k)
+current, peak = tracemalloc.get_traced_memory()
+print(json.dumps({"peak": peak - base, "kept": current - base, "hop_bytes": 4 * eng.hop_samples}))
+"""
+
+
+def test_real_time_engines_allocate_nothing_per_hop(engine, exported_bundles):
+    """Measured in a process of its own (in the suite's process, threads other tests left allocate while
+    this is traced), after a traced warm-up that fills what OpenVINO's binding keeps per call."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
     kind, bundle, eng = engine
     if kind == "numpy":
         pytest.skip("the float64 reference is not a real-time engine (it allocates per hop)")
     if kind == "batched":
         pytest.skip("a batched tick gathers its rows into new arrays and copies its outputs (about 9 KB "
                     "per hop kept, 18 KB peak, measured here): left as it is, named in docs/DESIGN.md")
-    audio, knobs = _hops(bundle, 40)
-    for a, k in zip(audio[:5], knobs[:5]):
-        eng.run_hop(a, k)
-    tracemalloc.start()
-    try:
-        for a, k in zip(audio[5:10], knobs[5:10]):  # what is allocated once, while traced, is done here
-            eng.run_hop(a, k)
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for a, k in zip(audio[10:], knobs[10:]):
-            eng.run_hop(a, k)
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    hop_bytes = 4 * eng.hop_samples
-    assert peak - base < hop_bytes and current - base < hop_bytes, (kind, peak - base, current - base)
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", ALLOCATION_SCRIPT, str(repo), str(exported_bundles["stateful"]),
+                           str(exported_bundles["window"]), kind], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["peak"] < got["hop_bytes"] and got["kept"] < got["hop_bytes"], (kind, got)
 
 
 def test_close_is_idempotent(engine):
