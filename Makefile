@@ -18,7 +18,7 @@ help:
 system-deps:
 	@bash .ci/system-deps
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml setup.py edge_runtime/native/kernel.cpp
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[train,dev]'

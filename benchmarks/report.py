@@ -59,15 +59,20 @@ def table(doc: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
-    service = []
+    service, engines = [], []
     for r in sorted(rows(doc), key=lambda r: (r["group"], r["name"])):
         if "max_streams_held" in r["info"]:
             service.append(r)
+            continue
+        if "columns" in r["info"]:
+            engines.append(r)
             continue
         lines.append(f"| {r['group']}: {r['name']} | {r['median_ms']:.3f} | {fmt(r['p99'], '.3f')} "
                      f"| {r['max_ms']:.3f} | {fmt(r['rtf'], '.2f')} | {fmt(r['misses'], 'd')} "
                      f"| {fmt(r['compile'], '.2f')} | {fmt(r['memory'], '.1f')} | {fmt(r['esr'], '.1e')} "
                      f"| {fmt(None if r['peak'] is None else 100 * r['peak'], '.1f')} |")
+    if engines:
+        lines += ["", *cpu_engines_table(engines)]
     if service:
         lines += ["", "Streaming service on loopback (10 ms float32 frames paced in real time; the client runs on the "
                   "same cores; held = round-trip p99 <= 20 ms and at most 0.1 % late hops, strictly = no late hop):",
@@ -93,6 +98,35 @@ def table(doc: dict) -> str:
                          f"| {fmt(lv.get('server_cpu_cores'), '.2f')} |")
         lines.append(f"\nMost concurrent real-time streams held: **{info['max_streams_held']}**.")
     return "\n".join(lines) + "\n"
+
+
+ENGINE_COLUMNS = ("edgeamp native", "edgeamp OpenVINO f32", "edgeamp OpenVINO bf16", "RTNeural", "NAM Core",
+                  "NAM Core fast tanh")
+
+
+def cpu_engines_table(engines: list[dict]) -> list[str]:
+    """benchmarks/test_cpu_peers.py's rows: per-hop p50 of each engine, the best peer, native against it."""
+    first = engines[0]["info"]
+    lines = [f"CPU engines side by side (`benchmarks/test_cpu_peers.py`): one run, pinned to CPU {first.get('cpu')}, "
+             "one thread, 10 ms hops (480 samples at 48 kHz), p50 of 1000 hops of noise; edgeamp "
+             f"{first.get('edgeamp_commit', '?')}, RTNeural {first.get('rtneural_commit', '?')}, NeuralAmpModelerCore "
+             f"{first.get('nam_core_commit', '?')} (peers built with -O3 -march=native); in brackets, ESR against the "
+             "float64 reference (edgeamp) or max abs difference from it (peers, same noise):", "",
+             "| model | " + " | ".join(ENGINE_COLUMNS) + " | native vs best peer |",
+             "|---|" + "---|" * (len(ENGINE_COLUMNS) + 1)]
+    order = {name: i for i, name in enumerate(first.get("rows", []))}
+    for r in sorted(engines, key=lambda r: order.get(r["info"]["row"], 99)):
+        info, cells = r["info"], []
+        for name in ENGINE_COLUMNS:
+            c = info["columns"].get(name)
+            if not c or "p50_ms" not in c:
+                cells.append("–")
+                continue
+            extra = c.get("esr", c.get("max_abs_vs_reference"))
+            cells.append(f"{c['p50_ms']:.3f} ms" + ("" if extra is None else f" ({extra:.0e})"))
+        ratio = info.get("native_vs_best_peer")
+        lines.append(f"| {info['row']} | " + " | ".join(cells) + f" | {'–' if ratio is None else f'{ratio:.2f}x'} |")
+    return lines
 
 
 def update_readme(path: Path, text: str, start: str = START, end: str = END) -> None:

@@ -60,7 +60,7 @@ def load(
     precision: str | None = None,
     inference_precision: str = "f32",
     threads: int | None = None,
-    backend: str = "openvino",
+    backend: str = "auto",
     variant: str | None = None,
     hop_ms: float | None = None,
     strict: bool = False,
@@ -74,7 +74,9 @@ def load(
     device such as ``CPU``, ``NPU``, ``AUTO:NPU,CPU``; ``strict=True`` makes a missing device an
     error. ``precision``: IR weights, ``f32`` or ``f16`` (default: what the device wants).
     ``inference_precision``: CPU execution precision (``f32``; ``bf16`` where the CPU has it).
-    ``backend="numpy"`` runs the float64 reference (exact, slow). ``variant`` / ``hop_ms``: a
+    ``backend``: ``"auto"`` (default: edgeamp's native engine when the device is the CPU and it runs
+    the model as asked, else OpenVINO), ``"native"``, ``"openvino"``, or ``"numpy"`` (the float64
+    reference: exact, slow). ``variant`` / ``hop_ms``: a
     specific exported IR. ``knobs``: starting knob values. ``resample_quality``: the resampler for
     audio at another rate than the model's: ``"LL"`` (default, edgeamp's low-latency polyphase one)
     or a soxr quality, ``"QQ"`` .. ``"VHQ"``.

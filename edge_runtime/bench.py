@@ -102,21 +102,25 @@ def open_for_bench(bundle: Bundle, options: RuntimeOptions | None = None, **over
 
 
 def device_times_ms(proc, runs: int = 200) -> np.ndarray | None:
-    """The device's own inference time per hop, as OpenVINO's benchmark_app measures it: the
-    processor's InferRequest run back to back on its current tensors, nothing of edgeamp around it
-    (no copies, no state carry, no knob ramp). None for the numpy backend. The request's state
-    moves on; call before comparing outputs or after."""
+    """The device's own compute time per hop, nothing of edgeamp around it (no copies, no state carry,
+    no knob ramp): the processor's InferRequest run back to back on its current tensors, as OpenVINO's
+    benchmark_app measures it, or the native kernel's call on its current buffers. None for the numpy
+    backend. The state moves on; call before comparing outputs or after."""
     request = getattr(proc.engine, "request", None)
-    if request is None:
-        return None
+    if request is not None:
+        def compute():
+            request.start_async()
+            request.wait()
+    else:
+        compute = getattr(proc.engine, "compute", None)
+        if compute is None:
+            return None
     for _ in range(5):
-        request.start_async()
-        request.wait()
+        compute()
     t = np.empty(runs)
     for i in range(runs):
         t0 = time.perf_counter_ns()
-        request.start_async()
-        request.wait()
+        compute()
         t[i] = time.perf_counter_ns() - t0
     return t / 1e6
 

@@ -23,8 +23,12 @@ def int_list(text: str) -> list[int]:
 
 def add_runtime_arguments(p: argparse.ArgumentParser, *, hop_list: bool = False) -> None:
     g = p.add_argument_group("model runtime")
-    g.add_argument("--backend", choices=["openvino", "numpy"], default="openvino",
-                   help="openvino (default) or the numpy reference (slow, exact)")
+    g.add_argument("--backend", choices=["auto", "native", "openvino", "numpy"], default="auto",
+                   help="auto (default: edgeamp's native engine on a CPU wherever it runs the model as asked, "
+                        "the faster path on every model measured; OpenVINO on NPU/GPU/Myriad and for bf16, f16 "
+                        "weights, an IR --variant or window mode), native (edgeamp's C++ kernels: CPU, stateful, "
+                        "any hop, no IR needed), openvino (an exported IR), or numpy (the float64 reference: "
+                        "slow, exact)")
     g.add_argument("--device", default="auto",
                    help="auto (NPU > Myriad > GPU > CPU), or an OpenVINO device string: CPU, GPU.0, NPU, "
                         "MYRIAD, AUTO:NPU,CPU ... (see `edgeamp devices`)")

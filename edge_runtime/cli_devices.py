@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import ov_compat
+from . import native, ov_compat
 from .devices import choose_device, describe_devices
 
 
@@ -22,7 +22,9 @@ def run(args: argparse.Namespace) -> int:
     rows = describe_devices()
     auto = choose_device("auto")
     if args.json:
-        print(json.dumps({"openvino": ov_compat.version(), "devices": rows, "auto": auto.__dict__}, indent=2))
+        print(json.dumps({"openvino": ov_compat.version(), "devices": rows, "auto": auto.__dict__,
+                          "native": {"target": native.target(), "unavailable": native.unavailable_reason()}},
+                         indent=2))
         return 0
     print(f"OpenVINO {ov_compat.version()}")
     for r in rows:
@@ -31,4 +33,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"         stateful graphs: {'yes' if r['stateful_graphs'] else 'no'}; edgeamp loads the "
               f"{r['variant']} IR")
     print(f"auto  -> {auto.device} ({auto.variant} IR, {auto.precision} weights): {auto.reason}")
+    why = native.unavailable_reason()
+    print(f"native CPU engine: {'built for ' + native.target() if why is None else why}"
+          + ("; --backend auto runs a model on it when the device is the CPU" if why is None else ""))
     return 0

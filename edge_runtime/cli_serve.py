@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_streams=args.max_streams, max_block=args.max_block, max_realtime=args.max_realtime,
                     send_seconds=args.send_timeout, idle_seconds=args.idle_timeout, drain_seconds=args.drain_timeout,
                     handshake_seconds=args.handshake_timeout, max_pending_per_peer=args.max_pending_per_peer)
-    batch = None if not args.batch or args.backend != "openvino" else {
+    batch = None if not args.batch or args.backend not in ("openvino", "auto") else {
         "max_batch": args.max_batch, "wait_ms": args.batch_wait_ms, "lanes": args.batch_lanes}
     service = Service(args.bundle, options=options, limits=limits, token=args.token, workers=args.workers,
                       audio=audio, models_dir=args.models_dir, allow_origins=tuple(args.allow_origin), batch=batch)

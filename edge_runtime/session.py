@@ -28,7 +28,7 @@ from .processor import Processor
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("openvino", "numpy")
+BACKENDS = ("auto", "native", "openvino", "numpy")
 UNHASHED_CHECK_HOPS = 20  # hops of the golden input an IR without recorded hashes must reproduce
 UNHASHED_ESR = 1e-3  # f16 weights or bf16 execution stay below 1e-3; a wrong or tampered graph is far above
 VARIANT_NAMES = ("stateful", "explicit_state", "window")
@@ -39,7 +39,12 @@ INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 class RuntimeOptions:
     """How to run a bundle. Every field has a default that does the right thing on this machine.
 
-    ``backend``: ``openvino`` or ``numpy`` (the float64 reference: exact, slow).
+    ``backend``: ``auto`` (on a CPU the native engine wherever it runs the model as asked, the
+    faster path on every model measured, benchmarks/test_cpu_peers.py; OpenVINO on any other device
+    and for what the native engine does not do), ``native`` (edgeamp's own CPU kernels: any hop, no
+    IR needed), ``openvino`` (an exported IR), or ``numpy`` (the float64 reference: exact, slow).
+    A rule, not a timing at open: two opens of one bundle run the same engine and give the same
+    output bit for bit (a service stream equals an offline render).
     ``device``: ``auto`` (NPU > Myriad > GPU > CPU) or an OpenVINO device string.
     ``mode``: ``stateful`` or ``window`` semantics (default: the bundle's own).
     ``hop_samples`` / ``hop_ms``: the hop (at most one; default: the bundle's); an IR exported at
@@ -50,7 +55,7 @@ class RuntimeOptions:
     its worker count). ``knobs``: knob values (own units) every new processor starts with.
     """
 
-    backend: str = "openvino"
+    backend: str = "auto"
     device: str = "auto"
     mode: str | None = None
     hop_samples: int | None = None
@@ -150,9 +155,15 @@ class ProcessorFactory:
         self.choice: DeviceChoice | None = None
         self.entry: ExportRecord | None = None
         self.compiled = None
+        self.native_reason: str | None = None  # why auto left the model to OpenVINO
         if self.backend == "numpy":
             return
+        if self.backend == "native":
+            self._open_native()
+            return
         choice = choose_device(options.device, mode=mode, available=available, strict=options.strict)
+        if self.backend == "auto" and self._auto_native(choice):
+            return
         variant = options.variant
         if variant:
             if (variant == "window") != (mode == "window"):
@@ -170,6 +181,75 @@ class ProcessorFactory:
         if not self.entry.sha256:
             self._check_unhashed()
         log.debug("device %s, IR %s (%s)", choice.device, self.entry.xml, choice.reason)
+
+    # -- the native engine ------------------------------------------------------------------------
+    def _native_problem(self) -> str | None:
+        """Why the native engine cannot run this bundle as asked; None when it can."""
+        from . import native
+
+        o = self.options
+        if o.variant is not None:
+            return f"an IR variant ({o.variant}) was asked for"
+        if o.precision is not None:
+            return f"{o.precision} IR weights were asked for"
+        if o.inference_precision != "f32":
+            return f"{o.inference_precision} execution was asked for (the native engine runs f32)"
+        return native.unavailable_reason() or native.unsupported(self.bundle.manifest.architecture, self.mode)
+
+    def _open_native(self) -> None:
+        """``backend="native"``: the CPU, no IR; refused (not fallen back) when it cannot run."""
+        device = self.options.device.upper()
+        if device not in ("AUTO", "CPU"):
+            raise ConfigError(f"the native engine runs on the CPU, not {self.options.device}; use --backend openvino "
+                              "for other devices")
+        problem = self._native_problem()
+        if problem:
+            raise ConfigError(f"--backend native: {problem}")
+        self.choice = DeviceChoice("CPU", "native", "f32", "native engine asked for")
+        self._verify_native()
+
+    def _auto_native(self, choice: DeviceChoice) -> bool:
+        """auto: True when the native engine takes the model (the device chosen is a CPU and the native
+        engine runs the model as asked); else OpenVINO does, and ``native_reason`` says why."""
+        if not choice.device.upper().startswith("CPU"):
+            self.native_reason = f"{choice.device} runs OpenVINO"
+            return False
+        problem = self._native_problem()
+        if problem:
+            self.native_reason = f"native engine not used: {problem}"
+            log.debug(self.native_reason)
+            return False
+        self._openvino_choice = choice  # what a batched engine (OpenVINO only) runs on
+        self.choice = DeviceChoice("CPU", "native", "f32", f"{choice.reason}; native engine")
+        self._verify_native()
+        return True
+
+    def _verify_native(self) -> None:
+        """The kernel was compiled on this machine: before it is used it must reproduce the model on the
+        bundle's golden data (or the reference on noise), as an IR does at export."""
+        m, g = self.bundle.manifest, self.bundle.golden
+        hop = self.hop_samples
+        n = min(g.input.shape[0] if g is not None else 0, UNHASHED_CHECK_HOPS * hop) // hop * hop
+        if n:
+            audio, knobs = g.input[:n].astype(np.float32), g.knobs[:n].astype(np.float32)
+        else:
+            n = UNHASHED_CHECK_HOPS * hop
+            audio = np.random.default_rng(0).uniform(-0.5, 0.5, n).astype(np.float32)
+            knobs = np.zeros((n, len(m.architecture.knobs)), np.float32)
+        engine = self._engine()
+        y = np.concatenate([engine.run_hop(audio[i : i + hop], knobs[i : i + hop]).copy() for i in range(0, n, hop)])
+        engine.close()
+        if g is not None and g.input.shape[0] >= n and m.streaming.mode == "stateful":
+            ref = g.output[:n].astype(np.float64)  # the float64 reference's, stored at export
+        else:
+            x = np.concatenate([audio[:, None] * m.input_gain, knobs], axis=1)[None].astype(np.float64)
+            ref = reference.run_stateful(m.architecture, self.bundle.weights, x)[0][0] * m.output_gain
+        error = esr(ref, y)
+        if not error <= UNHASHED_ESR:  # NaN too
+            raise BundleError(f"{self.bundle.path}: the native engine does not reproduce the model (ESR {error:.2g} "
+                              "against the reference); run with --backend openvino and report it")
+        self.native_esr = error
+        log.debug("native engine reproduced the reference: ESR %.1e over %d samples", error, n)
 
     def _check_unhashed(self) -> None:
         """An IR whose export recorded no hashes (an older edgeamp's, or a manifest edited by hand)
@@ -209,6 +289,13 @@ class ProcessorFactory:
         return out
 
     @property
+    def engine(self) -> str:
+        """Which engine new processors run on: ``native``, ``openvino`` or ``numpy``."""
+        if not self.choice:
+            return "numpy"
+        return "native" if self.choice.variant == "native" else "openvino"
+
+    @property
     def device(self) -> str:
         return self.choice.device if self.choice else "numpy"
 
@@ -218,12 +305,18 @@ class ProcessorFactory:
 
     @property
     def precision(self) -> str:
+        if self.engine == "native":
+            return "f32"
         return self.entry.precision if self.entry else "f64"
 
     def describe(self) -> str:
         """``CPU (stateful IR, f32)`` or ``numpy reference``: where the model runs."""
         if not self.choice:
             return "numpy reference"
+        if self.engine == "native":
+            from . import native
+
+            return f"CPU (native engine, {native.target()}, f32)"
         return f"{self.choice.device} ({self.choice.variant} IR, {self.entry.precision})"
 
     def batched_engine(self, *, max_batch: int = 32, wait_ms: float = 1.0, lanes: int = 1, on_tick=None):
@@ -232,18 +325,19 @@ class ProcessorFactory:
         :meth:`new`. BundleError when the bundle has no batched IR at this hop."""
         from .batching import BatchedEngine
 
-        if self.backend != "openvino" or self.mode != "stateful":
+        if self.backend not in ("openvino", "auto") or self.mode != "stateful":
             raise ConfigError("batching needs the OpenVINO backend and stateful streaming")
+        device = getattr(self, "_openvino_choice", None) or self.choice
         record = find_ir(self.bundle, "batched", self.hop_samples, self.options.precision or "f32")
         from . import ov_compat
 
         config = {}
-        if self.choice.device.upper().startswith("CPU"):
+        if device.device.upper().startswith("CPU"):
             # one thread per lane, each lane a stream of its own: with NUM_STREAMS 1 the plugin ran the
             # lanes' requests one after another (two lanes measured 12 ms per tick against 6 alone)
             config = ov_compat.cpu_config(1, self.options.inference_precision, lanes)
         engine = BatchedEngine(self.bundle.checked_ir(record), self.bundle.manifest.architecture, self.hop_samples,
-                               device=self.choice.device, config=config, max_batch=max_batch, wait_ms=wait_ms,
+                               device=device.device, config=config, max_batch=max_batch, wait_ms=wait_ms,
                                lanes=lanes, on_tick=on_tick,
                                initial=initial_inputs(self.bundle.manifest.architecture, self.bundle.weights))
         engine.set_rate(self.bundle.manifest.sample_rate)
@@ -256,6 +350,11 @@ class ProcessorFactory:
             window = m.streaming.window_samples if self.mode == "window" else 0
             return NumpyEngine(m.architecture, self.bundle.weights, Streaming(self.mode, self.hop_samples, window),
                                input_gain=m.input_gain, output_gain=m.output_gain)
+        if self.engine == "native":
+            from .native import NativeEngine
+
+            return NativeEngine(m.architecture, self.bundle.weights, self.hop_samples, input_gain=m.input_gain,
+                                output_gain=m.output_gain)
         return OpenVINOEngine(self.xml_path, self.choice.variant, m.architecture, self.hop_samples,
                               device=self.choice.device, window_samples=self.entry.window_samples,
                               compiled=self.compiled, initial=initial_inputs(m.architecture, self.bundle.weights))

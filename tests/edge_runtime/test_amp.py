@@ -11,6 +11,7 @@ import pytest
 import edgeamp
 from edgeamp.core.bundle import golden_signal
 from edgeamp.core.metrics import esr
+from edgeamp.edge_runtime import native
 from edgeamp.edge_runtime.session import open_processor
 
 SR = 48000
@@ -181,12 +182,16 @@ def test_knob_change_mid_stream_ramps_like_the_processor(exported_bundles, signa
 def test_info_and_repr_say_what_runs(amp):
     info = amp.info
     assert info["architecture"]["units"] == [8, 4] and info["sample_rate"] == SR
-    assert info["device"] == "CPU" and info["variant"] == "stateful" and info["precision"] == "f32"
+    # on a CPU the default backend runs the native engine wherever it is built (else the stateful IR)
+    engine = "native" if native.unavailable_reason() is None else "stateful"
+    assert info["device"] == "CPU" and info["variant"] == engine and info["precision"] == "f32"
     assert info["latency_samples"] == amp.latency_samples and "gain" in info["knobs"]
     text = repr(amp)
-    for needed in ("LSTM 8-4 + dense head + input skip", "48000 Hz", "CPU (stateful IR, f32)", "latency",
+    for needed in ("LSTM 8-4 + dense head + input skip", "48000 Hz",
+                   "CPU (native engine" if engine == "native" else "CPU (stateful IR, f32)", "latency",
                    "gain=5 (0..10)"):
         assert needed in text, (needed, text)
+    assert "CPU (stateful IR, f32)" in repr(edgeamp.load(amp.info["bundle"], backend="openvino"))
 
 
 @pytest.mark.parametrize("bad, words", [

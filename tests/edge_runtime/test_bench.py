@@ -7,12 +7,13 @@ import json
 import pytest
 
 from edgeamp.cli import main
+from edgeamp.edge_runtime import native
 from edgeamp.edge_runtime.bench import bench_bundle, markdown
 
 
 def test_bench_bundle_figures(exported_bundles):
     r = bench_bundle(exported_bundles["stateful"], hops=40, warmup=5, device="CPU", threads=1,
-                     knobs={"gain": 7.0}, peak=True)
+                     knobs={"gain": 7.0}, peak=True, backend="openvino")
     assert r["variant"] == "stateful" and r["precision"] == "f32" and r["knobs"] == {"gain": 7.0}
     assert len(r["hop_times_ms"]) == 40 and 0 < r["hop_ms_p50"] <= r["hop_ms_p99"] <= r["hop_ms_max"]
     assert r["real_time_factor"] > 0 and r["compile_seconds"] > 0 and r["rss_mib"] > 10 and r["memory_mib"] >= 0
@@ -25,6 +26,15 @@ def test_bench_bundle_figures(exported_bundles):
     # the device's own time (benchmark_app's measure) apart from what edgeamp adds around it
     assert 0 < r["device_ms_p50"] <= r["device_ms_p99"] and r["inference_precision"] == "f32"
     assert r["overhead_ms_p50"] == r["hop_ms_p50"] - r["device_ms_p50"]
+
+
+@pytest.mark.skipif(native.unavailable_reason() is not None, reason="native engine not built")
+def test_bench_on_the_native_engine(exported_bundles):
+    """The default backend on a CPU: the kernel's own call is the device part, as an InferRequest is."""
+    r = bench_bundle(exported_bundles["stateful"], hops=40, warmup=5, device="CPU", peak=False)
+    assert r["backend"] == "auto" and r["variant"] == "native" and r["precision"] == "f32"
+    assert r["esr_vs_reference"] < 1e-8 and 0 < r["device_ms_p50"] <= r["device_ms_p99"]
+    assert "| stateful.bundle | CPU | native | f32 / f32 |" in markdown([r])
 
 
 def test_bench_window_and_f16(exported_bundles):

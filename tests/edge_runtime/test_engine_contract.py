@@ -1,5 +1,6 @@
 """The hop-engine contract (edgeamp.edge_runtime.engines.HopEngine), one set of checks run against
-every engine: the numpy reference, each OpenVINO IR variant, and a stream's row of a batched IR."""
+every engine: the numpy reference, each OpenVINO IR variant, a stream's row of a batched IR, and the
+native CPU engine."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import numpy as np
 import pytest
 
 from edgeamp.core.bundle import read_bundle
+from edgeamp.edge_runtime import native
 from edgeamp.edge_runtime.engines import HopEngine, NumpyEngine
 from edgeamp.edge_runtime.processor import Processor
 from edgeamp.export.exporter import open_engine
 
-ENGINES = ["numpy", "stateful", "explicit_state", "batched", "window"]
+ENGINES = ["numpy", "stateful", "explicit_state", "batched", "window", "native"]
 
 
 def _engine(bundles, kind: str):
@@ -20,6 +22,11 @@ def _engine(bundles, kind: str):
     if kind == "numpy":
         return bundle, NumpyEngine(m.architecture, bundle.weights, m.streaming, input_gain=m.input_gain,
                                    output_gain=m.output_gain)
+    if kind == "native":
+        if native.unavailable_reason():
+            pytest.skip(native.unavailable_reason())
+        return bundle, native.NativeEngine(m.architecture, bundle.weights, m.streaming.hop_samples,
+                                           input_gain=m.input_gain, output_gain=m.output_gain)
     record = m.exports[f"{kind}-f32"]
     return bundle, open_engine(bundle, kind, bundle.checked_ir(record), m.streaming.hop_samples)
 

@@ -153,7 +153,7 @@ def test_stats_and_timings(exported_bundles):
 
 def test_missing_ir_for_hop_names_the_export_command(exported_bundles):
     with pytest.raises(BundleError, match=r"no stateful IR with a hop of 240 samples.*--hop-samples 240"):
-        open_processor(exported_bundles["stateful"], device="CPU", hop_samples=240)
+        open_processor(exported_bundles["stateful"], device="CPU", hop_samples=240, backend="openvino")
 
 
 def test_window_mode_needs_window_bundle(exported_bundles):

@@ -103,8 +103,11 @@ def _signal(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.4 * np.sin(2 * np.pi * 110 * (1 + seed) * t) + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)
 
 
-def _offline(bundle, x, knobs=None) -> np.ndarray:
-    proc, _ = open_processor(bundle, device="CPU")
+def _offline(bundle, x, knobs=None, backend="auto") -> np.ndarray:
+    """The offline render on the engine a service runs: the default backend (the native engine on a CPU)
+    for an unbatched service, ``backend="openvino"`` for a batched one (its batched IR gives the
+    stateful IR's output bit for bit; the native engine agrees within float32 rounding)."""
+    proc, _ = open_processor(bundle, device="CPU", backend=backend)
     for name, value in (knobs or {}).items():
         proc.set_knob(name, value)
     proc.reset()
@@ -119,7 +122,7 @@ def _run(coro):
 def test_stream_equals_offline_render(server, exported_bundles, block):
     x = _signal(0.5)
     result = _run(stream_signal(server.url, x, SR, block=block))
-    np.testing.assert_array_equal(result.output, _offline(exported_bundles["stateful"], x))
+    np.testing.assert_array_equal(result.output, _offline(exported_bundles["stateful"], x, backend="openvino"))
     assert result.summary["latency_samples"] == (0 if block == 480 else 479)
 
 
@@ -256,7 +259,7 @@ def test_bad_frames_get_reasons_and_never_touch_other_streams(server, exported_b
     assert got_size[1]["type"] == "error" and "frame of 100 bytes; this stream takes 1920" in got_size[1]["reason"]
     assert code_size == 1007
     assert code_big == 1009
-    np.testing.assert_array_equal(bystander.output, _offline(exported_bundles["stateful"], good_x))
+    np.testing.assert_array_equal(bystander.output, _offline(exported_bundles["stateful"], good_x, backend="openvino"))
     assert server.metric("edgeamp_bad_frames_total", 'reason="nonfinite"') >= 1
     assert server.metric("edgeamp_bad_frames_total", 'reason="size"') >= 1
     assert server.http("GET", "/healthz") == (200, {"status": "ok"})
@@ -327,7 +330,7 @@ def test_hot_swap_mid_stream(exported_bundles, other_bundle):
         assert notes == [{"type": "swapped", "model_version": 2, "frame": swap_at, "latency_samples": 0,
                           "dropped_knobs": []}]
         _close(y[:k], _offline(exported_bundles["stateful"], x)[:k])
-        np.testing.assert_array_equal(y[k:], _offline(other_bundle, x[k:]))
+        np.testing.assert_array_equal(y[k:], _offline(other_bundle, x[k:]))  # no batched IR there: unbatched
         bad = s.http("POST", "/swap", {"bundle": "missing.bundle"})  # inside the models dir: says why
         assert bad[0] == 400 and "cannot load" in bad[1]["error"] and "no bundle at" in bad[1]["error"]
         assert s.metric("edgeamp_model_swaps_total") == 1
@@ -418,7 +421,7 @@ def test_realtime_client_measures_round_trips(server, tmp_path, exported_bundles
     assert summary["frames"] == 50 and summary["realtime"] and 0 < summary["rtt_ms_p50"] < summary["rtt_ms_max"]
     assert summary["wall_seconds"] >= 0.45  # paced, not as fast as possible
     y, sr = sf.read(tmp_path / "out.wav", dtype="float32")
-    np.testing.assert_array_equal(y, _offline(exported_bundles["stateful"], x))
+    np.testing.assert_array_equal(y, _offline(exported_bundles["stateful"], x, backend="openvino"))
     wrong = subprocess.run([*cmd[:-4], "--url", server.url.replace("/stream", "/nope")],
                            capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "refused the connection (HTTP 404): no stream endpoint" in wrong.stderr
