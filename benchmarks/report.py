@@ -7,7 +7,9 @@ usage:
 With --readme, the table replaces the text between the markers
 <!-- bench:start --> and <!-- bench:end --> in that file. Several JSON files (runs on the same
 machine, e.g. `make bench` and a later run of one suite) are merged; a benchmark in a later file
-replaces the same benchmark in an earlier one.
+replaces the same benchmark in an earlier one. The CPU engines table (benchmarks/test_cpu_peers.py) goes
+between <!-- cpu-peers:start --> and <!-- cpu-peers:end -->; a JSON of that suite alone updates only it:
+  .venv/bin/python benchmarks/report.py benchmarks/results/cpu_peers.json --readme README.md
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 from pathlib import Path
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+CPU_START, CPU_END = "<!-- cpu-peers:start -->", "<!-- cpu-peers:end -->"
 
 
 def rows(doc: dict) -> list[dict]:
@@ -176,6 +179,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     doc = merge([json.loads(path.read_text()) for path in args.json])
     text = table(doc)
+    engines = [r for r in rows(doc) if "columns" in r["info"]]
+    if args.readme and engines and CPU_START in args.readme.read_text():  # benchmarks/test_cpu_peers.py's table
+        update_readme(args.readme, "\n".join(cpu_engines_table(engines)) + "\n", CPU_START, CPU_END)
+    if args.readme and not [r for r in rows(doc) if "columns" not in r["info"]]:
+        return 0  # a run of the peer benchmark alone: the main table stays as it is
     if args.readme:
         update_readme(args.readme, text)
     else:

@@ -116,7 +116,8 @@ def _overloaded(level: dict) -> bool:
 def test_concurrent_realtime_streams(benchmark, bundles, preset, mode):
     bundle = bundles(preset)
     cmd = [sys.executable, "-m", "edgeamp", "serve", str(bundle.path), "--port", "0",
-           "--device", "CPU", "--max-streams", str(max(LEVELS))] + (["--batch"] if mode == "batched" else [])
+           "--device", "CPU", "--max-streams", str(max(LEVELS)), "--max-pending-per-peer", str(max(LEVELS))]
+    cmd += ["--batch"] if mode == "batched" else []  # every client connects from loopback at once
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()

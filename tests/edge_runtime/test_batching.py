@@ -168,7 +168,8 @@ def test_unbatched_workers_run_at_once(exported_bundles):
     """The service's workers share one compiled model with NUM_STREAMS = workers and one thread
     each; the plugin keeps no more streams than threads, so the total must be threads x workers
     (with 1 thread in all, two workers' hops ran one after the other)."""
-    factory = ProcessorFactory(read_bundle(exported_bundles["stateful"]), device="CPU", threads=1, num_streams=2)
+    factory = ProcessorFactory(read_bundle(exported_bundles["stateful"]), device="CPU", threads=1, num_streams=2,
+                               backend="openvino")
     assert int(factory.compiled.get_property("NUM_STREAMS")) == 2
     assert int(factory.compiled.get_property("INFERENCE_NUM_THREADS")) == 2
 

@@ -236,13 +236,13 @@ def test_ir_files_are_checked_against_export_hashes(tmp_path, exported_bundles, 
     data[100] ^= 0xFF  # one flipped byte in the weights
     bin_path.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="stateful-f32.bin does not match the hash recorded at export"):
-        ProcessorFactory(path, device="CPU")
+        ProcessorFactory(path, device="CPU", backend="openvino")  # the native engine reads no IR
     assert cli_main(["info", str(path), "--verify"]) == 1
     assert "ir stateful-f32: FAILED" in capsys.readouterr().out
     # another bundle's IR copied in: refused the same way
     shutil.copy(exported_bundles["window"] / "ir" / "window-f32.bin", bin_path)
     with pytest.raises(BundleError, match="does not match the hash"):
-        ProcessorFactory(path, device="CPU")
+        ProcessorFactory(path, device="CPU", backend="openvino")  # the native engine reads no IR
 
 
 def test_ir_paths_must_stay_inside_the_bundle(tmp_path, exported_bundles):

@@ -150,7 +150,7 @@ def test_irs_of_several_hops_live_side_by_side(tmp_path, capsys):
     assert {k: e.hop_samples for k, e in b.manifest.exports.items()} == {"stateful-f32": 480,
                                                                           "stateful-f32-hop240": 240}
     assert ProcessorFactory(b, device="CPU").hop_samples == 480  # the bundle's own hop still runs
-    assert ProcessorFactory(b, device="CPU", hop_ms=5).entry.xml == "ir/stateful-f32-hop240.xml"
+    assert ProcessorFactory(b, device="CPU", hop_ms=5, backend="openvino").entry.xml == "ir/stateful-f32-hop240.xml"
     assert cli_main(["export", str(path), "--verify", "--verify-seconds", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "stateful-f32 " in out and "stateful-f32-hop240" in out
