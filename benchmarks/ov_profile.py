@@ -15,7 +15,6 @@ import argparse
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -46,17 +45,17 @@ def _time(req, hops: int) -> float:
     return float(np.median(t)) * 1000
 
 
-def profile(xml: Path, precision: str, hops: int) -> tuple[float, dict]:
-    config = {**ov_compat.cpu_config(1, precision), "PERF_COUNT": "YES"}
-    req = ov_compat.core().compile_model(str(xml), "CPU", config).create_infer_request()
-    req.get_tensor("audio").data[:] = np.random.default_rng(0).uniform(-0.5, 0.5, req.get_tensor("audio").shape)
-    wall = _time(req, hops)
-    by = defaultdict(float)
-    for p in req.profiling_info:
-        us = p.real_time.total_seconds() * 1e6 if hasattr(p.real_time, "total_seconds") else float(p.real_time)
-        if us > 0:
-            by[(p.node_type, p.exec_type)] += us
-    return wall, dict(by)
+def profile(bundle, precision: str, hops: int, top: int) -> tuple[float, list[dict]]:
+    """The stateful IR's call (median wall ms, on the request edgeamp runs) and OpenVINO's counters."""
+    from edgeamp.edge_runtime.bench import op_profile
+    from edgeamp.edge_runtime.session import ProcessorFactory
+
+    factory = ProcessorFactory(bundle, device="CPU", threads=1, backend="openvino", variant="stateful",
+                               inference_precision=precision)
+    engine = factory.new().engine
+    engine.compute()
+    wall = _time(engine.request, hops)
+    return wall, op_profile(factory, hops=hops, top=top)
 
 
 def main() -> int:
@@ -89,12 +88,11 @@ def main() -> int:
                                                        export=True, variants=("stateful",), precisions=("f32",),
                                                        verify_seconds=0.2)
         for name, bundle in bundles.items():
-            xml = bundle.checked_ir(bundle.manifest.exports["stateful-f32"])
             for precision in precisions:
-                wall, by = profile(xml, precision, args.hops)
-                top = sorted(by.items(), key=lambda kv: -kv[1])[: args.top]
-                ops = "; ".join(f"{t} / {k}: {us / 1000:.3f}" for (t, k), us in top)
-                print(f"| {name} | {precision} | {wall:.3f} | {sum(by.values()) / 1000:.3f} | {ops} |")
+                wall, ops = profile(bundle, precision, args.hops, args.top)
+                counted = ops[0]["ms_per_hop"] / ops[0]["share"] if ops and ops[0]["share"] else 0.0  # all ops
+                text = "; ".join(f"{p['op']} / {p['kernel']}: {p['ms_per_hop']:.3f}" for p in ops)
+                print(f"| {name} | {precision} | {wall:.3f} | {counted:.3f} | {text} |")
     return 0
 
 

@@ -35,7 +35,7 @@ from edgeamp.core.bundle import Bundle, Manifest, read_bundle, write_bundle
 from edgeamp.core.model import Architecture, Streaming, random_weights
 from edgeamp.core.reference import run_stateful
 from edgeamp.edge_runtime import ov_compat
-from edgeamp.edge_runtime.bench import figures, noise, open_for_bench
+from edgeamp.edge_runtime.bench import figures, noise, open_for_bench, run_timed
 from edgeamp.export.exporter import export_bundle
 from edgeamp.interop.importer import export_model, import_model
 
@@ -107,9 +107,9 @@ def _edgeamp(bundle: Bundle, **options) -> dict:
     hop = proc.hop_samples
     x = noise(HOPS + 50, hop)
     y = np.empty_like(x)
-    for i in range(HOPS + 50):
-        proc.process(x[i * hop : (i + 1) * hop], y[i * hop : (i + 1) * hop])
-    row = figures(bundle, factory, proc, x, y, hops=HOPS, compile_s=compile_s, threads=1, peak_gflops=None)
+    hop_times, device_times = run_timed(proc, x, y)
+    row = figures(bundle, factory, proc, x, y, hops=HOPS, compile_s=compile_s, threads=1, peak_gflops=None,
+                  hop_times=hop_times, device_times=device_times)
     return {"p50_ms": row["hop_ms_p50"], "esr": row["esr_vs_reference"], "engine": factory.describe()}
 
 

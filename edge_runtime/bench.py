@@ -10,6 +10,8 @@ peak (an OpenVINO MatMul, same device and threads) that the hop reaches.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import platform
 import resource
 import time
@@ -25,6 +27,7 @@ from . import ov_compat
 from .session import ProcessorFactory, RuntimeOptions
 
 ESR_SECONDS = 1.0  # of the run, scored against the numpy reference
+log = logging.getLogger(__name__)
 
 
 def cpu_name() -> str:
@@ -101,28 +104,50 @@ def open_for_bench(bundle: Bundle, options: RuntimeOptions | None = None, **over
     return factory, proc, compile_s
 
 
-def device_times_ms(proc, runs: int = 200) -> np.ndarray | None:
-    """The device's own compute time per hop, nothing of edgeamp around it (no copies, no state carry,
-    no knob ramp): the processor's InferRequest run back to back on its current tensors, as OpenVINO's
-    benchmark_app measures it, or the native kernel's call on its current buffers. None for the numpy
-    backend. The state moves on; call before comparing outputs or after."""
-    request = getattr(proc.engine, "request", None)
-    if request is not None:
-        def compute():
-            request.start_async()
-            request.wait()
-    else:
-        compute = getattr(proc.engine, "compute", None)
-        if compute is None:
-            return None
-    for _ in range(5):
-        compute()
-    t = np.empty(runs)
-    for i in range(runs):
+class _DeviceClock:
+    """Installed on an engine instance in place of its ``compute()`` (the device's part of a hop: an
+    InferRequest's start_async + wait, the native kernel's call), it times each call, so that the hop
+    and the device's part of it come from the same hop loop."""
+
+    def __init__(self, engine, n: int) -> None:
+        self._engine, self._compute = engine, engine.compute
+        self.ns = np.zeros(n, np.int64)
+        self.calls = 0
+
+    def __call__(self) -> None:
         t0 = time.perf_counter_ns()
-        compute()
-        t[i] = time.perf_counter_ns() - t0
-    return t / 1e6
+        self._compute()
+        self.ns[self.calls % self.ns.shape[0]] = time.perf_counter_ns() - t0
+        self.calls += 1
+
+    def __enter__(self) -> _DeviceClock:
+        self._engine.compute = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self._engine.compute  # the class's own method again
+
+
+def run_timed(proc, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run ``x`` into ``y`` through ``proc`` one hop a call (as a live callback does). Returns each
+    hop's time (ms, the whole ``process`` call: what a callback pays) and, timed inside the same call,
+    the device's part of it (None for an engine without ``compute``: the numpy reference, a batch row)."""
+    hop = proc.hop_samples
+    n = x.shape[0] // hop
+    hop_ns = np.zeros(n, np.int64)
+    clock = _DeviceClock(proc.engine, n) if callable(getattr(proc.engine, "compute", None)) else None
+    with clock or contextlib.nullcontext():
+        for i in range(n):
+            t0 = time.perf_counter_ns()
+            proc.process(x[i * hop : (i + 1) * hop], y[i * hop : (i + 1) * hop])
+            hop_ns[i] = time.perf_counter_ns() - t0
+    device = None
+    if clock is not None:
+        if clock.calls != n:  # an engine whose hops are not one compute each: no device column
+            log.warning("the engine ran %d computes for %d hops: no device time", clock.calls, n)
+        else:
+            device = clock.ns / 1e6
+    return hop_ns / 1e6, device
 
 
 def noise(hops: int, hop: int) -> np.ndarray:
@@ -130,10 +155,13 @@ def noise(hops: int, hop: int) -> np.ndarray:
 
 
 def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: np.ndarray, *, hops: int,
-            compile_s: float, threads: int | None, peak_gflops: float | None) -> dict:
+            compile_s: float, threads: int | None, peak_gflops: float | None,
+            hop_times: np.ndarray | None = None, device_times: np.ndarray | None = None) -> dict:
     """Everything reported for one configuration, from a processor that ran ``x`` into ``y`` from reset
-    (the last ``hops`` hop times are the sample)."""
-    t = proc.hop_times_ms()[-hops:]
+    (the last ``hops`` hop times are the sample: ``hop_times`` from :func:`run_timed`, else the engine
+    calls the processor timed). ``device_times``: the device's part of the same hops; with it, the
+    device's p50/p99 and edgeamp's overhead (the p50 of each hop's time less its device part)."""
+    t = (proc.hop_times_ms() if hop_times is None else hop_times)[-hops:]
     rss_after = rss_mib()  # before the reference run below allocates
     hop, sr = proc.hop_samples, proc.sample_rate
     hop_ms = hop / sr * 1000
@@ -156,7 +184,8 @@ def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: n
         "compile_seconds": compile_s,
         "hop_ms_p50": float(np.percentile(t, 50)), "hop_ms_p99": float(np.percentile(t, 99)),
         "hop_ms_max": float(t.max()), "hop_ms_mean": float(t.mean()),
-        "real_time_factor": hop_ms / float(t.mean()),
+        "real_time_factor": hop_ms / float(np.median(t)),  # from the p50, like the columns beside it
+        "real_time_factor_mean": hop_ms / float(t.mean()),
         "deadline_misses": int(np.count_nonzero(t > hop_ms)),
         "rss_mib": rss_after,
         "memory_mib": rss_after - getattr(proc, "bench_rss_before", rss_after),  # compiled model + buffers
@@ -170,29 +199,84 @@ def figures(bundle: Bundle, factory: ProcessorFactory, proc, x: np.ndarray, y: n
     if peak_gflops:
         result["peak_gflops_matmul"] = peak_gflops
         result["fraction_of_peak"] = result["achieved_gflops"] / peak_gflops
+    if device_times is not None:  # what the device takes, and what edgeamp adds around it, hop by hop
+        d = device_times[-hops:]
+        result["device_ms_p50"] = float(np.percentile(d, 50))
+        result["device_ms_p99"] = float(np.percentile(d, 99))
+        result["overhead_ms_p50"] = float(np.percentile(t - d, 50))
+        result["overhead_ms_p99"] = float(np.percentile(t - d, 99))
+    if factory.compiled is not None:
+        result["benchmark_app"] = benchmark_app_command(factory, hops)
     return result
 
 
+def benchmark_app_command(factory: ProcessorFactory, hops: int) -> str:
+    """OpenVINO's own benchmark_app on the same IR, device, precision and threads, one request at a
+    time (its defaults differ: throughput hint, several streams, bf16 execution where the CPU has it)."""
+    o = factory.options
+    cmd = [f"benchmark_app -m {factory.xml_path} -d {factory.choice.device} -api sync -hint none -nstreams 1",
+           f"-niter {hops}"]
+    if factory.choice.device.upper().startswith("CPU"):
+        cmd.append(f"-infer_precision {o.inference_precision}")
+        if o.threads:
+            cmd.append(f"-nthreads {o.threads}")
+    return " ".join(cmd)
+
+
+def op_profile(factory: ProcessorFactory, hops: int = 200, top: int = 8) -> list[dict] | None:
+    """OpenVINO's per-operation counters (``PERF_COUNT``, what ``benchmark_app -pc`` prints) over
+    ``hops`` hops of noise on a second compile of the same IR with counting on (counting costs time:
+    the timed run never counts). Summed by operation type and the kernel the plugin picked, the
+    ``top`` largest, in ms per hop with their share of the counted time. None for the native engine
+    and the numpy reference (no OpenVINO graph runs)."""
+    if factory.compiled is None:
+        return None
+    from .engines import OpenVINOEngine, compile_ir, initial_inputs
+
+    m = factory.bundle.manifest
+    config = {}
+    if factory.choice.device.upper().startswith("CPU"):
+        config = ov_compat.cpu_config(factory.options.threads, factory.options.inference_precision)
+    compiled = compile_ir(factory.xml_path, factory.choice.device, {**config, "PERF_COUNT": "YES"})
+    engine = OpenVINOEngine(factory.xml_path, factory.choice.variant, m.architecture, factory.hop_samples,
+                            device=factory.choice.device, window_samples=factory.entry.window_samples,
+                            compiled=compiled, initial=initial_inputs(m.architecture, factory.bundle.weights))
+    x = noise(hops, factory.hop_samples)
+    knobs = np.zeros((factory.hop_samples, len(m.architecture.knobs)), np.float32)
+    by: dict[tuple[str, str], float] = {}
+    try:
+        for i in range(hops):
+            engine.run_hop(x[i * factory.hop_samples : (i + 1) * factory.hop_samples], knobs)
+            for p in engine.request.profiling_info:
+                rt = p.real_time
+                us = rt.total_seconds() * 1e6 if hasattr(rt, "total_seconds") else float(rt)
+                if us > 0:
+                    key = (p.node_type, p.exec_type)
+                    by[key] = by.get(key, 0.0) + us
+    finally:
+        engine.close()
+    total = sum(by.values()) or 1.0
+    rows = sorted(by.items(), key=lambda kv: -kv[1])[:top]
+    return [{"op": op, "kernel": kernel, "ms_per_hop": us / hops / 1000, "share": us / total}
+            for (op, kernel), us in rows]
+
+
 def bench_bundle(bundle: Bundle | str, options: RuntimeOptions | None = None, *, hops: int = 1000,
-                 warmup: int = 50, peak: bool = True, **overrides) -> dict:
-    """Measure one configuration, opened with ``options`` (fields replaced by ``overrides``)."""
+                 warmup: int = 50, peak: bool = True, profile: bool = False, **overrides) -> dict:
+    """Measure one configuration, opened with ``options`` (fields replaced by ``overrides``);
+    ``profile``: add OpenVINO's per-operation view (:func:`op_profile`) as ``op_profile``."""
     if not isinstance(bundle, Bundle):
         bundle = read_bundle(bundle)
     factory, proc, compile_s = open_for_bench(bundle, options, **overrides)
     threads = factory.options.threads
-    hop = proc.hop_samples
-    x = noise(warmup + hops, hop)
+    x = noise(warmup + hops, proc.hop_samples)
     y = np.empty_like(x)
-    for i in range(warmup + hops):
-        proc.process(x[i * hop : (i + 1) * hop], y[i * hop : (i + 1) * hop])
+    hop_times, device_times = run_timed(proc, x, y)
     peak_gflops = matmul_peak_gflops(factory.choice.device, threads) if peak and factory.choice else None
     result = figures(bundle, factory, proc, x, y, hops=hops, compile_s=compile_s, threads=threads,
-                     peak_gflops=peak_gflops)
-    device = device_times_ms(proc, runs=min(hops, 500))
-    if device is not None:  # what the device takes, and what edgeamp adds around it
-        result["device_ms_p50"] = float(np.percentile(device, 50))
-        result["device_ms_p99"] = float(np.percentile(device, 99))
-        result["overhead_ms_p50"] = result["hop_ms_p50"] - result["device_ms_p50"]
+                     peak_gflops=peak_gflops, hop_times=hop_times, device_times=device_times)
+    if profile:
+        result["op_profile"] = op_profile(factory, hops=min(hops, 300))
     return result
 
 
@@ -215,6 +299,19 @@ def markdown(results: list[dict]) -> str:
     lines.append("")
     lines.append(f"{env['device_name']} ({env['cpu']}, {env['cores']} cores), {env['system']}, Python {env['python']}, "
                  f"OpenVINO {env['openvino']}, edgeamp {env['edgeamp']}")
+    lines.append("")
+    lines.append("p50/p99/max: the whole hop as a callback pays it; device p50: the inference alone (an "
+                 "InferRequest's start_async + wait, or the native kernel's call), timed inside the same hops; "
+                 "edgeamp overhead: the p50 of each hop's time less its device part; RTF: hop length / p50.")
+    for r in results:
+        if r.get("benchmark_app"):
+            lines += ["", f"The same IR in OpenVINO's own tool: `{r['benchmark_app']}`"]
+        if r.get("op_profile"):
+            lines += ["", f"OpenVINO's per-operation counters ({r['bundle'].rsplit('/', 1)[-1]}, PERF_COUNT, a "
+                          "separate counted run):", "",
+                      "| operation | kernel | ms per hop | share of counted |", "|---|---|---|---|"]
+            lines += [f"| {p['op']} | {p['kernel']} | {p['ms_per_hop']:.4f} | {100 * p['share']:.1f} % |"
+                      for p in r["op_profile"]]
     return "\n".join(lines) + "\n"
 
 

@@ -211,12 +211,17 @@ class OpenVINOEngine:
         self._audio[0, -hop:] = audio
         if self._knobs is not None:
             self._knobs[0, -hop:] = knobs
-        # start_async + wait: runs in place and returns nothing (infer() would copy the outputs)
-        self.request.start_async()
-        self.request.wait()
+        self.compute()
         for state_in, state_out in self._state_pairs:
             state_in[:] = state_out
         return self._output[0]
+
+    def compute(self) -> None:
+        """The inference alone on the request's current tensors (what ``edgeamp bench`` times as the
+        device's part of a hop). start_async + wait: runs in place and returns nothing (infer() would
+        copy the outputs)."""
+        self.request.start_async()
+        self.request.wait()
 
     def close(self) -> None:
         """Drop the inference request (the compiled model is shared and stays)."""

@@ -211,7 +211,7 @@ class NativeEngine:
         self._audio[:] = audio
         if self.arch.knobs:
             self._knobs[:] = knobs
-        self._run(*self._args)
+        self.compute()
         return self._out
 
     def compute(self) -> None:

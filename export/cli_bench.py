@@ -11,12 +11,17 @@ Sweeps, no trained model needed (--arch): random-weight bundles for every archit
 exported and verified like any bundle, each measured as above; with --batch, the batched IR timed
 at each batch size. One table (sweep.md), one plot (sweep.png) and sweep.json in --out-dir.
 "device p50" is the device's own inference time (the InferRequest alone, as OpenVINO's
-benchmark_app measures it); "edgeamp overhead" is what the runtime adds around it per hop.
+benchmark_app measures it, or the native kernel's call), timed inside the same hops as the hop
+itself; "edgeamp overhead" is the p50 of what the runtime adds around it, hop by hop; RTF is the
+hop length over the p50 hop. The table ends with the benchmark_app command that runs the same IR
+the same way (its defaults differ: throughput hint, several streams, bf16 where the CPU has it);
+--profile adds OpenVINO's per-operation counters.
 
 examples:
   edgeamp bench amp.bundle                               # auto device (NPU > Myriad > GPU > CPU)
   edgeamp bench amp.bundle --device NPU --strict --precision f16
   edgeamp bench amp.bundle --device CPU --threads 1 --hop-ms 5 --out-dir bench/cpu-5ms
+  edgeamp bench amp.bundle --device CPU --backend openvino --threads 1 --profile   # per-operation view
   edgeamp bench amp.bundle --device MYRIAD --json        # OpenVINO 2022.3 + a Myriad stick
   edgeamp bench --arch 64,64,1 --arch 32 --hop-ms 1,2.5,5,10 --batch 1,4,16 --device NPU
   edgeamp bench --arch wavenet:standard --arch wavenet:feather --hop-ms 2.5,10 --batch 1,4 --device CPU
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from edgeamp.edge_runtime.cli_common import (
@@ -56,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="bench", help="where bench.json, bench.md, latency.png go (default bench/)")
     p.add_argument("--no-peak", action="store_true", help="skip measuring the device's MatMul peak")
     p.add_argument("--json", action="store_true", help="print the JSON result instead of the table")
+    p.add_argument("--profile", action="store_true",
+                   help="add OpenVINO's per-operation counters (PERF_COUNT, as benchmark_app -pc): time per hop by "
+                        "operation and the kernel the plugin picked, from a separate counted run")
     add_runtime_arguments(p, hop_list=True)
 
 
@@ -78,13 +87,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("several --hop-ms values make a sweep: add --arch (or give one hop)")
     args.hop_ms = args.hop_ms[0] if args.hop_ms else None
     bundle = read_bundle(args.bundle)
-    result = bench_bundle(bundle, options_from_args(args), hops=args.hops, warmup=args.warmup, peak=not args.no_peak)
+    result = bench_bundle(bundle, options_from_args(args), hops=args.hops, warmup=args.warmup, peak=not args.no_peak,
+                          profile=args.profile)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown([result])
     (out / "bench.md").write_text(table)
     png = histogram_png(result, out / "latency.png")
+    if args.profile and result.get("op_profile") is None:
+        print(f"--profile: no OpenVINO graph runs on the {result['variant']} engine (add --backend openvino for "
+              "its per-operation counters)", file=sys.stderr)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "hop_times_ms"}, indent=2))
     else:

@@ -166,8 +166,14 @@ def markdown(result: dict) -> str:
     env = result["device"]
     if env:
         lines += ["", f"{env['device_name']} ({env['cpu']}, {env['cores']} cores), OpenVINO {env['openvino']}, "
-                      f"edgeamp {env['edgeamp']}; random weights, 48 kHz; device time = the InferRequest alone, as "
-                      "benchmark_app measures it"]
+                      f"edgeamp {env['edgeamp']}; random weights, 48 kHz; device time = the inference alone (the "
+                      "InferRequest as benchmark_app measures it, or the native kernel's call), timed inside the same "
+                      "hops; edgeamp overhead = the p50 of each hop's time less its device part; real-time factor = "
+                      "hop / p50"]
+        if result["batches"]:
+            lines.append("Streams per lane in real time = batch x floor(hop / batch p99): the streams one "
+                         "inference request keeps in real time running batches back to back (0: one batch's p99 "
+                         "is longer than the hop)")
     return "\n".join(lines) + "\n"
 
 

@@ -31,10 +31,11 @@ def test_sweep_cli_writes_table_plot_and_json(tmp_path, capsys):
         ("lstm-6-1", 5.0), ("lstm-6-1", 10.0), ("gru-4+head", 5.0), ("gru-4+head", 10.0)}
     for r in result["rows"]:  # exported and verified like any bundle, then measured
         assert r["esr_vs_reference"] < 1e-8 and r["hop_ms_p50"] > 0
-        assert 0 < r["device_ms_p50"] and r["overhead_ms_p50"] == r["hop_ms_p50"] - r["device_ms_p50"]
+        assert 0 < r["device_ms_p50"] <= r["hop_ms_p50"] and 0 <= r["overhead_ms_p50"]
     assert {b["batch"] for b in result["batches"]} == {1, 3} and all(b["per_stream_ms"] > 0 for b in result["batches"])
     assert (out / "sweep.png").stat().st_size > 10_000
     text = capsys.readouterr().out
     assert "| lstm-6-1 |" in text and "streams per lane in real time" in text
+    assert "Streams per lane in real time = batch x floor(hop / batch p99)" in text  # what the column means
     assert main(["bench", "--hop-ms", "5,10", str(out)]) == 2  # several hops without --arch
     assert "add --arch" in capsys.readouterr().err
