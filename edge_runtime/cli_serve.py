@@ -24,10 +24,15 @@ The service listens on 127.0.0.1 by default. Binding to any other address needs 
 SIGTERM or Ctrl-C drains: no new streams, each finishes its current frame and is closed with
 1001 "going away", then the process exits 0.
 
+By default one service process runs per core on the one port (--processes auto; 1 with --batch or
+--audio-device): control requests reach all of them, /streams lists all, /metrics sums them,
+SIGTERM drains all. Stream ids then name their process (w2-s5).
+
 examples:
   edgeamp serve amp.bundle                          # ws://127.0.0.1:8765/stream
   edgeamp serve amp.bundle --host 0.0.0.0 --token "$(openssl rand -hex 16)"
   edgeamp serve amp.bundle --audio-device 2         # also a local duplex sound-card stream
+  edgeamp serve amp.bundle --processes 4 --max-streams 16   # 4 processes, 16 streams each
   curl -s localhost:8765/metrics | grep edgeamp_
 """
 
@@ -91,8 +96,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--drain-timeout", type=positive_float, default=5.0, metavar="SECONDS",
                    help="on SIGTERM, how long streams get to finish their frame and take their close before they "
                         "are cut off; the process exits about a second after (default 5)")
-    g.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
-                   help="hops computed at the same time (default: CPU count); one inference thread each")
+    g.add_argument("--processes", type=processes_arg, default="auto", metavar="N",
+                   help="service processes on the one port (SO_REUSEPORT), each with its own streams, model and "
+                        "threads; control requests reach all, /metrics sums them, SIGTERM drains all. Default "
+                        "auto: one per core for network streams (one Python process runs its Python work under one "
+                        "GIL), 1 with --audio-device or --batch. --max-streams and --workers are per process")
+    g.add_argument("--workers", type=positive_int, default=None,
+                   help="hops computed at the same time in a process (default: CPU count / processes); one "
+                        "inference thread each")
     g = p.add_argument_group("batching")
     g.add_argument("--batch", action=argparse.BooleanOptionalAction, default=False,
                    help="streams share batched inferences (the bundle's batched IR). Saves CPU at high stream "
@@ -113,10 +124,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_runtime_arguments(p)
 
 
+def processes_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    return positive_int(text)
+
+
 def run(args: argparse.Namespace) -> int:
-    from .service import Limits, Service, check_exposure
+    from .service import check_exposure
+    from .service.workers import default_processes, supervise
 
     check_exposure(args.host, args.token)
+    processes = default_processes(args) if args.processes == "auto" else args.processes
+    if processes > 1 and (args.audio_device is not None or args.audio_host_api):
+        from edgeamp.core.errors import ConfigError
+
+        raise ConfigError("--audio-device runs in one process: use --processes 1 with it")
+    if processes == 1:
+        return serve(args)
+
+    def ready(port: int, text: str) -> None:
+        print(f"edgeamp serve: listening on http://{args.host}:{port} (streams: ws://{args.host}:{port}/stream); "
+              f"{text}; {processes} processes", flush=True)
+
+    code = supervise(args, processes, ready)
+    print(f"edgeamp serve: {processes} processes stopped" + (" cleanly" if code == 0 else f" ({code})"),
+          file=sys.stderr)
+    return code
+
+
+def serve(args: argparse.Namespace, worker=None) -> int:
+    """One service process: the whole service, or worker ``worker`` of a supervisor's."""
+    from .service import Limits, Service, check_exposure
+    from .service.workers import usable_cores
+
+    check_exposure(args.host, args.token)
+    processes = worker.count if worker is not None else 1
+    workers = args.workers or max(1, usable_cores() // processes)
     options = options_from_args(args).replace(knobs={})
     options = options.replace(threads=args.threads or 1)  # one inference thread per worker, as --workers says
     audio = None
@@ -128,20 +172,25 @@ def run(args: argparse.Namespace) -> int:
                     handshake_seconds=args.handshake_timeout, max_pending_per_peer=args.max_pending_per_peer)
     batch = None if not args.batch or args.backend not in ("openvino", "auto") else {
         "max_batch": args.max_batch, "wait_ms": args.batch_wait_ms, "lanes": args.batch_lanes}
-    service = Service(args.bundle, options=options, limits=limits, token=args.token, workers=args.workers,
-                      audio=audio, models_dir=args.models_dir, allow_origins=tuple(args.allow_origin), batch=batch)
+    service = Service(args.bundle, options=options, limits=limits, token=args.token, workers=workers,
+                      audio=audio, models_dir=args.models_dir, allow_origins=tuple(args.allow_origin), batch=batch,
+                      worker=worker)
     knobs = parse_knobs(args.knob)  # the service's default for new streams, set below
     if knobs:
         service.default_knobs.update(service.model.check_knobs(knobs))
 
     def ready(port: int) -> None:
         m = service.model
+        text = (f"{m.bundle.path.name} at {m.sample_rate} Hz on {m.factory.device}, hop {m.factory.hop_samples}, "
+                f"{workers} worker(s)"
+                + (f", batched (up to {args.max_batch} hops, wait {args.batch_wait_ms:g} ms)" if m.batched else ""))
+        if worker is not None:  # the supervisor prints the line once every worker listens
+            (worker.folder / f"worker-{worker.index}.ready").write_text(text)
+            return
         print(f"edgeamp serve: listening on http://{args.host}:{port} (streams: ws://{args.host}:{port}/stream); "
-              f"{m.bundle.path.name} at {m.sample_rate} Hz on {m.factory.device}, hop {m.factory.hop_samples}, "
-              f"{args.workers} worker(s)"
-              + (f", batched (up to {args.max_batch} hops, wait {args.batch_wait_ms:g} ms)" if m.batched else ""),
-              flush=True)
+              f"{text}", flush=True)
 
     asyncio.run(service.run(args.host, args.port, on_ready=ready))
-    print(f"edgeamp serve: stopped cleanly after {service.accepted} stream(s)", file=sys.stderr)
+    print(f"edgeamp serve{f' (worker {worker.index})' if worker else ''}: stopped cleanly after "
+          f"{service.accepted} stream(s)", file=sys.stderr)
     return 0

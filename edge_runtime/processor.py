@@ -241,4 +241,11 @@ class Processor:
         n = min(end - hops_seen, window)
         if n <= 0:
             return np.zeros(0)
-        return self._times_ns[np.arange(end - n, end) % window] / 1e6
+        lo = (end - n) % window
+        if lo + n <= window:  # contiguous in the ring (always, for a frame of a few hops)
+            return self._times_ns[lo : lo + n] / 1e6
+        return np.concatenate([self._times_ns[lo:], self._times_ns[: lo + n - window]]) / 1e6
+
+    def last_hop_ns(self) -> int:
+        """Compute time of the latest hop in ns (0 before the first)."""
+        return int(self._times_ns[(self.stats.hops - 1) % self._times_ns.shape[0]]) if self.stats.hops else 0

@@ -125,6 +125,7 @@ def test_the_systemd_template_gives_each_instance_its_own_port_and_the_npu():
     assert env_files == ["-/etc/edgeamp/serve.env", "-/etc/edgeamp/%i.env"]  # later files override earlier
     exec_start = next(line for line in lines if line.startswith("ExecStart="))
     assert "--port ${EDGEAMP_PORT}" in exec_start and "--host ${EDGEAMP_HOST}" in exec_start
+    assert "--processes ${EDGEAMP_PROCESSES}" in exec_start  # one process per core unless the file says
     assert "/var/lib/edgeamp/models/%i.bundle" in exec_start
     assert "SupplementaryGroups=render" in lines and "DynamicUser=yes" in lines
     assert "pip install edgeamp" not in unit  # not published: installed from a checkout

@@ -29,7 +29,8 @@ class Service(Security, ControlRoutes, StreamRoutes):
     def __init__(self, bundle: Path | str, *, options: RuntimeOptions | None = None, limits: Limits | None = None,
                  token: str | None = None, workers: int = 2, audio: dict | None = None,
                  models_dir: Path | str | None = None, allow_origins: tuple[str, ...] = (),
-                 batch: dict | None = None) -> None:
+                 batch: dict | None = None, worker=None) -> None:
+        self.worker = worker  # a WorkerInfo when this is one of `edgeamp serve --processes N`'s workers
         self.options = (options or RuntimeOptions()).replace(num_streams=workers)
         limits = self.limits = limits or Limits()
         self.token = token
@@ -40,7 +41,7 @@ class Service(Security, ControlRoutes, StreamRoutes):
         self.workers = workers
         # batching: one BatchedEngine per model; a stream's frame awaits its ticks on the event loop.
         # The pool runs unbatched streams (--no-batch, or a model without a batched IR)
-        self.metrics = Metrics()
+        self.metrics = Metrics(worker.folder if worker is not None else None)
         self.batch = None if batch is None else {"lanes": 1, **batch, "on_tick": self.metrics.observe_batch}
         self.model = Model(bundle, self.options, self.batch)
         self.metrics.set_model(self.model)
@@ -127,9 +128,13 @@ class Service(Security, ControlRoutes, StreamRoutes):
         # after the drain every stream is closed: handlers left get a second to end before they are cancelled
         runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        # a worker shares the port with its siblings (the kernel spreads connections) and takes the
+        # requests they relay on a Unix socket of its own
+        site = web.TCPSite(runner, host, port, reuse_port=self.worker is not None)
         try:
             await site.start()
+            if self.worker is not None:
+                await web.UnixSite(runner, str(self.worker.socket_path(self.worker.index))).start()
         except OSError as exc:
             await runner.cleanup()
             raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from exc

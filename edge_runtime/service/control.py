@@ -14,6 +14,7 @@ from .model import Model
 from .pool import in_daemon_thread
 
 log = logging.getLogger(__name__)
+RELAY_SECONDS = 300.0  # a relayed /swap loads and compiles a bundle
 
 
 class ControlRoutes:
@@ -40,6 +41,9 @@ class ControlRoutes:
         streams = [s.info() for s in self.streams.values()]
         if self.local is not None:
             streams.append(self.local.info())
+        if self._fans_out(request):  # every worker's streams
+            for _, (status, answer) in sorted((await self._relay(request, None, self.worker.others())).items()):
+                streams += answer.get("streams", []) if status == 200 else []
         return self._json({"streams": streams})
 
     async def _metrics(self, request):
@@ -99,11 +103,60 @@ class ControlRoutes:
         try:
             body = await self._body(request)
             op, extra = make_op(body)
+            owner = self._owner(request, body)
+            if owner is not None:  # a stream of another worker: its worker answers
+                status, answer = (await self._relay(request, body, [owner]))[owner]
+                return self._json(answer, status)
             targets = self._targets(body)
         except InputError as exc:
             return self._error(400, str(exc))
         done, refused = await self._apply(targets, op)
+        if self._fans_out(request) and body.get("stream") is None:  # all streams: every worker's
+            for k, (status, answer) in sorted((await self._relay(request, body, self.worker.others())).items()):
+                if status == 200:
+                    done += answer.get("applied_to", [])
+                    refused.update(answer.get("refused", {}))
+                else:
+                    refused[f"worker {k}"] = answer.get("error", f"HTTP {status}")
         return self._json({"applied_to": done, **({"refused": refused} if refused else {}), **extra})
+
+    # ---- across worker processes (edgeamp serve --processes N) -------------------------------
+    def _relayed(self, request) -> bool:
+        """Relayed by another worker: it came on this worker's Unix socket (never from the network)."""
+        return self.worker is not None and isinstance(request.transport.get_extra_info("sockname"), str)
+
+    def _fans_out(self, request) -> bool:
+        """This request must reach the other workers too (it came from a client, and there are others)."""
+        return self.worker is not None and self.worker.count > 1 and not self._relayed(request)
+
+    def _owner(self, request, body: dict) -> int | None:
+        """The other worker holding the stream a client's request names, or None (this one, or all)."""
+        sid = body.get("stream")
+        if not isinstance(sid, str) or not self._fans_out(request):
+            return None
+        owner = self.worker.owner(sid)
+        return owner if owner is not None and owner != self.worker.index and owner <= self.worker.count else None
+
+    async def _relay(self, request, body: dict | None, workers: list[int]) -> dict[int, tuple[int, dict]]:
+        """Send the client's request (its method, path, token, Host and body) to ``workers``' Unix
+        sockets at once; by worker, the status and JSON answer (502 and why, for one that did not answer)."""
+        import aiohttp
+
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "host")}
+        results: dict[int, tuple[int, dict]] = {}
+
+        async def one(k: int) -> None:
+            try:
+                async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(str(self.worker.socket_path(k))),
+                                                 timeout=aiohttp.ClientTimeout(total=RELAY_SECONDS)) as session:
+                    async with session.request(request.method, f"http://localhost{request.path_qs}", json=body,
+                                               headers=headers) as r:
+                        results[k] = (r.status, await r.json())
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
+                results[k] = (502, {"error": f"worker {k} did not answer: {type(exc).__name__}: {str(exc)[:200]}"})
+
+        await asyncio.gather(*(one(k) for k in workers))
+        return results
 
     async def _knobs(self, request):
         def make(body):
@@ -166,7 +219,15 @@ class ControlRoutes:
             self.local.swap(new)
         self._retire(old)  # no stream on it: its batched engine's threads stop now, not never
         log.info("hot swap: %s (v%d) -> %s (v%d)", old.bundle.path, old.version, new.bundle.path, new.version)
-        return self._json({"swapped": True, "from_version": old.version, "model": new.info()})
+        answer = {"swapped": True, "from_version": old.version, "model": new.info()}
+        if not self._fans_out(request):
+            return self._json(answer)
+        # every other worker swaps too; one that cannot is named (502: the workers now differ)
+        others = await self._relay(request, body, self.worker.others())
+        answer["workers"] = {str(self.worker.index): "swapped"} | {
+            str(k): "swapped" if status == 200 else a.get("error", f"HTTP {status}")
+            for k, (status, a) in others.items()}
+        return self._json(answer, 200 if all(status == 200 for status, _ in others.values()) else 502)
 
     def _model_path(self, name: str) -> Path:
         """A bundle inside ``models_dir`` (a name, or a path that resolves inside it). Anything else is

@@ -26,7 +26,11 @@ class Metrics:
     """The service's Prometheus metrics, in a registry of its own (with the process and Python
     collectors: CPU, memory, file descriptors, GC). No ``*_created`` series."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_folder=None) -> None:
+        """``multiprocess_folder``: a supervisor's folder (``edgeamp serve --processes N``): the values
+        live in prometheus-client's multiprocess files (its ``metrics/``, PROMETHEUS_MULTIPROC_DIR),
+        and the registry collects every worker's (counters summed, live gauges summed or the
+        largest), with each live worker's process series labelled ``worker``."""
         import prometheus_client
         from prometheus_client import (
             CollectorRegistry,
@@ -41,16 +45,31 @@ class Metrics:
         from edgeamp.core import version
 
         prometheus_client.disable_created_metrics()
-        r = self.registry = CollectorRegistry()
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
-        self.build = Gauge("edgeamp_build_info", "edgeamp's version (the value is 1)", ["version"], registry=r)
+        self.registry = CollectorRegistry()
+        self.multiprocess = multiprocess_folder is not None
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            from .workers import WorkerProcessCollector
+
+            multiprocess.MultiProcessCollector(self.registry)
+            self.registry.register(WorkerProcessCollector(multiprocess_folder))
+            r = None  # the values go to this process's files; the registry reads everyone's
+        else:
+            r = self.registry
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+        self.build = Gauge("edgeamp_build_info", "edgeamp's version (the value is 1)", ["version"], registry=r,
+                           multiprocess_mode="livemax")
         self.build.labels(version()).set(1)
-        self.model = Gauge("edgeamp_model_info", "The model new streams get (the value is 1)",
-                           ["model", "model_version", "architecture", "device"], registry=r)
+        self.model = Gauge("edgeamp_model_info", "The model new streams get (1; 0 for a model swapped out, with "
+                           "--processes)", ["model", "model_version", "architecture", "device"], registry=r,
+                           multiprocess_mode="livemax")
         self._model_labels: tuple | None = None
-        self.active = Gauge("edgeamp_active_streams", "Connected network streams", registry=r)
+        self._children: dict[tuple[str, str], tuple] = {}  # (source, model) -> its labelled series
+        self.active = Gauge("edgeamp_active_streams", "Connected network streams", registry=r,
+                            multiprocess_mode="livesum")
         self.streams = Counter("edgeamp_streams", "Network streams accepted", registry=r)
         self.refused = Counter("edgeamp_refused_streams", "Streams refused, by reason", ["reason"], registry=r)
         self.hops = Counter("edgeamp_hops", "Hops processed, by source and model", ["source", "model"], registry=r)
@@ -83,8 +102,11 @@ class Metrics:
         """The model new streams get (at start and after each /swap): its info series, and zeroed
         hop counters under its name."""
         labels = (model.bundle.path.name, str(model.version), model.arch.describe()[:120], model.factory.device)
-        if self._model_labels is not None:
-            self.model.remove(*self._model_labels)
+        if self._model_labels is not None and self._model_labels != labels:
+            if self.multiprocess:  # a multiprocess file keeps every series it wrote: the old one reads 0
+                self.model.labels(*self._model_labels).set(0)
+            else:
+                self.model.remove(*self._model_labels)
         self.model.labels(*labels).set(1)
         self._model_labels = labels
         for source in SOURCES:
@@ -96,14 +118,28 @@ class Metrics:
         self.batch_wait.observe(waited_s)
 
     def observe_hops(self, proc: Processor, hops_seen: int, source: str, model: str = "") -> int:
-        times = proc.hop_times_since(hops_seen)
-        histogram = self.hop_seconds.labels(source)
-        for t in times:
-            histogram.observe(t / 1000.0)
-        late = int(np.count_nonzero(times > proc.hop_seconds * 1000.0))
-        self.hops.labels(source, model).inc(proc.stats.hops - hops_seen)
+        """Count the hops ``proc`` ran since ``hops_seen``; returns the new count. Called once per
+        network frame: the labelled children are looked up once (a labels() call costs more than
+        the observation), and a frame of one hop reads its one time without numpy."""
+        children = self._children.get((source, model))
+        if children is None:
+            children = self._children[(source, model)] = (
+                self.hop_seconds.labels(source), self.hops.labels(source, model), self.late_hops.labels(source, model))
+        histogram, hops, late_hops = children
+        n = proc.stats.hops - hops_seen
+        if n == 1:
+            t = proc.last_hop_ns() / 1e9
+            histogram.observe(t)
+            late = int(t > proc.hop_seconds)
+        else:
+            times = proc.hop_times_since(hops_seen)
+            for t in times:
+                histogram.observe(t / 1000.0)
+            late = int(np.count_nonzero(times > proc.hop_seconds * 1000.0))
+        if n > 0:
+            hops.inc(n)
         if late:
-            self.late_hops.labels(source, model).inc(late)
+            late_hops.inc(late)
         return proc.stats.hops
 
     def text(self) -> tuple[bytes, str]:

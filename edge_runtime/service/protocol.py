@@ -39,6 +39,8 @@ class Limits:
 # that a stream sending a second of audio per frame cannot hold a real-time stream's hop back
 # longer than one slice (the pool's queue is first in, first out)
 SLICE_HOPS = 4
+INLINE_MS = 0.3  # a real-time frame of at most this much compute runs on the event loop (Stream.inline)
+INLINE_CHECK = 32  # frames between two looks at a stream's hop times
 # a stream's handler looks for a drain this often while its client sends nothing
 DRAIN_POLL_SECONDS = 0.1
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}

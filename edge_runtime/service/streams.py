@@ -97,7 +97,8 @@ class StreamRoutes:
         except InputError as exc:
             await self._refuse(ws, UNSUPPORTED, str(exc), "handshake", request.transport)
             return ws
-        sid = f"s{next(self._ids)}"
+        n = next(self._ids)
+        sid = self.worker.stream_id(n) if self.worker is not None else f"s{n}"
         stream = Stream(sid, hs, model, peer, defaults=self.default_knobs)  # knobs set for a swapped-out model drop
         stream.transport = request.transport
         self.streams[sid] = stream
@@ -202,6 +203,9 @@ class StreamRoutes:
                 if stream.slot is not None:  # batched: the hops join ticks from this loop, no thread per stream
                     stream.slot.priority = priority
                     await stream.proc.process_async(stream._x, stream._y)
+                elif priority == PriorityPool.REALTIME and self.workers == 1 and stream.inline():
+                    # one compute thread gives no parallelism, only a handoff dearer than a cheap hop
+                    stream.run(0, stream.hs.block_size)
                 else:
                     for lo, hi in stream.slices():  # each slice its own job: other streams' hops interleave
                         await self.pool.run(priority, stream.run, lo, hi)

@@ -174,3 +174,18 @@ def test_nonfinite_input_is_zeroed_and_counted_without_poisoning_state(exported_
     assert np.all(np.isfinite(y)) and proc.stats.nonfinite_hops == 2
     np.testing.assert_array_equal(y, clean.process(fixed))
     np.testing.assert_array_equal(proc.process(x), clean.process(x))  # state carried on, unpoisoned
+
+
+def test_hop_times_since_reads_across_the_ring():
+    """The timing window is a ring: the hops after any count come back oldest first, wrapped or not."""
+    from edgeamp.edge_runtime.processor import Processor
+
+    proc = Processor.__new__(Processor)
+    proc._times_ns = np.arange(8, dtype=np.int64) * 1_000_000  # hop i took i ms (window of 8)
+    proc.stats = type("S", (), {"hops": 13})()  # hops 5..12 are in the ring, at (hop % 8)
+    ring = {h: (h % 8) for h in range(5, 13)}
+    for seen in range(0, 14):
+        got = proc.hop_times_since(seen)
+        want = [ring[h] for h in range(max(seen, 5), 13)]
+        assert got.tolist() == want, seen
+    assert proc.last_hop_ns() == (12 % 8) * 1_000_000

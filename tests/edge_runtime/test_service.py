@@ -16,6 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from edgeamp.edge_runtime import native
 from edgeamp.edge_runtime.render import render
 from edgeamp.edge_runtime.session import open_processor
 from edgeamp.edge_runtime.stream_client import open_stream, stream_signal
@@ -29,11 +30,13 @@ class Server:
     """``edgeamp serve`` in a subprocess on a free loopback port."""
 
     def __init__(self, bundle, *extra: str, env: dict | None = None) -> None:
+        # one service process unless a test asks for workers (--processes N): ids s1, s2, ...
+        processes = [] if "--processes" in extra else ["--processes", "1"]
         cmd = [sys.executable, "-m", "edgeamp", "serve", str(bundle), "--port", "0",
-               "--device", "CPU", *extra]
+               "--device", "CPU", *processes, *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
-        line = self.proc.stdout.readline()
+        line = self.line = self.proc.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
         if not match:
             self.proc.kill()
@@ -922,5 +925,142 @@ def test_stream_cli_says_why_the_service_refused(exported_bundles, tmp_path):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2
         assert "HTTP 401" in done.stderr and "missing or wrong token" in done.stderr, done.stderr
+    finally:
+        assert s.stop() == 0
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_process_workers_share_one_port_and_act_as_one_service(exported_bundles, other_bundle):
+    """--processes 2: streams land on both workers and each equals the offline render; /streams,
+    /knobs and /metrics span both whichever worker answers; a request naming a stream reaches its
+    worker; /swap swaps both; SIGTERM drains both (1001 to each stream) and the service exits 0."""
+    s = Server(exported_bundles["stateful"], "--processes", "2", "--models-dir", str(other_bundle.parent))
+    assert "; 2 processes" in s.line
+    x = _signal(0.1, seed=3)
+    try:
+        assert len(_children(s.proc.pid)) == 2
+
+        async def scenario():
+            async with aiohttp.ClientSession() as session:
+                held, owners = [], set()
+                while len(owners) < 2 and len(held) < 40:  # the kernel spreads connections by their ports
+                    ws, ready = await open_stream(session, s.url, {"sample_rate": SR, "block_size": 480})
+                    held.append((ws, ready["stream"]))
+                    owners.add(ready["stream"].split("-")[0])
+                loop = asyncio.get_running_loop()
+                listed = (await loop.run_in_executor(None, s.http, "GET", "/streams"))[1]["streams"]
+                listed = {st["stream"] for st in listed}
+                active = await loop.run_in_executor(None, s.metric, "edgeamp_active_streams")
+                knobs = (await loop.run_in_executor(None, s.http, "POST", "/knobs", {"knobs": {"gain": 3.0}}))[1]
+                # a stream of each worker, named: whichever worker takes the request, one is relayed
+                ones = [(await loop.run_in_executor(None, s.http, "POST", "/reset", {"stream": sid}))[1]
+                        for _, sid in (held[0], held[-1])]
+                outs = []
+                for ws, _ in (held[0], held[-1]):
+                    y = []
+                    for i in range(x.shape[0] // 480):
+                        await ws.send_bytes(x[i * 480 : (i + 1) * 480].tobytes())
+                        while True:
+                            msg = await ws.receive()
+                            if msg.type == aiohttp.WSMsgType.BINARY:
+                                y.append(np.frombuffer(msg.data, np.float32))
+                                break
+                    outs.append(np.concatenate(y))
+                swap = await loop.run_in_executor(None, s.http, "POST", "/swap", {"bundle": other_bundle.name})
+                s.proc.send_signal(signal.SIGTERM)
+                closes = []
+                for ws, _ in held:
+                    msg = await ws.receive(timeout=15)
+                    closes.append((msg.type, ws.close_code))
+                return held, owners, listed, active, knobs, ones, outs, swap, closes
+
+        held, owners, listed, active, knobs, ones, outs, swap, closes = _run(scenario())
+        ids = {sid for _, sid in held}
+        assert owners == {"w1", "w2"} and listed == ids and active == len(held)
+        assert set(knobs["applied_to"]) == ids and knobs["knobs"] == {"gain": 3.0}
+        assert [o["applied_to"] for o in ones] == [[held[0][1]], [held[-1][1]]]
+        for y in outs:  # gain 3 on every stream now
+            _close(y, _offline(exported_bundles["stateful"], x, {"gain": 3.0}))
+        assert swap[0] == 200 and swap[1]["workers"] == {"1": "swapped", "2": "swapped"}, swap
+        assert all(c == (aiohttp.WSMsgType.CLOSE, 1001) for c in closes), closes
+        assert s.proc.wait(30) == 0
+        assert "2 processes stopped cleanly" in s.proc.stderr.read()
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+
+
+def test_process_workers_metrics_span_workers_and_a_dead_worker_comes_back(exported_bundles):
+    s = Server(exported_bundles["stateful"], "--processes", "2")
+    try:
+        x = _signal(0.05)
+        for _ in range(4):
+            _run(stream_signal(s.url, x, SR, block=480))
+        assert s.metric("edgeamp_streams_total") == 4  # whichever worker took each stream
+        _, text = s.http("GET", "/metrics")
+        text = text.decode()
+        assert 'process_cpu_seconds_total{worker="1"}' in text and 'process_cpu_seconds_total{worker="2"}' in text
+        assert text.count("edgeamp_build_info{") == 1
+        victim = _children(s.proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            kids = _children(s.proc.pid)
+            if len(kids) == 2 and victim not in kids and 'worker="2"' in s.http("GET", "/metrics")[1].decode() \
+                    and 'worker="1"' in s.http("GET", "/metrics")[1].decode():
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the killed worker was not started again")
+        time.sleep(3)  # the new worker's model is compiled: it takes streams again
+        result = _run(stream_signal(s.url, x, SR, block=480))
+        np.testing.assert_array_equal(result.output, _offline(exported_bundles["stateful"], x))
+        assert s.metric("edgeamp_streams_total") >= 4  # the dead worker's count stays in the sum
+    finally:
+        assert s.stop() == 0
+    assert "exited (-9): starting it again" in s.proc.stderr.read()
+
+
+def test_processes_refuse_a_sound_card_and_default_to_one_with_batching(exported_bundles):
+    from edgeamp.cli import build_parser
+    from edgeamp.edge_runtime.service.workers import default_processes
+
+    parse = build_parser().parse_args
+    assert default_processes(parse(["serve", "b", "--batch"])) == 1
+    assert default_processes(parse(["serve", "b", "--audio-device", "1"])) == 1
+    assert default_processes(parse(["serve", "b"])) == len(os.sched_getaffinity(0))  # the cores it may use
+    done = subprocess.run([sys.executable, "-m", "edgeamp", "serve", str(exported_bundles["stateful"]), "--port", "0",
+                           "--processes", "2", "--audio-device", "1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--processes 1" in done.stderr
+
+
+def test_cheap_hops_run_on_the_event_loop_and_equal_the_offline_render(exported_bundles):
+    """A real-time stream whose hops cost little (the native engine here) is computed on the loop,
+    not handed to a worker thread and back; the output is the same."""
+    s = Server(exported_bundles["stateful"], "--workers", "1")
+    x = _signal(1.0, seed=4)
+    try:
+        async def scenario():
+            async with aiohttp.ClientSession() as session:
+                ws, _ = await open_stream(session, s.url, {"sample_rate": SR, "block_size": 480})
+                out, modes = [], []
+                for i in range(x.shape[0] // 480):
+                    if i in (1, 90):
+                        listed = await asyncio.get_running_loop().run_in_executor(None, s.http, "GET", "/streams")
+                        modes.append(listed[1]["streams"][0]["compute"])
+                    await ws.send_bytes(x[i * 480 : (i + 1) * 480].tobytes())
+                    out.append(np.frombuffer((await ws.receive()).data, np.float32))
+                    await asyncio.sleep(0.004)  # about real time: bulk frames always go to the pool
+                await ws.close()
+                return np.concatenate(out), modes
+
+        y, modes = _run(scenario())
+        offline = _offline(exported_bundles["stateful"], x)
+        assert modes == ["worker pool", "event loop"] or native.unavailable_reason() is not None, modes
+        np.testing.assert_array_equal(y, offline)
     finally:
         assert s.stop() == 0
