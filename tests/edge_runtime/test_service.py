@@ -995,11 +995,16 @@ def test_process_workers_share_one_port_and_act_as_one_service(exported_bundles,
 
 
 def test_process_workers_metrics_span_workers_and_a_dead_worker_comes_back(exported_bundles):
-    s = Server(exported_bundles["stateful"], "--processes", "2")
+    s = Server(exported_bundles["stateful"], "--processes", "2", env={"EDGEAMP_TOKEN": "s3cret"})
+    s.token = "s3cret"
     try:
         x = _signal(0.05)
         for _ in range(4):
-            _run(stream_signal(s.url, x, SR, block=480))
+            _run(stream_signal(s.url, x, SR, block=480, token="s3cret"))
+        # a relayed request carries the caller's token: the other worker accepts it
+        status, body = s.http("POST", "/bypass", {"on": False})
+        assert status == 200 and "refused" not in body, body
+        assert s.http("POST", "/bypass", {"on": False}, token="wrong")[0] == 401
         assert s.metric("edgeamp_streams_total") == 4  # whichever worker took each stream
         _, text = s.http("GET", "/metrics")
         text = text.decode()
@@ -1017,7 +1022,7 @@ def test_process_workers_metrics_span_workers_and_a_dead_worker_comes_back(expor
         else:
             pytest.fail("the killed worker was not started again")
         time.sleep(3)  # the new worker's model is compiled: it takes streams again
-        result = _run(stream_signal(s.url, x, SR, block=480))
+        result = _run(stream_signal(s.url, x, SR, block=480, token="s3cret"))
         np.testing.assert_array_equal(result.output, _offline(exported_bundles["stateful"], x))
         assert s.metric("edgeamp_streams_total") >= 4  # the dead worker's count stays in the sum
     finally:
