@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeamp.core.errors import ModelFormatError
+from edgeamp.core.errors import ConfigError, ModelFormatError
 from edgeamp.core.model import Architecture, LayerWeights, ModelWeights
+from edgeamp.core.wavenet import LayerArray, WaveNetArchitecture, WaveNetWeights
 
 from .common import Imported, as_array, knobs_for, positive_int
 
@@ -145,7 +146,7 @@ def read_guitarml(doc: object, source: str, knob_names: list[str] | None = None)
     return Imported("guitarml", arch, weights, None, meta)
 
 
-# GuitarML's convolutional formats: recognised, so that the refusal names them
+# GuitarML's convolutional formats
 def detect_convolutional(doc: object) -> bool:
     return isinstance(doc, dict) and (
         {"residual_channels", "dilations", "variables"} <= set(doc)  # SmartGuitarAmp / SmartGuitarPedal WaveNet
@@ -153,7 +154,151 @@ def detect_convolutional(doc: object) -> bool:
 
 
 def read_convolutional(doc: dict, source: str, knob_names=None) -> Imported:
-    kind = ("SmartGuitarAmp/SmartGuitarPedal WaveNet" if "residual_channels" in doc
-            else "SmartAmpPro Conv1D + LSTM")
-    raise ModelFormatError(f"{source}: a GuitarML {kind} model; edgeamp does not import this format yet (NAM "
-                           "WaveNet .nam, NAM LSTM, AIDA-X/RTNeural and GuitarML LSTM/GRU JSON import)")
+    if "residual_channels" not in doc:
+        raise ModelFormatError(
+            f"{source}: a GuitarML SmartAmpPro model (two strided Conv1D over a window of the last input_size samples, "
+            "then an LSTM run one step from zero state for every output sample, then a dense layer): a stateless "
+            "function of a sliding window with no streaming form among edgeamp's blocks, so it is not imported "
+            "(NAM WaveNet/LSTM .nam, AIDA-X/RTNeural, GuitarML LSTM/GRU and SmartGuitarAmp WaveNet JSON import)")
+    if knob_names:
+        raise ModelFormatError(f"{source}: a SmartGuitarAmp WaveNet has no knobs to name")
+    return read_smartguitar_wavenet(doc, source)
+
+
+# SmartGuitarAmp / SmartGuitarPedal WaveNet JSON (WaveNetVA's format, written by PedalNetRT's export.py)
+SMART_ACTIVATIONS = {"gated": ("Tanh", True), "tanh": ("Tanh", False), "relu": ("ReLU", False),
+                     "softsign": ("Softsign", False)}  # act(0) = 0 each: the carry channel stays silent
+MAX_SMART_CHANNELS = 64
+MAX_SMART_LAYERS = 64
+MAX_SMART_KERNEL = 16
+MAX_SMART_DILATION = 4096
+
+
+def read_smartguitar_wavenet(doc: dict, source: str) -> Imported:
+    """A SmartGuitarAmp/SmartGuitarPedal WaveNet as edgeamp's (NAM A1) WaveNet, exactly.
+
+    The players' engine (``Convolution.cpp``, ``ConvolutionLayer.cpp``, ``ConvolutionStack.cpp``,
+    ``WaveNet.cpp`` in GuitarML/SmartGuitarAmp; PedalNetRT's ``model.py`` is the same network) runs,
+    with ``C`` residual channels::
+
+        x0  = W_in x + b_in                                     (input layer, 1 -> C)
+        z_i = conv_{d_i}(x_i) + b_conv_i ;  p_i = tanh(z_i[:C]) * sigmoid(z_i[C:])   ("gated")
+        x_{i+1} = x_i + W_out_i p_i + b_out_i
+        y   = W_mix [p_0; p_1; ...] + b_mix                    (every layer's p, concatenated)
+
+    Kernels are TensorFlow-ordered flat lists, ``(kernel, in, out)``; tap ``k`` multiplies the input
+    ``d * (K - 1 - k)`` samples back, as NAM's. Each layer's ``p_i`` reaches the output through its
+    own slice of ``W_mix``, where NAM's layer array sums ``p`` and applies one head, so each layer
+    becomes a layer array of its own with ``C + 1`` channels: channel ``C`` carries the running sum
+    ``sum_k W_mix_k p_k`` through the arrays' heads (its weights are zero elsewhere, so its ``p`` is 0:
+    the activations are those with ``act(0) = 0``). ``b_in`` is folded into each layer's conv bias
+    (``sum_k K_k b_in``) and the start state holds ``-b_in``, which is the players' zero history after
+    a load. ``level_adjust`` (a gain SmartGuitarAmp applies after its EQ and master volume, and
+    SmartGuitarPedal ignores) is kept in the metadata, not in the model. No sample rate is stated:
+    the players run at the host's rate; the tone library's captures are 44.1 kHz.
+    """
+    for key in ("input_channels", "output_channels"):
+        if positive_int(doc.get(key), key, source, 1) != 1:
+            raise ModelFormatError(f"{source}: {key} must be 1")
+    c = positive_int(doc.get("residual_channels"), "residual_channels", source, MAX_SMART_CHANNELS)
+    k = positive_int(doc.get("filter_width"), "filter_width", source, MAX_SMART_KERNEL)
+    act = doc.get("activation")
+    if act not in SMART_ACTIVATIONS:
+        raise ModelFormatError(f"{source}: activation {str(act)[:40]!r}: edgeamp imports "
+                               f"{', '.join(SMART_ACTIVATIONS)} (softgated, sigmoid and linear have no exact form)")
+    activation, gated = SMART_ACTIVATIONS[act]
+    dil = doc.get("dilations")
+    if not isinstance(dil, list) or not 1 <= len(dil) <= MAX_SMART_LAYERS:
+        raise ModelFormatError(f"{source}: dilations must be a list of 1 to {MAX_SMART_LAYERS} whole numbers")
+    dilations = [positive_int(d, "dilation", source, MAX_SMART_DILATION) for d in dil]
+    n = len(dilations)
+    mid = 2 * c if gated else c
+    sizes = {(-1, "W"): c, (-1, "b"): c, (n, "W"): c * n, (n, "b"): 1}
+    for i in range(n):
+        sizes.update({(i, "W_conv"): k * c * mid, (i, "b_conv"): mid, (i, "W_out"): c * c, (i, "b_out"): c})
+    flat = _smart_variables(doc.get("variables"), sizes, source)
+    w_in, b_in = flat[(-1, "W")], flat[(-1, "b")].astype(np.float64)
+    w_mix, b_mix = flat[(n, "W")], flat[(n, "b")]
+    e = c + 1  # the carry channel is the last
+    arrays, weights = [], {}
+    for i, d in enumerate(dilations):
+        last = i == n - 1
+        arrays.append(LayerArray(input_size=1 if i == 0 else e, condition_size=1, head_size=1 if last else e,
+                                 channels=e, kernel_size=k, dilations=(d,), activation=activation, gated=gated,
+                                 head_bias=last))
+        p, q = f"wavenet/a{i}", f"wavenet/a{i}/l0"
+        rechannel = np.zeros((e, 1 if i == 0 else e))
+        if i == 0:
+            rechannel[:c, 0] = w_in
+        else:
+            rechannel[:, :] = np.eye(e)
+        conv = flat[(i, "W_conv")].astype(np.float64).reshape(k, c, mid).transpose(2, 1, 0)  # (mid, C, K)
+        conv_w = np.zeros((2 * e if gated else e, e, k))
+        conv_b = np.zeros(conv_w.shape[0])
+        rows = [*range(c), *range(e, e + c)] if gated else list(range(c))  # each half skips its carry row
+        conv_w[rows, :c, :] = conv
+        conv_b[rows] = flat[(i, "b_conv")] + conv.sum(axis=2) @ b_in  # the input layer's bias, folded
+        out_w = np.zeros((e, e))
+        out_w[:c, :c] = flat[(i, "W_out")].astype(np.float64).reshape(c, c).T
+        out_b = np.zeros(e)
+        out_b[:c] = flat[(i, "b_out")]
+        head_w = np.zeros((1 if last else e, e))
+        head_w[-1, :c] = w_mix[i * c : (i + 1) * c]  # this layer's slice, added to the carried sum
+        head_w[-1, c] = 1.0
+        history = d * (k - 1)
+        weights.update({f"{p}/rechannel": rechannel, f"{q}/conv_w": conv_w, f"{q}/conv_b": conv_b,
+                        f"{q}/mixer": np.zeros((conv_w.shape[0], 1)), f"{q}/out_w": out_w, f"{q}/out_b": out_b,
+                        f"{p}/head_w": head_w})
+        if history:
+            h0 = np.zeros((e, history))
+            h0[:c] = -b_in[:, None]  # the players' history after a load is x = 0, i.e. -b_in without the bias
+            weights[f"{q}/h0"] = h0
+        if last:
+            weights[f"{p}/head_b"] = np.asarray(b_mix, np.float64).reshape(1)
+    weights["wavenet/head_scale"] = np.ones(1)
+    try:
+        arch = WaveNetArchitecture(tuple(arrays))
+        model = WaveNetWeights.from_arrays(arch, {name: v.astype(np.float32) for name, v in weights.items()})
+    except ConfigError as exc:
+        raise ModelFormatError(f"{source}: {exc}") from exc
+    meta = {"model": "SmartGuitarAmp WaveNet", "activation": act, "residual_channels": c, "filter_width": k,
+            "dilations": dilations}
+    if doc.get("level_adjust") is not None:
+        meta["level_adjust"] = doc["level_adjust"] if isinstance(doc["level_adjust"], (int, float)) else \
+            str(doc["level_adjust"])[:40]
+    return Imported("guitarml-conv", arch, model, None, meta)
+
+
+def _smart_variables(variables, sizes: dict, source: str) -> dict:
+    """The ``variables`` list (``{"layer_idx", "name", "data"}``, data as numbers or strings of them, as
+    PedalNetRT writes) by (layer, name), each exactly its size, every one present once."""
+    if not isinstance(variables, list):
+        raise ModelFormatError(f"{source}: 'variables' must be a list of {{layer_idx, name, data}}")
+    if len(variables) != len(sizes):
+        raise ModelFormatError(f"{source}: {len(variables)} variables; this WaveNet has {len(sizes)} "
+                               "(W and b of the input and output layers, W_conv, b_conv, W_out, b_out per layer)")
+    out = {}
+    for v in variables:
+        if not isinstance(v, dict) or not isinstance(v.get("name"), str) or isinstance(v.get("layer_idx"), bool) \
+                or not isinstance(v.get("layer_idx"), int):
+            raise ModelFormatError(f"{source}: each variable needs an integer layer_idx, a name and data")
+        layer, name = v["layer_idx"], v["name"]
+        if (layer, "W_conv") in sizes:  # a hidden layer: the players read W/b as W_conv/b_conv too
+            name = {"W": "W_conv", "b": "b_conv"}.get(name, name)
+        key = (layer, name)
+        if key not in sizes:
+            raise ModelFormatError(f"{source}: unexpected variable {key[1][:20]!r} of layer {key[0]}")
+        if key in out:
+            raise ModelFormatError(f"{source}: variable {key[1]!r} of layer {key[0]} appears twice")
+        data = v.get("data")
+        if not isinstance(data, list) or len(data) != sizes[key]:
+            got = len(data) if isinstance(data, list) else type(data).__name__
+            raise ModelFormatError(f"{source}: variable {key[1]!r} of layer {key[0]} has {got} values; "
+                                   f"this WaveNet needs {sizes[key]}")
+        try:
+            values = [float(x) if isinstance(x, str) and len(x) < 64 else x for x in data]
+        except ValueError:
+            raise ModelFormatError(f"{source}: variable {key[1]!r} of layer {key[0]} holds a value that is not a "
+                                   "number") from None
+        out[key] = as_array(values, (sizes[key],), f"{key[1]} of layer {key[0]}", source)
+    return out

@@ -26,7 +26,7 @@ from edgeamp.core.wavenet import ACTIVATIONS, LayerArray, WaveNetArchitecture, W
 from .common import as_array
 
 MAX_WEIGHTS = 4_000_000  # NAM's largest A1 (standard is 13 802; "custom" sizes a few 10^4); a bound
-MAX_ARRAYS = 8
+MAX_ARRAYS = 64  # NAM writes 1-3; a SmartGuitarAmp WaveNet is one array per layer (up to 18 in the wild)
 MAX_LAYERS = 64
 A1_KEYS = {"input_size", "condition_size", "head_size", "channels", "kernel_size", "dilations", "activation", "gated",
            "head_bias"}
