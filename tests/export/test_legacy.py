@@ -268,3 +268,16 @@ def test_malformed_files_give_clear_errors(tmp_path, kind):
     with pytest.raises(LegacyImportError, match=MALFORMED[kind]):
         legacy_to_weights(read_legacy_h5(path), source=str(path))
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 << 10  # KiB
+
+
+def test_a_guitarlstm_conv1d_front_end_is_refused_saying_why():
+    """GuitarML's GuitarLSTM / SmartAmpPro Keras models: Conv1D(stride) x2 over a window, then an LSTM
+    with return_sequences=False. Refused by what it is, not as an unknown layer."""
+    from edgeamp.interop.keras_h5 import LegacyLayer, LegacyModel
+
+    conv = LegacyLayer("conv1d", "Conv1D", (np.zeros((12, 1, 16), np.float32), np.zeros(16, np.float32)), {})
+    lstm = LegacyLayer("lstm", "LSTM", (np.zeros((16, 144), np.float32), np.zeros((36, 144), np.float32),
+                                        np.zeros(144, np.float32)), {"return_sequences": False})
+    dense = LegacyLayer("dense", "Dense", (np.zeros((36, 1), np.float32), np.zeros(1, np.float32)), {})
+    with pytest.raises(LegacyImportError, match="GuitarLSTM / SmartAmpPro shape"):
+        legacy_to_weights(LegacyModel((conv, lstm, dense), "2.4.0", 120), source="guitarlstm.h5")
