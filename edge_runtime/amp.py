@@ -17,6 +17,10 @@ Two ways to call it, as in ``pedalboard.Plugin.process``:
   previous call; every call returns as many samples as it got, delayed by
   :attr:`Amp.latency_samples` (what a streaming caller sees). The chunks' outputs, joined, equal
   one ``reset=False`` call on the joined input, and equal ``amp(x, sr)`` delayed by the latency.
+  At the model's rate a stream whose first chunk is whole hops (``amp.hop_samples``, e.g. a
+  pedalboard ``buffer_size`` or an audio callback of one hop) runs with no added latency, as
+  ``edgeamp live`` does; a later chunk that is not whole hops is then taken as the stream's last.
+  Otherwise the delay is ``hop - 1``.
 
 Each channel has its own model state (dual mono). A ``sample_rate`` other than the model's is
 resampled in and out with soxr (a streaming resampler, so chunked calls equal one call; its
@@ -121,7 +125,10 @@ class Amp:
         self._live: list = []  # LiveEngines of running amp.live() streams (knob changes are queued to them)
         self._latencies: dict[float, int] = {}
         self._stream: tuple[float, int] | None = None  # (rate, channels) of a reset=False stream in progress
-        self._rate = float(self.sample_rate)
+        # a stream at the model's rate that started with whole hops runs hop-aligned: no added latency;
+        # a chunk that is not whole hops then ends it (padded to a hop: its tail is the stream's last)
+        self._stream_aligned = False
+        self._stream_ended = False
         self._ready = True
 
     # ---- knobs -------------------------------------------------------------------------
@@ -192,14 +199,20 @@ class Amp:
 
     @property
     def latency_samples(self) -> int:
-        """Delay of ``reset=False`` output at the most recently used rate (the model's at first)."""
-        return self.latency_for(self._rate)
+        """Delay of ``reset=False`` output: the stream's in progress, else what a stream of chunks of
+        any size at the model's rate sees (``hop - 1``; 0 for whole hops: :meth:`latency_for`)."""
+        if self._stream is None:
+            return self.latency_for(self.sample_rate)
+        return 0 if self._stream_aligned else self.latency_for(self._stream[0])
 
-    def latency_for(self, sample_rate: float) -> int:
-        """Delay, in samples at ``sample_rate``, that a ``reset=False`` stream at that rate sees."""
+    def latency_for(self, sample_rate: float, block_size: int | None = None) -> int:
+        """Delay, in samples at ``sample_rate``, that a ``reset=False`` stream at that rate sees; at the
+        model's rate, 0 for a stream whose chunks are whole hops (``block_size`` a multiple of the hop),
+        ``hop - 1`` otherwise."""
         rate = float(sample_rate)
         if rate == self.sample_rate:
-            return self.hop_samples - 1
+            aligned = block_size is not None and block_size > 0 and block_size % self.hop_samples == 0
+            return 0 if aligned else self.hop_samples - 1
         if rate not in self._latencies:
             self._latencies[rate] = resampled_latency(rate, self.sample_rate, self.hop_samples,
                                                       self.resample_quality)
@@ -254,6 +267,7 @@ class Amp:
                 proc.reset()
             self._resampled = None
             self._stream = None
+            self._stream_aligned = self._stream_ended = False
 
     is_effect = True  # pedalboard's Plugin attributes: audio in, audio out
     is_instrument = False
@@ -285,9 +299,8 @@ class Amp:
                 f"this stream is {self._stream[1]} channel(s) at {self._stream[0]:g} Hz, the chunk is {channels} at "
                 f"{rate:g} Hz: call amp.reset() (or pass reset=True) to start a new stream"
             )
-        self._rate = rate
-        self._ensure(channels, aligned=rate != self.sample_rate)
         if reset:
+            self._ensure(channels, aligned=rate != self.sample_rate)
             self.reset()
             out = self._whole(data, rate)
             self.reset()
@@ -295,6 +308,14 @@ class Amp:
             if self._stream is None:
                 self.reset()
                 self._stream = (rate, channels)
+                self._stream_aligned = rate == self.sample_rate and self.latency_for(rate, data.shape[1]) == 0
+            elif self._stream_ended:
+                raise InputError(
+                    f"this stream ran with no added latency on whole hops of {self.hop_samples} samples and ended "
+                    "with a shorter chunk (taken as its last): call amp.reset() to start another, or start a "
+                    f"stream with a chunk that is not whole hops to stream any sizes ({self.hop_samples - 1} "
+                    "samples of latency)")
+            self._ensure(channels, aligned=rate != self.sample_rate or self._stream_aligned)
             out = self._chunk(data, rate)
         return out.T if layout == "channels_last" else (out[0] if layout == "mono" else out)
 
@@ -325,6 +346,16 @@ class Amp:
 
     def _chunk(self, data: np.ndarray, rate: float) -> np.ndarray:
         c, n = data.shape
+        if rate == self.sample_rate and self._stream_aligned:
+            hop = self.hop_samples
+            whole = -(-n // hop) * hop
+            if whole != n:  # the stream's last chunk: padded to a hop, the rest of its output dropped
+                data = np.concatenate([data, np.zeros((c, whole - n), np.float32)], axis=1)
+                self._stream_ended = True
+            out = np.empty((c, whole), np.float32)
+            for ch in range(c):
+                self._aligned[ch].process(data[ch], out[ch])
+            return out[:, :n]
         if rate == self.sample_rate:
             out = np.empty((c, n), np.float32)
             for ch in range(c):

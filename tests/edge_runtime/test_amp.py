@@ -82,10 +82,29 @@ def test_chunked_stream_equals_one_call_delayed(amp, signal, sizes):
         sizes = list(np.random.default_rng(3).integers(1, 3000, 40))
     streamed = _chunked(amp, x, SR, sizes)
     lat = amp.latency_samples
-    assert lat == 479
+    assert lat == (0 if sizes[0] % 480 == 0 else 479)  # whole hops stream with no added latency
     whole = amp(x, SR)
     np.testing.assert_array_equal(streamed[lat:], whole[: x.shape[0] - lat])
-    np.testing.assert_array_equal(streamed, _chunked(amp, x, SR, [x.shape[0]]))  # one reset=False call
+    if lat:
+        np.testing.assert_array_equal(streamed, _chunked(amp, x, SR, [x.shape[0]]))  # one reset=False call
+
+
+def test_whole_hop_chunks_stream_with_no_added_latency(amp, signal):
+    """As in `edgeamp live`: chunks of whole hops give the model's output sample for sample; a shorter
+    last chunk is padded and ends the stream (the next chunk says so); reset starts another."""
+    x = signal[: 480 * 20 + 123]
+    whole = amp(x, SR)
+    assert amp.latency_for(SR, 480) == 0 and amp.latency_for(SR, 960) == 0 and amp.latency_for(SR, 500) == 479
+    amp.reset()
+    parts = [amp(x[i : i + 960], SR, reset=False) for i in range(0, 480 * 20, 960)]
+    assert amp.latency_samples == 0
+    parts.append(amp(x[480 * 20 :], SR, reset=False))  # 123 samples: the last
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    with pytest.raises(edgeamp.InputError, match="ended with a shorter chunk"):
+        amp(x[:480], SR, reset=False)
+    amp.reset()
+    assert amp.latency_samples == 479  # no stream: what chunks of any size see
+    np.testing.assert_array_equal(amp(x[:480], SR, reset=False), whole[:480])
 
 
 def test_reset_true_is_independent_of_history(amp, signal):
@@ -172,10 +191,11 @@ def test_knobs_are_attributes_with_ranges(exported_bundles, signal):
 def test_knob_change_mid_stream_ramps_like_the_processor(exported_bundles, signal):
     amp = edgeamp.load(exported_bundles["stateful"], device="CPU")
     proc, _ = open_processor(exported_bundles["stateful"], device="CPU")
-    a1, p1 = amp(signal[:4800], SR, reset=False), proc.process(signal[:4800])
+    # 4801: not whole hops, so the stream runs with the processor's hop - 1 latency, like proc
+    a1, p1 = amp(signal[:4801], SR, reset=False), proc.process(signal[:4801])
     amp.gain = 9
     proc.set_knob("gain", 9)
-    a2, p2 = amp(signal[4800:], SR, reset=False), proc.process(signal[4800:])
+    a2, p2 = amp(signal[4801:], SR, reset=False), proc.process(signal[4801:])
     np.testing.assert_array_equal(np.concatenate([a1, a2]), np.concatenate([p1, p2]))
 
 
