@@ -47,9 +47,10 @@ FORMATS: tuple[Format, ...] = (
     Format("guitarml", "GuitarML/Automated-GuitarAmpModelling JSON", guitarml.detect, guitarml.read_guitarml,
            f"GuitarML's players (Proteus, NeuralPi) run their models at {guitarml.PLAYER_SAMPLE_RATE} Hz; files "
            "named 48k were recorded at 48000 Hz", guitarml.PLAYER_SAMPLE_RATE),
-    Format("guitarml-conv", "GuitarML SmartGuitarAmp/SmartGuitarPedal WaveNet JSON", guitarml.detect_convolutional,
-           guitarml.read_convolutional, "SmartGuitarAmp and SmartGuitarPedal run a model at the host's rate; "
-           f"GuitarML's tone library records at {guitarml.PLAYER_SAMPLE_RATE} Hz", guitarml.PLAYER_SAMPLE_RATE),
+    Format("guitarml-conv", "GuitarML SmartGuitarAmp/SmartGuitarPedal WaveNet and SmartAmpPro JSON",
+           guitarml.detect_convolutional, guitarml.read_convolutional,
+           "SmartGuitarAmp, SmartGuitarPedal and SmartAmpPro run a model at the host's rate; GuitarML's tone "
+           f"library records at {guitarml.PLAYER_SAMPLE_RATE} Hz", guitarml.PLAYER_SAMPLE_RATE),
 )
 KERAS_H5 = "keras-h5"
 WRITERS = {f.write_name: f for f in FORMATS if f.write}

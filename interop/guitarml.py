@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeamp.core.errors import ConfigError, ModelFormatError
-from edgeamp.core.model import Architecture, LayerWeights, ModelWeights
+from edgeamp.core.model import Architecture, Dense, DenseWeights, LayerWeights, ModelWeights
 from edgeamp.core.wavenet import LayerArray, WaveNetArchitecture, WaveNetWeights
 
 from .common import Imported, as_array, knobs_for, positive_int
@@ -154,15 +154,111 @@ def detect_convolutional(doc: object) -> bool:
 
 
 def read_convolutional(doc: dict, source: str, knob_names=None) -> Imported:
-    if "residual_channels" not in doc:
-        raise ModelFormatError(
-            f"{source}: a GuitarML SmartAmpPro model (two strided Conv1D over a window of the last input_size samples, "
-            "then an LSTM run one step from zero state for every output sample, then a dense layer): a stateless "
-            "function of a sliding window with no streaming form among edgeamp's blocks, so it is not imported "
-            "(NAM WaveNet/LSTM .nam, AIDA-X/RTNeural, GuitarML LSTM/GRU and SmartGuitarAmp WaveNet JSON import)")
     if knob_names:
-        raise ModelFormatError(f"{source}: a SmartGuitarAmp WaveNet has no knobs to name")
+        raise ModelFormatError(f"{source}: a SmartGuitarAmp/SmartAmpPro model has no knobs to name")
+    if "residual_channels" not in doc:
+        return read_smartamppro(doc, source)
     return read_smartguitar_wavenet(doc, source)
+
+
+# SmartAmpPro JSON (GuitarML/SmartAmpPro: resources/train.py writes the model, Source/ModelLoader.cpp and
+# Source/lstm.cpp run it)
+MAX_PRO_WINDOW = 4096
+MAX_PRO_FILTERS = 64
+MAX_PRO_HIDDEN = 256
+FORGET_OFF = -1.0e4  # a forget gate bias that makes sigmoid(f) exactly 0: the LSTM forgets every sample
+
+
+def _same_padding(n: int, kernel: int, stride: int) -> tuple[int, int]:
+    """lstm.cpp's pad_init: 'same' padding of ``n`` rows for a kernel and stride (left, right)."""
+    rest = n % stride
+    width = max(kernel - (stride if rest == 0 else rest), 0)
+    return width // 2, width - width // 2
+
+
+def read_smartamppro(doc: dict, source: str) -> Imported:
+    """A SmartAmpPro model as edgeamp's recurrent family, exactly.
+
+    The plugin (``lstm.cpp``) computes each output sample from the window of the last ``input_size``
+    input samples (oldest first, zeros before the start): ``conv1d`` (kernel, stride, 'same'
+    padding) over the window, ``conv1d_1`` over that (its padded rows are one kernel: one frame out),
+    then an LSTM run one step from zero state (``h = sigmoid(o) * tanh(sigmoid(i) * tanh(g))``, Keras
+    gate order i, f, c, o) and a dense layer. Both convolutions are linear, so together they are one
+    causal FIR bank of ``input_size`` taps per channel: edgeamp's front conv1d layer (computed here
+    by running the plugin's two convolutions on each unit impulse). The LSTM step becomes an LSTM
+    layer whose recurrent kernel is zero and whose forget gate is held shut (bias -1e4: sigmoid
+    gives exactly 0, so nothing carries from one sample to the next). Drive and master are the
+    plugin's knobs around the model, not part of it; the files say no rate (the tone library: 44.1 kHz).
+    """
+    try:
+        window = positive_int(doc.get("input_size"), "input_size", source, MAX_PRO_WINDOW)
+        s1 = positive_int(doc.get("conv1d_stride"), "conv1d_stride", source, MAX_PRO_WINDOW)
+        s2 = positive_int(doc.get("conv1d_1_stride"), "conv1d_1_stride", source, MAX_PRO_WINDOW)
+        layers = {name: doc.get(name) for name in ("conv1d", "conv1d_1", "lstm", "dense")}
+        for name, layer in layers.items():
+            if not isinstance(layer, dict) or "kernel:0" not in layer or "bias:0" not in layer:
+                raise ModelFormatError(f"{source}: '{name}' needs 'kernel:0' and 'bias:0'")
+        shape = _nested_shape(layers["conv1d"]["kernel:0"])
+        if len(shape) != 3 or shape[1] != 1:
+            raise ModelFormatError(f"{source}: conv1d kernel:0 must be (kernel, 1, filters), got {shape}")
+        k1 = positive_int(shape[0], "the conv1d kernel size", source, MAX_PRO_WINDOW)
+        f1 = positive_int(shape[2], "conv1d filters", source, MAX_PRO_FILTERS)
+        shape2 = _nested_shape(layers["conv1d_1"]["kernel:0"])
+        if len(shape2) != 3 or shape2[1] != f1:
+            raise ModelFormatError(f"{source}: conv1d_1 kernel:0 must be (kernel, {f1}, filters), got {shape2}")
+        k2 = positive_int(shape2[0], "the conv1d_1 kernel size", source, MAX_PRO_WINDOW)
+        f2 = positive_int(shape2[2], "conv1d_1 filters", source, MAX_PRO_FILTERS)
+        lshape = _nested_shape(layers["lstm"]["kernel:0"])
+        if len(lshape) != 2 or lshape[0] != f2 or lshape[1] % 4:
+            raise ModelFormatError(f"{source}: lstm kernel:0 must be ({f2}, 4 x units), got {lshape}")
+        hidden = positive_int(lshape[1] // 4, "LSTM units", source, MAX_PRO_HIDDEN)
+        K1 = as_array(layers["conv1d"]["kernel:0"], (k1, 1, f1), "conv1d kernel", source).astype(np.float64)
+        B1 = as_array(layers["conv1d"]["bias:0"], (f1,), "conv1d bias", source).astype(np.float64)
+        K2 = as_array(layers["conv1d_1"]["kernel:0"], (k2, f1, f2), "conv1d_1 kernel", source).astype(np.float64)
+        B2 = as_array(layers["conv1d_1"]["bias:0"], (f2,), "conv1d_1 bias", source).astype(np.float64)
+        W = as_array(layers["lstm"]["kernel:0"], (f2, 4 * hidden), "lstm kernel", source)
+        b = as_array(layers["lstm"]["bias:0"], (4 * hidden,), "lstm bias", source)
+        D = as_array(layers["dense"]["kernel:0"], (hidden, 1), "dense kernel", source)
+        db = as_array(layers["dense"]["bias:0"], (1,), "dense bias", source)
+    except ConfigError as exc:
+        raise ModelFormatError(f"{source}: {exc}") from exc
+    left1, right1 = _same_padding(window, k1, s1)
+    frames = (window + left1 + right1) // s1
+    left2, right2 = _same_padding(frames, k2, s2)
+    if frames + left2 + right2 != k2:
+        raise ModelFormatError(f"{source}: conv1d_1 gives {(frames + left2 + right2 - k2) // s2 + 1} frames from "
+                               f"input_size {window}; the plugin computes one (its lstm.cpp is right for input_size "
+                               "up to about 140, the trainer's 120), so this file has no defined output")
+
+    def convolutions(w: np.ndarray) -> np.ndarray:
+        """The plugin's two convolutions on one window (input_size,) -> (f2,)."""
+        padded = np.concatenate([np.zeros(left1), w, np.zeros(right1)])
+        out1 = np.stack([np.einsum("j,jo->o", padded[i * s1 : i * s1 + k1], K1[:, 0, :]) for i in range(frames)])
+        out1 += B1
+        padded2 = np.concatenate([np.zeros((left2, f1)), out1, np.zeros((right2, f1))])
+        return np.einsum("jk,jko->o", padded2, K2) + B2
+
+    offset = convolutions(np.zeros(window))
+    taps = np.stack([convolutions(np.eye(window)[j]) - offset for j in range(window)])  # (window, f2)
+    bias = np.asarray(b, np.float64).copy()
+    bias[hidden : 2 * hidden] = FORGET_OFF
+    arch = Architecture((hidden,), head=True, front=(Dense(f2, kernel_size=window),))
+    weights = ModelWeights(
+        (LayerWeights(W.astype(np.float32), np.zeros((hidden, 4 * hidden), np.float32), bias.astype(np.float32)),),
+        D.astype(np.float32), db.astype(np.float32), front=(DenseWeights(taps[:, None, :].astype(np.float32),
+                                                                          offset.astype(np.float32)),))
+    meta = {"model": "SmartAmpPro", "input_size": window, "conv1d": [k1, s1, f1], "conv1d_1": [k2, s2, f2],
+            "lstm_units": hidden}
+    return Imported("guitarml-conv", arch, weights, None, meta)
+
+
+def _nested_shape(value, depth: int = 0) -> tuple[int, ...]:
+    """The shape of nested lists (checked rectangular by as_array afterwards); () for a number."""
+    if not isinstance(value, list) or depth > 4:
+        return ()
+    if not value:
+        return (0,)
+    return (len(value), *_nested_shape(value[0], depth + 1))
 
 
 # SmartGuitarAmp / SmartGuitarPedal WaveNet JSON (WaveNetVA's format, written by PedalNetRT's export.py)

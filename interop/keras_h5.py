@@ -207,12 +207,15 @@ def _guess_class(weight_names: list[str], arrays: tuple[np.ndarray, ...]) -> str
 def legacy_to_weights(model: LegacyModel, source: str = "model") -> tuple[Architecture, ModelWeights]:
     """Convert the layers to the canonical architecture and weights."""
     classes = [layer.class_name for layer in model.layers]
-    if any(c in ("Conv1D", "SeparableConv1D") for c in classes) and any(c in RECURRENT_CLASSES for c in classes):
+    first_rnn = next((i for i, c in enumerate(classes) if c in RECURRENT_CLASSES), None)
+    if first_rnn is not None and any(c in ("Conv1D", "SeparableConv1D") for c in classes[:first_rnn]):
         raise LegacyImportError(
             f"{source}: a Conv1D front end before an LSTM (GuitarML's GuitarLSTM / SmartAmpPro shape: strided "
             "convolutions over a window of past samples, then an LSTM run from zero state for every output "
-            "sample): a stateless function of a sliding window with no streaming form among edgeamp's blocks, "
-            "so it is not imported; edgeamp imports Keras LSTM stacks with a linear Dense(1) head")
+            "sample). edgeamp reads this model from SmartAmpPro's JSON (the plugin's own format, whose one-frame "
+            "form it runs exactly), not from the Keras .h5; GuitarLSTM's accuracy modes run the LSTM over several "
+            "frames of each window, which has no streaming form here. edgeamp imports Keras .h5 LSTM stacks with a "
+            "linear Dense(1) head")
     lstm: list[LayerWeights] = []
     head = None
     for layer in model.layers:

@@ -318,23 +318,60 @@ struct Dense : Op {
   std::vector<float> w, bias, alpha, full, z;  // w: (K*n_in) x up; full: (L + T) x n_in
   int T_max;
 
+  std::vector<float> bank;  // the FIR-bank form's outputs, unit-major: n_out x round_up(T, W)
+  int Tp;
+
   Dense(int n_in_, int units, int ksize, int dilation, const float* kernel, const float* b, int activation,
         const float* prelu_alpha, int T)
-      : K(ksize), dil(dilation), L(dilation * (ksize - 1)), up(round_up(units, W)), act(activation), T_max(T) {
+      : K(ksize), dil(dilation), L(dilation * (ksize - 1)), up(round_up(units, W)), act(activation), T_max(T),
+        Tp(round_up(T, W)) {
     n_in = n_in_;
     n_out = units;
     w = pad_gates(kernel, K * n_in, 1, units, up);
     bias = pad_gates(b, 1, 1, units, up);
     alpha.assign(up, 0.0f);
     if (prelu_alpha) std::memcpy(alpha.data(), prelu_alpha, units * sizeof(float));
-    full.assign((size_t)(L + T) * n_in, 0.0f);
+    full.assign((size_t)(L + Tp) * n_in, 0.0f);  // Tp: the FIR-bank form reads whole vectors past T
     z.assign(up, 0.0f);
+    if (fir_bank()) bank.assign((size_t)n_out * Tp, 0.0f);
+  }
+
+  // a conv1d on one input channel (a long FIR bank, e.g. SmartAmpPro's 120 taps into 4 channels):
+  // vectorised along time, one unit at a time, instead of one padded matvec per tap and sample
+  bool fir_bank() const { return K > 1 && n_in == 1 && act != SOFTMAX; }
+
+  void run_fir_bank(float* out, int T) {
+    for (int u = 0; u < n_out; ++u) {
+      float* o = &bank[(size_t)u * Tp];
+      for (int t = 0; t < T; t += W) {
+        vf acc = splat(bias[u]);
+        for (int j = 0; j < K; ++j) acc += splat(w[(size_t)j * up + u]) * load(&full[t + (size_t)j * dil]);
+        store(o + t, acc);
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      for (int u = 0; u < up; ++u) z[u] = u < n_out ? bank[(size_t)u * Tp + t] : 0.0f;
+      if (act == PRELU) {
+        for (int u = 0; u < up; u += W) {
+          vf x = load(&z[u]);
+          store(&z[u], x >= splat(0.0f) ? x : load(&alpha[u]) * x);
+        }
+      } else {
+        activate_all(act, z.data(), up);
+      }
+      std::memcpy(out + (size_t)t * n_out, z.data(), n_out * sizeof(float));
+    }
   }
 
   void reset() override { std::fill(full.begin(), full.end(), 0.0f); }
 
   void run(const float* in, float* out, int T) override {
     std::memcpy(&full[(size_t)L * n_in], in, (size_t)T * n_in * sizeof(float));
+    if (fir_bank()) {
+      run_fir_bank(out, T);
+      if (L) std::memmove(full.data(), &full[(size_t)T * n_in], (size_t)L * n_in * sizeof(float));
+      return;
+    }
     for (int t = 0; t < T; ++t) {
       if (n_out == 1 && act == LINEAR) {  // the head: a dot product
         float s = bias[0];

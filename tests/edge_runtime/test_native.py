@@ -43,6 +43,11 @@ MODELS = {
     "front-hidden": Architecture((20,), head=True, front=(Dense(8, "tanh"), Dense(6, "relu", 3, 2)),
                                  hidden=(Dense(5, "prelu"), Dense(7, "softmax"), Dense(4, "elu", 2, 3),
                                          Dense(3, "sigmoid"))),
+    # a long conv1d on the audio itself (SmartAmpPro's 120-tap FIR bank; the kernel's time-vectorised
+    # form), dilated with prelu, and linear
+    "fir-bank-front": Architecture((12,), head=True, front=(Dense(4, "", 120), Dense(3, "prelu", 5, 3))),
+    "fir-bank-tanh-dilated": Architecture((8,), head=True, front=(Dense(5, "tanh", 17, 4),)),
+    "fir-bank-prelu": Architecture((6,), head=True, front=(Dense(4, "prelu", 9, 2),)),
     "wavenet-standard": wavenet.nam_preset("standard"),
     "wavenet-nano": wavenet.nam_preset("nano"),
     **{f"wavenet-{act}": _feather(act, gated) for act, gated in

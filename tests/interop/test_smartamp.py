@@ -188,14 +188,88 @@ def test_bad_smartamp_files_name_the_problem_and_write_nothing(tmp_path, edit, w
     assert not (tmp_path / "out.bundle").exists()
 
 
-def test_smartamppro_is_refused_saying_why(tmp_path, capsys):
-    doc = {"conv1d": {"bias:0": [0.0] * 4, "kernel:0": [[[0.0] * 4]] * 12}, "conv1d_1": {}, "dense": {}, "lstm": {},
-           "input_size": 120, "conv1d_stride": 12, "conv1d_1_stride": 12}
-    path = tmp_path / "pro.json"
-    path.write_text(json.dumps(doc))
-    assert cli_main(["import", str(path), str(tmp_path / "pro.bundle"), "--sample-rate", "44100"]) == 2
-    err = capsys.readouterr().err
-    assert "SmartAmpPro" in err and "zero state for every output sample" in err and "Traceback" not in err
+P = np.load(FIX / "expected_smartamppro.npz")
+PRO = ("smartamppro_24", "smartamppro_8")
+
+
+def plugins_lstm_cpp(doc: dict, x: np.ndarray) -> np.ndarray:
+    """SmartAmpPro's Source/lstm.cpp, transcribed: per output sample, the window of the last
+    input_size samples, conv1d ('same' padding as pad_init computes it), conv1d_1 over its padded
+    rows, one LSTM step from zero state, the dense layer."""
+    n, s1, s2 = doc["input_size"], doc["conv1d_stride"], doc["conv1d_1_stride"]
+    k1w, b1 = np.asarray(doc["conv1d"]["kernel:0"]), np.asarray(doc["conv1d"]["bias:0"])
+    k2w, b2 = np.asarray(doc["conv1d_1"]["kernel:0"]), np.asarray(doc["conv1d_1"]["bias:0"])
+    w, b = np.asarray(doc["lstm"]["kernel:0"]), np.asarray(doc["lstm"]["bias:0"])
+    dk, db = np.asarray(doc["dense"]["kernel:0"]), np.asarray(doc["dense"]["bias:0"])
+    h_size, k1, k2 = b.size // 4, k1w.shape[0], k2w.shape[0]
+
+    def pad(rows: int, kernel: int, stride: int) -> tuple[int, int]:
+        rest = rows % stride
+        width = max(kernel - (stride if rest == 0 else rest), 0)
+        return width // 2, width - width // 2
+
+    def sigmoid(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
+    buf = np.concatenate([np.zeros(n - 1), x])
+    y = np.zeros(x.shape[0])
+    for t in range(x.shape[0]):
+        left, right = pad(n, k1, s1)
+        p1 = np.concatenate([np.zeros(left), buf[t : t + n], np.zeros(right)])
+        out1 = np.stack([p1[i * s1 : i * s1 + k1] @ k1w[:, 0, :] for i in range(p1.shape[0] // s1)]) + b1
+        left, right = pad(out1.shape[0], k2, s2)
+        p2 = np.concatenate([np.zeros((left, out1.shape[1])), out1, np.zeros((right, out1.shape[1]))])
+        gates = (np.einsum("jk,jko->o", p2, k2w) + b2) @ w + b
+        i, g, o = gates[:h_size], gates[2 * h_size : 3 * h_size], gates[3 * h_size :]
+        y[t] = (sigmoid(o) * np.tanh(sigmoid(i) * np.tanh(g))) @ dk[:, 0] + db[0]
+    return y
+
+
+@pytest.fixture(scope="module")
+def pro_bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smartamppro")
+    return {n: import_model(FIX / f"{n}.json", root / f"{n}.bundle", sample_rate=SR, export=True,
+                            variants=("stateful", "explicit_state"), precisions=("f32",), verify_seconds=0.3)
+            for n in PRO}
+
+
+@pytest.mark.parametrize("name", PRO)
+def test_smartamppro_reproduces_its_keras_model_and_its_plugin(pro_bundles, name):
+    """Fixtures written by SmartAmpPro's train.py (model and JSON loop), expected output the Keras
+    model's predict on each sample's window (1.9e-7 and 2.4e-7 measured, float32 Keras)."""
+    b = pro_bundles[name]
+    x = P["input"].astype(np.float64)
+    ref = reference.run_stateful(b.architecture, b.weights, x)[0][0]
+    assert np.max(np.abs(ref - P[name])) < REF_TOL
+    doc = json.loads((FIX / f"{name}.json").read_text())
+    assert np.max(np.abs(ref[:600] - plugins_lstm_cpp(doc, x[:600]))) < 1e-6  # float32 weights in the bundle
+    backends = ("openvino", "native") if native.unavailable_reason() is None else ("openvino",)
+    for backend in backends:
+        amp = edgeamp.load(b.path, device="CPU", backend=backend)
+        assert np.max(np.abs(amp(P["input"], SR) - ref)) < ENGINE_TOL, backend
+    assert b.manifest.provenance["source_metadata"]["input_size"] == doc["input_size"]
+
+
+def _pro(fn):
+    doc = json.loads((FIX / "smartamppro_24.json").read_text())
+    fn(doc)
+    return doc
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda d: d.pop("lstm"), "'lstm' needs 'kernel:0' and 'bias:0'"),
+    (lambda d: d.update(input_size=480), "gives 4 frames"),  # lstm.cpp computes one: no defined output
+    (lambda d: d["lstm"].update({"kernel:0": [[0.0] * 96] * 3}), "lstm kernel:0 must be"),
+    (lambda d: d["dense"].update({"bias:0": ["x"]}), "dense bias"),
+    (lambda d: d.update(conv1d_stride=0), "conv1d_stride"),
+    (lambda d: d["conv1d"].update({"bias:0": [float("nan")] * 4}), "NaN"),
+])
+def test_bad_smartamppro_files_name_the_problem_and_write_nothing(tmp_path, edit, words):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_pro(edit)))
+    with pytest.raises(ModelFormatError, match=words):
+        import_model(path, tmp_path / "out.bundle", sample_rate=SR)
+    assert not (tmp_path / "out.bundle").exists()
 
 
 def test_a_smartamp_model_leaves_as_a_nam_file(bundles, tmp_path, capsys):
