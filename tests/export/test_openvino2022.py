@@ -167,3 +167,21 @@ def test_wavenet_explicit_state_ir_runs_on_openvino_2022_3(py310_env, tmp_path):
     assert results["explicit_state-f32"] <= 1e-6, results
     assert results["stateful-f32"] <= 1e-6, results
     assert results["explicit_state-f16"] <= 5e-3, results
+
+
+@pytest.mark.parametrize("name", ["smartamp_5x10", "smartamppro_24"])
+def test_guitarml_convolutional_captures_run_on_openvino_2022_3(py310_env, tmp_path, name):
+    """A SmartGuitarAmp WaveNet (a layer array per layer, its carry channel) and a SmartAmpPro model
+    (the 120-tap front conv1d, the LSTM with its forget gate held shut at -1e4, which FP16 keeps):
+    the Myriad-target IR on 2022.3."""
+    from pathlib import Path
+
+    from edgeamp.interop.importer import import_model
+
+    fix = Path(__file__).resolve().parents[1] / "fixtures" / "interop"
+    path = import_model(fix / f"{name}.json", tmp_path / "gml.bundle", sample_rate=48000, hop_samples=480).path
+    results = _run_on_2022_3(py310_env, tmp_path, path, 0.3)
+    assert results["openvino"].startswith("2022.3"), results
+    assert results["explicit_state-f32"] <= 1e-5, results
+    assert results["stateful-f32"] <= 1e-5, results
+    assert results["explicit_state-f16"] <= 5e-3, results
