@@ -235,15 +235,25 @@ std::vector<float> pad_gates(const float* m, int rows, int gates, int units, int
   return out;
 }
 
-// an LSTM or GRU layer (Keras layout, gate blocks padded to Up units each). A narrow input (the
-// audio and knobs) joins the recurrent product: one matvec over [x_t, h] per step. A wide one (a
-// layer below) is projected for the whole hop first, as a matrix product that loads each weight
-// row once for four steps.
+// a (rows x cols) matrix in, each row `stride` floats out (the columns past cols zero)
+std::vector<float> pack_rows(const float* m, int rows, int cols, int stride) {
+  std::vector<float> out((size_t)rows * stride, 0.0f);
+  for (int r = 0; r < rows; ++r) std::memcpy(&out[(size_t)r * stride], m + (size_t)r * cols, cols * sizeof(float));
+  return out;
+}
+
+// an LSTM or GRU layer (Keras layout: gate blocks of U units side by side, the row padded to a
+// whole vector only at its end, so that a 24-unit LSTM's 96 gate values are 6 AVX-512 vectors, not
+// 8 with each gate padded). A narrow input (the audio and knobs) joins the recurrent product: one
+// matvec over [x_t, h] per step. A wide one (a layer below) is projected for the whole hop first,
+// as a matrix product that loads each weight row once for four steps. The activations read each
+// gate at its offset (g * U + u, unaligned); lanes past U read the next gate's values, and the
+// state they write (h, c past U) is cleared after each step.
 constexpr int FUSED_INPUTS = 8;
 
 struct Recurrent : Op {
   bool lstm, fused;
-  int U, Up, G, n;                      // units, padded units, gates, G * Up
+  int U, Up, G, n;                      // units, units rounded up to a vector, gates, G * U rounded up
   std::vector<float> Wx, Wh, b, b_rec;  // Wx (n_in x n) (fused: [Wx; Wh] ((n_in + U) x n)); GRU recurrent bias
   std::vector<float> v, c, h0, c0, zx, zh;  // v: [x_t, h] (h at v + n_in, Up long)
 
@@ -252,19 +262,19 @@ struct Recurrent : Op {
       : lstm(is_lstm), U(units), Up(round_up(units, W)), G(is_lstm ? 4 : 3) {
     n_in = n_in_;
     n_out = units;
-    n = G * Up;
+    n = round_up(G * U, W);
     // a GRU's candidate needs the recurrent product apart from the input one: never fused
     fused = lstm && n_in <= FUSED_INPUTS;
-    Wx = pad_gates(kernel, n_in, G, U, Up);
-    Wh = pad_gates(recurrent, U, G, U, Up);
+    Wx = pack_rows(kernel, n_in, G * U, n);
+    Wh = pack_rows(recurrent, U, G * U, n);
     if (fused) Wx.insert(Wx.end(), Wh.begin(), Wh.end());
-    b = pad_gates(bias, 1, G, U, Up);
-    b_rec = lstm ? std::vector<float>(n, 0.0f) : pad_gates(bias + G * U, 1, G, U, Up);
+    b = pack_rows(bias, 1, G * U, n);
+    b_rec = lstm ? std::vector<float>(n, 0.0f) : pack_rows(bias + G * U, 1, G * U, n);
     v.assign(n_in + Up, 0.0f); c.assign(Up, 0.0f); h0.assign(Up, 0.0f); c0.assign(Up, 0.0f);
     if (h_init) std::memcpy(h0.data(), h_init, U * sizeof(float));
     if (c_init) std::memcpy(c0.data(), c_init, U * sizeof(float));
-    zx.assign((size_t)(fused ? 1 : T) * n, 0.0f);
-    zh.assign(n, 0.0f);
+    zx.assign((size_t)(fused ? 1 : T) * n + Up, 0.0f);  // + Up: the last gate's lanes past U read on
+    zh.assign(n + Up, 0.0f);
     reset();
   }
 
@@ -289,23 +299,24 @@ struct Recurrent : Op {
         matvec(h, U, Wh.data(), n, n, z);
       }
       if (lstm) {
-        for (int u = 0; u < Up; u += W) {
-          vf i = vsigmoid(load(z + u)), f = vsigmoid(load(z + Up + u));
-          vf g = vtanh(load(z + 2 * Up + u)), o = vsigmoid(load(z + 3 * Up + u));
+        for (int u = 0; u < U; u += W) {
+          vf i = vsigmoid(load(z + u)), f = vsigmoid(load(z + U + u));
+          vf g = vtanh(load(z + 2 * U + u)), o = vsigmoid(load(z + 3 * U + u));
           vf cn = f * load(&c[u]) + i * g;
           store(&c[u], cn);
           store(h + u, o * vtanh(cn));
         }
+        for (int u = U; u < Up; ++u) h[u] = c[u] = 0.0f;
       } else {
         std::memcpy(zh.data(), b_rec.data(), n * sizeof(float));
         matvec(h, U, Wh.data(), n, n, zh.data());
-        for (int u = 0; u < Up; u += W) {
+        for (int u = 0; u < U; u += W) {
           vf zg = vsigmoid(load(z + u) + load(&zh[u]));
-          vf r = vsigmoid(load(z + Up + u) + load(&zh[Up + u]));
-          vf cand = vtanh(load(z + 2 * Up + u) + r * load(&zh[2 * Up + u]));
+          vf r = vsigmoid(load(z + U + u) + load(&zh[U + u]));
+          vf cand = vtanh(load(z + 2 * U + u) + r * load(&zh[2 * U + u]));
           store(h + u, zg * load(h + u) + (1.0f - zg) * cand);
         }
-        for (int u = U; u < Up; ++u) h[u] = 0.0f;  // a pad's candidate is tanh(0) = 0, its z 0.5: keep 0
+        for (int u = U; u < Up; ++u) h[u] = 0.0f;
       }
       std::memcpy(out + (size_t)t * U, h, U * sizeof(float));
     }
