@@ -349,7 +349,7 @@ struct Dense : Op {
 
   // a conv1d on one input channel (a long FIR bank, e.g. SmartAmpPro's 120 taps into 4 channels):
   // vectorised along time, one unit at a time, instead of one padded matvec per tap and sample
-  bool fir_bank() const { return K > 1 && n_in == 1 && act != SOFTMAX; }
+  bool fir_bank() const { return K > 1 && n_in == 1; }
 
   void run_fir_bank(float* out, int T) {
     for (int u = 0; u < n_out; ++u) {
@@ -362,16 +362,26 @@ struct Dense : Op {
     }
     for (int t = 0; t < T; ++t) {
       for (int u = 0; u < up; ++u) z[u] = u < n_out ? bank[(size_t)u * Tp + t] : 0.0f;
-      if (act == PRELU) {
-        for (int u = 0; u < up; u += W) {
-          vf x = load(&z[u]);
-          store(&z[u], x >= splat(0.0f) ? x : load(&alpha[u]) * x);
-        }
-      } else {
-        activate_all(act, z.data(), up);
-      }
-      std::memcpy(out + (size_t)t * n_out, z.data(), n_out * sizeof(float));
+      finish(out + (size_t)t * n_out);
     }
+  }
+
+  // z (one sample's pre-activations) through the activation, into out
+  void finish(float* out) {
+    if (act == SOFTMAX) {
+      float m = z[0], s = 0.0f;
+      for (int u = 1; u < n_out; ++u) m = z[u] > m ? z[u] : m;
+      for (int u = 0; u < n_out; ++u) { z[u] = std::exp(z[u] - m); s += z[u]; }
+      for (int u = 0; u < n_out; ++u) z[u] /= s;
+    } else if (act == PRELU) {
+      for (int u = 0; u < up; u += W) {
+        vf x = load(&z[u]);
+        store(&z[u], x >= splat(0.0f) ? x : load(&alpha[u]) * x);
+      }
+    } else {
+      activate_all(act, z.data(), up);
+    }
+    std::memcpy(out, z.data(), n_out * sizeof(float));
   }
 
   void reset() override { std::fill(full.begin(), full.end(), 0.0f); }
@@ -380,9 +390,13 @@ struct Dense : Op {
     std::memcpy(&full[(size_t)L * n_in], in, (size_t)T * n_in * sizeof(float));
     if (fir_bank()) {
       run_fir_bank(out, T);
-      if (L) std::memmove(full.data(), &full[(size_t)T * n_in], (size_t)L * n_in * sizeof(float));
-      return;
+    } else {
+      run_per_sample(out, T);
     }
+    if (L) std::memmove(full.data(), &full[(size_t)T * n_in], (size_t)L * n_in * sizeof(float));
+  }
+
+  void run_per_sample(float* out, int T) {
     for (int t = 0; t < T; ++t) {
       if (n_out == 1 && act == LINEAR) {  // the head: a dot product
         float s = bias[0];
@@ -397,22 +411,8 @@ struct Dense : Op {
       std::memcpy(z.data(), bias.data(), up * sizeof(float));
       for (int j = 0; j < K; ++j)
         matvec(&full[(size_t)(t + j * dil) * n_in], n_in, &w[(size_t)j * n_in * up], up, up, z.data());
-      if (act == SOFTMAX) {
-        float m = z[0], s = 0.0f;
-        for (int u = 1; u < n_out; ++u) m = z[u] > m ? z[u] : m;
-        for (int u = 0; u < n_out; ++u) { z[u] = std::exp(z[u] - m); s += z[u]; }
-        for (int u = 0; u < n_out; ++u) z[u] /= s;
-      } else if (act == PRELU) {
-        for (int u = 0; u < up; u += W) {
-          vf x = load(&z[u]);
-          store(&z[u], x >= splat(0.0f) ? x : load(&alpha[u]) * x);
-        }
-      } else {
-        activate_all(act, z.data(), up);
-      }
-      std::memcpy(out + (size_t)t * n_out, z.data(), n_out * sizeof(float));
+      finish(out + (size_t)t * n_out);
     }
-    if (L) std::memmove(full.data(), &full[(size_t)T * n_in], (size_t)L * n_in * sizeof(float));
   }
 };
 

@@ -48,6 +48,7 @@ MODELS = {
     "fir-bank-front": Architecture((12,), head=True, front=(Dense(4, "", 120), Dense(3, "prelu", 5, 3))),
     "fir-bank-tanh-dilated": Architecture((8,), head=True, front=(Dense(5, "tanh", 17, 4),)),
     "fir-bank-prelu": Architecture((6,), head=True, front=(Dense(4, "prelu", 9, 2),)),
+    "fir-bank-softmax": Architecture((6,), head=True, front=(Dense(3, "softmax", 7),)),
     "wavenet-standard": wavenet.nam_preset("standard"),
     "wavenet-nano": wavenet.nam_preset("nano"),
     **{f"wavenet-{act}": _feather(act, gated) for act, gated in
