@@ -181,8 +181,12 @@ def _nan(doc):
     (lambda d: d.update(variables={"W": 1}), "'variables' must be a list"),
 ])
 def test_bad_smartamp_files_name_the_problem_and_write_nothing(tmp_path, edit, words):
+    _refused_writing_nothing(tmp_path, _edit(edit), words)
+
+
+def _refused_writing_nothing(tmp_path, doc: dict, words: str) -> None:
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps(_edit(edit)))
+    path.write_text(json.dumps(doc))
     with pytest.raises(ModelFormatError, match=words):
         import_model(path, tmp_path / "out.bundle", sample_rate=SR)
     assert not (tmp_path / "out.bundle").exists()
@@ -265,11 +269,7 @@ def _pro(fn):
     (lambda d: d["conv1d"].update({"bias:0": [float("nan")] * 4}), "NaN"),
 ])
 def test_bad_smartamppro_files_name_the_problem_and_write_nothing(tmp_path, edit, words):
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(_pro(edit)))
-    with pytest.raises(ModelFormatError, match=words):
-        import_model(path, tmp_path / "out.bundle", sample_rate=SR)
-    assert not (tmp_path / "out.bundle").exists()
+    _refused_writing_nothing(tmp_path, _pro(edit), words)
 
 
 def test_a_smartamp_model_leaves_as_a_nam_file(bundles, tmp_path, capsys):
