@@ -209,13 +209,19 @@ def legacy_to_weights(model: LegacyModel, source: str = "model") -> tuple[Archit
     classes = [layer.class_name for layer in model.layers]
     first_rnn = next((i for i, c in enumerate(classes) if c in RECURRENT_CLASSES), None)
     if first_rnn is not None and any(c in ("Conv1D", "SeparableConv1D") for c in classes[:first_rnn]):
+        frames = model.window_samples
+        for layer in model.layers[:first_rnn]:
+            stride = layer.config.get("strides", [1])
+            stride = stride[0] if isinstance(stride, list) and stride else stride
+            if frames and isinstance(stride, int) and stride > 0:
+                frames = -(-frames // stride)  # 'same' padding: ceil(n / stride) frames out
+        runs = f" (this one: {frames} frames of its {model.window_samples}-sample window)" if frames else ""
         raise LegacyImportError(
             f"{source}: a Conv1D front end before an LSTM (GuitarML's GuitarLSTM / SmartAmpPro shape: strided "
-            "convolutions over a window of past samples, then an LSTM run from zero state for every output "
-            "sample). edgeamp reads this model from SmartAmpPro's JSON (the plugin's own format, whose one-frame "
-            "form it runs exactly), not from the Keras .h5; GuitarLSTM's accuracy modes run the LSTM over several "
-            "frames of each window, which has no streaming form here. edgeamp imports Keras .h5 LSTM stacks with a "
-            "linear Dense(1) head")
+            "convolutions over a window of past samples, then an LSTM run from zero state over the window's frames "
+            f"for every output sample{runs}). Only the one-frame form has a streaming form here, and edgeamp reads it "
+            "from SmartAmpPro's JSON (the plugin's own format); an LSTM over several frames per output sample is "
+            "not imported. edgeamp imports Keras .h5 LSTM stacks with a linear Dense(1) head")
     lstm: list[LayerWeights] = []
     head = None
     for layer in model.layers:
