@@ -62,6 +62,9 @@ def read_json(path: Path) -> object:
     except ModelFormatError as exc:
         raise ModelFormatError(f"{path}: {exc}") from exc
     except json.JSONDecodeError as exc:
+        if text.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
+            raise ModelFormatError(f"{path}: a web page (HTML), not a model file: a repository's page saved under "
+                                   "the model's name? Download the raw file") from exc
         end = "the file ends early (truncated?)" if exc.pos >= len(text.rstrip()) else exc.msg
         raise ModelFormatError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {end}") from exc
     except ValueError as exc:  # an integer of over 4300 digits

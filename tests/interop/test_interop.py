@@ -229,6 +229,8 @@ BAD = {
     "empty": (b"", "the file is empty"),
     "truncated": ((FIX / "nam_lstm_2x4.nam").read_bytes()[:700], "truncated"),
     "not json": (b"this is not json {", "not valid JSON"),
+    # GuitarML's tone library holds a GitHub page saved as SmartAmp/bluesJR-Clean.json
+    "a web page": (b"\n\n<!DOCTYPE html>\n<html lang=\"en\">\n<head>", "a web page \\(HTML\\), not a model file"),
     "binary": (bytes(range(256)) * 4, "not a text file"),
     "json list": (b"[1, 2, 3]", "does not know"),
     "other architecture": (_edit(_nam_doc(), lambda d: d.update(architecture="ConvNet")),
