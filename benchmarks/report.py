@@ -111,7 +111,8 @@ def cpu_engines_table(engines: list[dict]) -> list[str]:
     """benchmarks/test_cpu_peers.py's rows: per-hop p50 of each engine, the best peer, native against it."""
     first = engines[0]["info"]
     lines = [f"CPU engines side by side (`benchmarks/test_cpu_peers.py`): one run, pinned to CPU {first.get('cpu')}, "
-             "one thread, 10 ms hops (480 samples at 48 kHz), p50 of 1000 hops of noise; edgeamp "
+             "one thread, 10 ms hops (480 samples at 48 kHz), p50 of 1000 hops of noise, each engine's best of "
+             f"{first.get('rounds', 1)} rounds (the engines take turns round by round); edgeamp "
              f"{first.get('edgeamp_commit', '?')}, RTNeural {first.get('rtneural_commit', '?')}, NeuralAmpModelerCore "
              f"{first.get('nam_core_commit', '?')} (peers built with -O3 -march=native); in brackets, ESR against the "
              "float64 reference (edgeamp) or max abs difference from it (peers, same noise):", "",
