@@ -142,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--audio-device runs in one process: use --processes 1 with it")
     if processes == 1:
         return serve(args)
+    from edgeamp.core.bundle import read_bundle
+
+    read_bundle(args.bundle)  # a bad bundle is said once, here, not by every worker
 
     def ready(port: int, text: str) -> None:
         print(f"edgeamp serve: listening on http://{args.host}:{port} (streams: ws://{args.host}:{port}/stream); "

@@ -220,7 +220,9 @@ def supervise(args: argparse.Namespace, processes: int, describe) -> int:
             workers[k] = start(k)
         ready_text = _wait_ready(folder, workers, stop)
         if ready_text is None:  # a worker failed to start (it said why on stderr) or we were stopped
-            return _stop_all(workers, args.drain_timeout, folder) or (0 if stop["signal"] else 2)
+            failed = [w.returncode for w in workers.values() if w.poll() is not None and w.returncode]
+            _stop_all(workers, args.drain_timeout, folder)
+            return 0 if stop["signal"] else (failed[0] if failed and failed[0] > 0 else 2)
         probe.close()
         describe(port, ready_text)
         restarts: list[float] = []

@@ -1030,7 +1030,7 @@ def test_process_workers_metrics_span_workers_and_a_dead_worker_comes_back(expor
     assert "exited (-9): starting it again" in s.proc.stderr.read()
 
 
-def test_processes_refuse_a_sound_card_and_default_to_one_with_batching(exported_bundles):
+def test_processes_refuse_a_sound_card_and_default_to_one_with_batching(exported_bundles, tmp_path):
     from edgeamp.cli import build_parser
     from edgeamp.edge_runtime.service.workers import default_processes
 
@@ -1041,6 +1041,11 @@ def test_processes_refuse_a_sound_card_and_default_to_one_with_batching(exported
     done = subprocess.run([sys.executable, "-m", "edgeamp", "serve", str(exported_bundles["stateful"]), "--port", "0",
                            "--processes", "2", "--audio-device", "1"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--processes 1" in done.stderr
+    not_a_bundle = tmp_path / "not-a-bundle"
+    not_a_bundle.mkdir()
+    done = subprocess.run([sys.executable, "-m", "edgeamp", "serve", str(not_a_bundle), "--port", "0",
+                           "--processes", "2"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("missing manifest.json") == 1, done.stderr  # said once
 
 
 def test_cheap_hops_run_on_the_event_loop_and_equal_the_offline_render(exported_bundles):
