@@ -255,7 +255,7 @@ std::vector<float> pack_rows(const float* m, int rows, int cols, int stride) {
 constexpr int FUSED_INPUTS = 8;
 
 struct Recurrent : Op {
-  bool lstm, fused;
+  bool lstm, fused, gru_fused;
   int U, Up, G, n;                      // units, units rounded up to a vector, gates, G * U rounded up
   std::vector<float> Wx, Wh, b, b_rec;  // Wx (n_in x n) (fused: [Wx; Wh] ((n_in + U) x n)); GRU recurrent bias
   std::vector<float> v, c, h0, c0, zx, zh;  // v: [x_t, h] (h at v + n_in, Up long)
@@ -265,14 +265,31 @@ struct Recurrent : Op {
       : lstm(is_lstm), U(units), Up(round_up(units, W)), G(is_lstm ? 4 : 3) {
     n_in = n_in_;
     n_out = units;
-    n = round_up(G * U, W);
-    // a GRU's candidate needs the recurrent product apart from the input one: never fused
-    fused = lstm && n_in <= FUSED_INPUTS;
-    Wx = pack_rows(kernel, n_in, G * U, n);
-    Wh = pack_rows(recurrent, U, G * U, n);
-    if (fused) Wx.insert(Wx.end(), Wh.begin(), Wh.end());
-    b = pack_rows(bias, 1, G * U, n);
-    b_rec = lstm ? std::vector<float>(n, 0.0f) : pack_rows(bias + G * U, 1, G * U, n);
+    fused = n_in <= FUSED_INPUTS;
+    // a fused GRU keeps its candidate's input and recurrent parts in blocks of their own (the reset
+    // gate multiplies the recurrent part only): columns z, r, n_x, n_h, one matvec over [x_t, h]
+    // (GRU 12: 4 x 12 columns are the 3 vectors 3 x 12 took padded; 0.041 -> 0.038 ms a hop)
+    gru_fused = !lstm && fused;
+    n = round_up((gru_fused ? 4 : G) * U, W);
+    if (gru_fused) {
+      const int G3 = 3 * U;
+      Wx.assign((size_t)(n_in + U) * n, 0.0f);
+      for (int r = 0; r < n_in; ++r) std::memcpy(&Wx[(size_t)r * n], kernel + (size_t)r * G3, G3 * sizeof(float));
+      for (int r = 0; r < U; ++r) {  // h rows: z and r as they are, the candidate's part in the n_h block
+        float* row = &Wx[(size_t)(n_in + r) * n];
+        std::memcpy(row, recurrent + (size_t)r * G3, 2 * U * sizeof(float));
+        std::memcpy(row + 3 * U, recurrent + (size_t)r * G3 + 2 * U, U * sizeof(float));
+      }
+      b.assign(n, 0.0f);
+      for (int u = 0; u < 2 * U; ++u) b[u] = bias[u] + bias[G3 + u];  // z and r: both biases add
+      for (int u = 0; u < U; ++u) { b[2 * U + u] = bias[2 * U + u]; b[3 * U + u] = bias[G3 + 2 * U + u]; }
+    } else {
+      Wx = pack_rows(kernel, n_in, G * U, n);
+      Wh = pack_rows(recurrent, U, G * U, n);
+      if (fused) Wx.insert(Wx.end(), Wh.begin(), Wh.end());
+      b = pack_rows(bias, 1, G * U, n);
+      b_rec = lstm ? std::vector<float>(n, 0.0f) : pack_rows(bias + G * U, 1, G * U, n);
+    }
     v.assign(n_in + Up, 0.0f); c.assign(Up, 0.0f); h0.assign(Up, 0.0f); c0.assign(Up, 0.0f);
     if (h_init) std::memcpy(h0.data(), h_init, U * sizeof(float));
     if (c_init) std::memcpy(c0.data(), c_init, U * sizeof(float));
@@ -301,7 +318,14 @@ struct Recurrent : Op {
       } else if (lstm) {
         matvec(h, U, Wh.data(), n, n, z);
       }
-      if (lstm) {
+      if (gru_fused) {
+        for (int u = 0; u < U; u += W) {
+          vf zg = vsigmoid(load(z + u)), r = vsigmoid(load(z + U + u));
+          vf cand = vtanh(load(z + 2 * U + u) + r * load(z + 3 * U + u));
+          store(h + u, zg * load(h + u) + (1.0f - zg) * cand);
+        }
+        for (int u = U; u < Up; ++u) h[u] = 0.0f;
+      } else if (lstm) {
         for (int u = 0; u < U; u += W) {
           vf i = vsigmoid(load(z + u)), f = vsigmoid(load(z + U + u));
           vf g = vtanh(load(z + 2 * U + u)), o = vsigmoid(load(z + 3 * U + u));
