@@ -78,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"[3/5] exported {len(bundle.manifest.exports)} IR variants; stateful-f32 vs numpy reference: "
           f"max abs error {e.max_abs_error:.2e}")
 
-    print("[4/5] streaming the test clip (never used for training or selection) through OpenVINO (stateful IR, "
-          "CPU, 10 ms hops)")
+    factory = ProcessorFactory(bundle, RuntimeOptions(device="CPU"))
+    print(f"[4/5] streaming the test clip (never used for training or selection) on {factory.describe()}, "
+          "10 ms hops")
     from .data import load_pair
     from .dataset import make_segment
     from .pipeline import split_three_ways
@@ -88,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     _, _, (held_out,) = split_three_ways([make_segment(pair.x, pair.y, (), {}, "demo")], [pair.report],
                                           config.val_fraction)  # as training did
     x, y = held_out.x[:, 0], held_out.y
-    factory = ProcessorFactory(bundle, RuntimeOptions(device="CPU"))
     proc = factory.new(aligned=True)
     hop = proc.hop_samples
     n = x.shape[0] // hop * hop
