@@ -184,8 +184,8 @@ def read_smartamppro(doc: dict, source: str) -> Imported:
     padding) over the window, ``conv1d_1`` over that (its padded rows are one kernel: one frame out),
     then an LSTM run one step from zero state (``h = sigmoid(o) * tanh(sigmoid(i) * tanh(g))``, Keras
     gate order i, f, c, o) and a dense layer. Both convolutions are linear, so together they are one
-    causal FIR bank of ``input_size`` taps per channel: edgeamp's front conv1d layer (computed here
-    by running the plugin's two convolutions on each unit impulse). The LSTM step becomes an LSTM
+    causal FIR bank of ``input_size`` taps per channel: edgeamp's front conv1d layer (composed here
+    frame by frame with the plugin's padding and strides). The LSTM step becomes an LSTM
     layer whose recurrent kernel is zero and whose forget gate is held shut (bias -1e4: sigmoid
     gives exactly 0, so nothing carries from one sample to the next). Drive and master are the
     plugin's knobs around the model, not part of it; the files say no rate (the tone library: 44.1 kHz).
@@ -230,16 +230,18 @@ def read_smartamppro(doc: dict, source: str) -> Imported:
                                f"input_size {window}; the plugin computes one (its lstm.cpp is right for input_size "
                                "up to about 140, the trainer's 120), so this file has no defined output")
 
-    def convolutions(w: np.ndarray) -> np.ndarray:
-        """The plugin's two convolutions on one window (input_size,) -> (f2,)."""
-        padded = np.concatenate([np.zeros(left1), w, np.zeros(right1)])
-        out1 = np.stack([np.einsum("j,jo->o", padded[i * s1 : i * s1 + k1], K1[:, 0, :]) for i in range(frames)])
-        out1 += B1
-        padded2 = np.concatenate([np.zeros((left2, f1)), out1, np.zeros((right2, f1))])
-        return np.einsum("jk,jko->o", padded2, K2) + B2
-
-    offset = convolutions(np.zeros(window))
-    taps = np.stack([convolutions(np.eye(window)[j]) - offset for j in range(window)])  # (window, f2)
+    if (frames - 1) * s1 + k1 > window + left1 + right1:
+        raise ModelFormatError(f"{source}: conv1d's last frame reaches past its padded window (kernel {k1}, stride "
+                               f"{s1}, input_size {window}): the plugin's code has no defined output there")
+    # the composite of the plugin's two linear convolutions: conv1d_1's padded row i + left2 holds frame
+    # i, whose tap m reads window sample i * s1 + m - left1 (outside the window: the zero padding)
+    taps, offset = np.zeros((window, f2)), B2.copy()
+    for i in range(frames):
+        row = K2[i + left2]  # (f1, f2)
+        offset += B1 @ row
+        pos = i * s1 + np.arange(k1) - left1
+        inside = (pos >= 0) & (pos < window)
+        taps[pos[inside]] += K1[inside, 0, :] @ row  # distinct positions within one frame
     bias = np.asarray(b, np.float64).copy()
     bias[hidden : 2 * hidden] = FORGET_OFF
     arch = Architecture((hidden,), head=True, front=(Dense(f2, kernel_size=window),))

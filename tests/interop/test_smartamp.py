@@ -285,3 +285,24 @@ def test_a_smartamp_model_leaves_as_a_nam_file(bundles, tmp_path, capsys):
     a = reference.run_stateful(b.architecture, b.weights, x)[0][0]
     c = reference.run_stateful(back.architecture, back.weights, x)[0][0]
     assert np.max(np.abs(a[rf:] - c[rf:])) < 1e-6
+
+
+def test_smartamppro_other_sizes_compose_as_the_plugin_runs_them(tmp_path):
+    """A 240-sample window into a 24-row second conv composes like lstm.cpp computes it; a first conv
+    whose last frame reaches past its padded window (kernel 30, stride 12: lstm.cpp's slice runs off
+    the end) is refused by name, not a traceback."""
+    rng = np.random.default_rng(2)
+
+    def layer(*shape):
+        return {"kernel:0": rng.normal(0, 0.3, shape).tolist(), "bias:0": rng.normal(0, 0.1, shape[-1]).tolist()}
+
+    doc = {"conv1d": layer(12, 1, 3), "conv1d_1": layer(24, 3, 2), "lstm": layer(2, 20), "dense": layer(5, 1),
+           "input_size": 240, "conv1d_stride": 12, "conv1d_1_stride": 24}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(doc))
+    m = read_model(path)
+    x = P["input"][:400].astype(np.float64)
+    got = reference.run_stateful(m.architecture, m.weights, x)[0][0]
+    assert np.max(np.abs(got - plugins_lstm_cpp(doc, x))) < 1e-6
+    doc.update(conv1d=layer(30, 1, 3))
+    _refused_writing_nothing(tmp_path, doc, "reaches past its padded window")
