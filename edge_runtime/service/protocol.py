@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,9 @@ class Limits:
 # that a stream sending a second of audio per frame cannot hold a real-time stream's hop back
 # longer than one slice (the pool's queue is first in, first out)
 SLICE_HOPS = 4
-INLINE_MS = 0.3  # a real-time frame of at most this much compute runs on the event loop (Stream.inline)
+# a real-time frame of at most this much compute runs on the event loop (Stream.inline);
+# $EDGEAMP_SERVE_INLINE_MS changes it (tests pin the choice so that a loaded machine cannot flip it)
+INLINE_MS = float(os.environ.get("EDGEAMP_SERVE_INLINE_MS", "0.3"))
 INLINE_CHECK = 32  # frames between two looks at a stream's hop times
 # a stream's handler looks for a drain this often while its client sends nothing
 DRAIN_POLL_SECONDS = 0.1

@@ -1051,7 +1051,8 @@ def test_processes_refuse_a_sound_card_and_default_to_one_with_batching(exported
 def test_cheap_hops_run_on_the_event_loop_and_equal_the_offline_render(exported_bundles):
     """A real-time stream whose hops cost little (the native engine here) is computed on the loop,
     not handed to a worker thread and back; the output is the same."""
-    s = Server(exported_bundles["stateful"], "--workers", "1")
+    # the threshold pinned far above any hop: a loaded machine's slow hops cannot flip the choice
+    s = Server(exported_bundles["stateful"], "--workers", "1", env={"EDGEAMP_SERVE_INLINE_MS": "1000"})
     x = _signal(1.0, seed=4)
     try:
         async def scenario():
