@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <vector>
 
 namespace {
@@ -36,6 +37,21 @@ constexpr int W = 4;
 #endif
 typedef float vf __attribute__((vector_size(4 * W)));
 typedef int32_t vi __attribute__((vector_size(4 * W)));
+
+// every float buffer starts on a cache line: a vector load from a 16-byte-aligned heap block crosses
+// two lines, and whether malloc happened to give 64-byte alignment made the same LSTM 32 hop take
+// 0.068 or 0.088 ms from one process to the next (Xeon, AVX-512)
+template <typename T>
+struct CacheAligned {
+  using value_type = T;
+  CacheAligned() = default;
+  template <typename U> CacheAligned(const CacheAligned<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <typename U> bool operator==(const CacheAligned<U>&) const { return true; }
+  template <typename U> bool operator!=(const CacheAligned<U>&) const { return false; }
+};
+typedef std::vector<float, CacheAligned<float>> fvec;
 
 inline vf load(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
@@ -137,13 +153,10 @@ struct Op {
 // ---- recurrent family ------------------------------------------------------------------------
 
 // z[0:NB*W] += sum_k h[k] * rows[k][0:NB*W], rows `stride` apart; z kept in registers (up to
-// DUAL_SUMS vectors, two sets of sums over even and odd k: a recurrent step waits on this chain; 32
-// vector registers hold 8 x 2 of them with AVX-512, 16 half-width ones only 4 x 2 with AVX2)
-#if defined(__AVX512F__)
+// DUAL_SUMS vectors, two sets of sums over even and odd k: a recurrent step waits on this chain).
+// Dual sums for 8 vectors measured slower on both CPUs tried: LSTM 32 0.066 -> 0.101 ms a hop on a
+// Xeon (AVX-512, the kernel alone), slower too on a Zen 4 EPYC, whose zmm FMAs are double-pumped.
 constexpr int DUAL_SUMS = 4;
-#else
-constexpr int DUAL_SUMS = 4;
-#endif
 template <int NB>
 inline void matvec_block(const float* h, int K, const float* rows, int stride, float* z) {
   vf acc[NB], odd[NB];
@@ -230,8 +243,8 @@ void gemm(const float* X, int T, int ldx, int K, const float* M, int n, float* o
 }
 
 // a (rows x cols) matrix in, its gate blocks (`gates` of `units` columns each) spread to `up` columns
-std::vector<float> pad_gates(const float* m, int rows, int gates, int units, int up) {
-  std::vector<float> out((size_t)rows * gates * up, 0.0f);
+fvec pad_gates(const float* m, int rows, int gates, int units, int up) {
+  fvec out((size_t)rows * gates * up, 0.0f);
   for (int r = 0; r < rows; ++r)
     for (int g = 0; g < gates; ++g)
       std::memcpy(&out[(size_t)r * gates * up + g * up], m + (size_t)r * gates * units + g * units, units * sizeof(float));
@@ -239,8 +252,8 @@ std::vector<float> pad_gates(const float* m, int rows, int gates, int units, int
 }
 
 // a (rows x cols) matrix in, each row `stride` floats out (the columns past cols zero)
-std::vector<float> pack_rows(const float* m, int rows, int cols, int stride) {
-  std::vector<float> out((size_t)rows * stride, 0.0f);
+fvec pack_rows(const float* m, int rows, int cols, int stride) {
+  fvec out((size_t)rows * stride, 0.0f);
   for (int r = 0; r < rows; ++r) std::memcpy(&out[(size_t)r * stride], m + (size_t)r * cols, cols * sizeof(float));
   return out;
 }
@@ -257,8 +270,8 @@ constexpr int FUSED_INPUTS = 8;
 struct Recurrent : Op {
   bool lstm, fused, gru_fused;
   int U, Up, G, n;                      // units, units rounded up to a vector, gates, G * U rounded up
-  std::vector<float> Wx, Wh, b, b_rec;  // Wx (n_in x n) (fused: [Wx; Wh] ((n_in + U) x n)); GRU recurrent bias
-  std::vector<float> v, c, h0, c0, zx, zh;  // v: [x_t, h] (h at v + n_in, Up long)
+  fvec Wx, Wh, b, b_rec;  // Wx (n_in x n) (fused: [Wx; Wh] ((n_in + U) x n)); GRU recurrent bias
+  fvec v, c, h0, c0, zx, zh;  // v: [x_t, h] (h at v + n_in, Up long)
 
   Recurrent(bool is_lstm, int n_in_, int units, const float* kernel, const float* recurrent, const float* bias,
             const float* h_init, const float* c_init, int T)
@@ -288,7 +301,7 @@ struct Recurrent : Op {
       Wh = pack_rows(recurrent, U, G * U, n);
       if (fused) Wx.insert(Wx.end(), Wh.begin(), Wh.end());
       b = pack_rows(bias, 1, G * U, n);
-      b_rec = lstm ? std::vector<float>(n, 0.0f) : pack_rows(bias + G * U, 1, G * U, n);
+      b_rec = lstm ? fvec(n, 0.0f) : pack_rows(bias + G * U, 1, G * U, n);
     }
     v.assign(n_in + Up, 0.0f); c.assign(Up, 0.0f); h0.assign(Up, 0.0f); c0.assign(Up, 0.0f);
     if (h_init) std::memcpy(h0.data(), h_init, U * sizeof(float));
@@ -353,10 +366,10 @@ struct Recurrent : Op {
 // a dense layer, or a causal dilated conv1d (kernel K x n_in x units), then an activation
 struct Dense : Op {
   int K, dil, L, up, act;
-  std::vector<float> w, bias, alpha, full, z;  // w: (K*n_in) x up; full: (L + T) x n_in
+  fvec w, bias, alpha, full, z;  // w: (K*n_in) x up; full: (L + T) x n_in
   int T_max;
 
-  std::vector<float> bank;  // the FIR-bank form's outputs, unit-major: n_out x round_up(T, W)
+  fvec bank;  // the FIR-bank form's outputs, unit-major: n_out x round_up(T, W)
   int Tp;
 
   Dense(int n_in_, int units, int ksize, int dilation, const float* kernel, const float* b, int activation,
@@ -447,7 +460,7 @@ struct Dense : Op {
 // (four vectors of time steps at once in registers, all taps over them: one load per multiply-add,
 // where a pass over the hop per tap loaded and stored the output too: FIR 1024 0.07 -> 0.03 ms a hop)
 struct Fir : Op {
-  std::vector<float> taps, full, acc;
+  fvec taps, full, acc;
   int K, Tp;
   Fir(int k, const float* t, int T)
       : taps(t, t + k), full(k - 1 + round_up(T, 4 * W), 0.0f), acc(round_up(T, 4 * W), 0.0f), K(k),
@@ -516,16 +529,16 @@ void mm(const float* w, int O, int R, const float* const* rows, float* out, int 
 
 struct WaveLayer {
   int d, L;                    // dilation, history length (d * (K - 1))
-  std::vector<float> conv_w;   // mid x (C*K + 1): NAM's (mid, C, K) flattened, then the mixer column
-  std::vector<float> conv_b, out_w, out_b, h0;  // out_w: C x C (out, in); h0: C x L
-  std::vector<float> xin;      // C rows of (L + Tp): history, then this hop's input
+  fvec conv_w;   // mid x (C*K + 1): NAM's (mid, C, K) flattened, then the mixer column
+  fvec conv_b, out_w, out_b, h0;  // out_w: C x C (out, in); h0: C x L
+  fvec xin;      // C rows of (L + Tp): history, then this hop's input
   std::vector<const float*> conv_rows, out_rows;
 };
 
 struct WaveArray {
   int in, C, head, K, act;
   bool gated, head_bias;
-  std::vector<float> rechannel, head_w, head_b;  // C x in, head x C
+  fvec rechannel, head_w, head_b;  // C x in, head x C
   std::vector<WaveLayer> layers;
   std::vector<const float*> rechannel_rows, head_rows;
 };
@@ -534,7 +547,7 @@ struct WaveNet : Op {
   int Tp, stride;  // padded hop; row length of the working buffers
   std::vector<WaveArray> arrays;
   float head_scale = 1.0f;
-  std::vector<float> cond, yin, z, pre, post, headsum, headout;  // rows of `stride` floats
+  fvec cond, yin, z, pre, post, headsum, headout;  // rows of `stride` floats
   bool finalized = false;
 
   explicit WaveNet(int T) : Tp(round_up(T, 2 * W)), stride(round_up(T, 2 * W)) { n_in = n_out = 1; }
@@ -627,7 +640,7 @@ struct Model {
   bool skip = false;
   std::vector<std::unique_ptr<Op>> ops;
   WaveNet* wavenet = nullptr;  // the WaveNet being built (its arrays are added one by one)
-  std::vector<float> a, b, x;
+  fvec a, b, x;
   bool ready = false;
   int width() const { return ops.empty() ? 1 + n_knobs : ops.back()->n_out; }
 };
