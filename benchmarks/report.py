@@ -103,8 +103,8 @@ def table(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-ENGINE_COLUMNS = ("edgeamp native", "edgeamp OpenVINO f32", "edgeamp OpenVINO bf16", "RTNeural", "NAM Core",
-                  "NAM Core fast tanh")
+ENGINE_COLUMNS = ("edgeamp native", "edgeamp native bf16", "edgeamp OpenVINO f32", "edgeamp OpenVINO bf16",
+                  "RTNeural", "NAM Core", "NAM Core fast tanh")
 
 
 def cpu_engines_table(engines: list[dict]) -> list[str]:

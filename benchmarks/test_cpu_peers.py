@@ -9,14 +9,15 @@ neighbours move single rounds by 20-50 %; every round's p50 is in the JSON). Row
   dense (edgeamp's ``stateful``), LSTM 64-64-1 (the seed), GRU 12 + dense; random weights, no skip;
 - WaveNet: NAM standard, lite, feather, nano (the fixtures NAM's own package wrote).
 
-Columns: edgeamp's native engine (f32), edgeamp's OpenVINO stateful IR at f32 and bf16 execution
-(where the CPU has bf16), each with its ESR against the float64 reference; RTNeural (Eigen backend,
-compile-time models as AIDA-X builds them) on the model exported with ``export-model --format
-aidax``; NeuralAmpModelerCore (exact and fast tanh) on the ``.nam`` file. Each peer's output on the
-same noise is compared with edgeamp's reference (max abs), so every column runs the same model.
-Peers are built by hand (peers/README.md); a column is empty where its driver is missing. Name the
-peers' commits in $EDGEAMP_RTNEURAL_COMMIT and $EDGEAMP_NAM_CORE_COMMIT for the report's table
-(`benchmarks/report.py` renders these rows as one table).
+Columns: edgeamp's native engine (f32, and bf16 where the CPU has AVX512_BF16: the recurrent layers
+whose step weights pass 32 KB run their products in bf16, smaller ones stay f32), edgeamp's OpenVINO
+stateful IR at f32 and bf16 execution (where the CPU has bf16), each with its ESR against the float64
+reference; RTNeural (Eigen backend, compile-time models as AIDA-X builds them) on the model exported
+with ``export-model --format aidax``; NeuralAmpModelerCore (exact and fast tanh) on the ``.nam`` file.
+Each peer's output on the same noise is compared with edgeamp's reference (max abs), so every column
+runs the same model. Peers are built by hand (peers/README.md); a column is empty where its driver is
+missing. Name the peers' commits in $EDGEAMP_RTNEURAL_COMMIT and $EDGEAMP_NAM_CORE_COMMIT for the
+report's table (`benchmarks/report.py` renders these rows as one table).
 
 Goals: every row at least as fast as the best peer; LSTM 32 <= 0.1 ms a hop; the seed >= 10x real
 time (<= 1 ms).
@@ -38,6 +39,7 @@ from edgeamp.core.model import Architecture, Streaming, random_weights
 from edgeamp.core.reference import run_stateful
 from edgeamp.edge_runtime import ov_compat
 from edgeamp.edge_runtime.bench import figures, noise, open_for_bench, run_timed
+from edgeamp.edge_runtime.native import bf16_reason
 from edgeamp.export.exporter import export_bundle
 from edgeamp.interop.importer import export_model, import_model
 
@@ -143,8 +145,10 @@ def test_cpu_engines_side_by_side(benchmark, models, row, tmp_path):
     ref = run_stateful(bundle.manifest.architecture, bundle.weights, x)[0][0]
     caps = ov_compat.core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     os.sched_setaffinity(0, {CPU})
-    runs = {"edgeamp native": lambda: _edgeamp(bundle, backend="native"),
-            "edgeamp OpenVINO f32": lambda: _edgeamp(bundle, backend="openvino")}
+    runs = {"edgeamp native": lambda: _edgeamp(bundle, backend="native")}
+    if bf16_reason(bundle.manifest.architecture) is None:  # AVX512_BF16, recurrent layers
+        runs["edgeamp native bf16"] = lambda: _edgeamp(bundle, backend="native", inference_precision="bf16")
+    runs["edgeamp OpenVINO f32"] = lambda: _edgeamp(bundle, backend="openvino")
     if "BF16" in caps:
         runs["edgeamp OpenVINO bf16"] = lambda: _edgeamp(bundle, backend="openvino", inference_precision="bf16")
     runs["RTNeural"] = lambda: _peer(RTNEURAL, aidax, (), bundle, x, ref, tmp_path)

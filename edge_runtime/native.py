@@ -61,6 +61,7 @@ def _load():
     lib.ea_add_dense.argtypes = [_P, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, _F, _F, ctypes.c_int, _F]
     lib.ea_add_fir.argtypes = [_P, ctypes.c_int, _F]
     lib.ea_set_skip.argtypes = [_P, ctypes.c_int]
+    lib.ea_set_bf16.argtypes = [_P, ctypes.c_int]
     lib.ea_add_wavenet_array.argtypes = ([_P] + [ctypes.c_int] * 5 + [ctypes.POINTER(ctypes.c_int)]
                                          + [ctypes.c_int] * 2 + [_F] * 9)
     lib.ea_set_head_scale.argtypes = [_P, ctypes.c_float]
@@ -69,7 +70,7 @@ def _load():
     lib.ea_run.argtypes = [_P, _P, _P, _P]
     lib.ea_target.restype = ctypes.c_char_p
     for name in ("ea_add_recurrent", "ea_add_dense", "ea_add_fir", "ea_add_wavenet_array", "ea_set_head_scale",
-                 "ea_finalize", "ea_run"):
+                 "ea_finalize", "ea_run", "ea_has_bf16", "ea_set_bf16"):
         getattr(lib, name).restype = ctypes.c_int
     return lib, None
 
@@ -85,12 +86,30 @@ def target() -> str | None:
     return lib.ea_target().decode() if lib is not None else None
 
 
-def unsupported(arch, mode: str = "stateful") -> str | None:
-    """None when the native engine runs this model in this streaming mode; else why not."""
+def bf16_reason(arch=None) -> str | None:
+    """None when the native engine can run ``arch`` (or any recurrent model) with bf16 execution;
+    else why not. bf16 there means the recurrent layers' step products (weights and the step's
+    input rounded to bf16, float32 sums), on a CPU with AVX512_BF16; everything else stays f32."""
+    lib, why = _load()
+    if lib is None:
+        return why
+    if not lib.ea_has_bf16():
+        return "bf16 execution needs a CPU with AVX512_BF16 and a kernel built for it (this one was not)"
+    if arch is not None and arch.family != "recurrent":
+        return f"the native engine runs bf16 for recurrent models only ({arch.family}: f32)"
+    return None
+
+
+def unsupported(arch, mode: str = "stateful", inference_precision: str = "f32") -> str | None:
+    """None when the native engine runs this model in this streaming mode and precision; else why not."""
     if mode != "stateful":
         return "the native engine runs stateful streaming only (window semantics: OpenVINO)"
     if arch.family not in ("recurrent", "wavenet"):
         return f"the native engine does not run the {arch.family} family"
+    if inference_precision == "bf16":
+        return bf16_reason(arch)
+    if inference_precision != "f32":
+        return f"{inference_precision} execution was asked for (the native engine runs f32, and bf16 on some CPUs)"
     return None
 
 
@@ -105,11 +124,12 @@ class NativeEngine:
 
     variant = "native"
 
-    def __init__(self, arch, weights, hop_samples: int, *, input_gain: float = 1.0, output_gain: float = 1.0) -> None:
+    def __init__(self, arch, weights, hop_samples: int, *, input_gain: float = 1.0, output_gain: float = 1.0,
+                 inference_precision: str = "f32") -> None:
         lib, why = _load()
         if lib is None:
             raise DeviceError(why)
-        reason = unsupported(arch)
+        reason = unsupported(arch, inference_precision=inference_precision)
         if reason:
             raise DeviceError(reason)
         self.arch = arch
@@ -119,7 +139,10 @@ class NativeEngine:
         self._handle = lib.ea_create(self.hop_samples, len(arch.knobs), float(input_gain), float(output_gain))
         if not self._handle:
             raise DeviceError(f"the native engine refused a hop of {hop_samples} samples with {len(arch.knobs)} knobs")
+        self.inference_precision = inference_precision
         try:
+            if inference_precision == "bf16":
+                self._check(lib.ea_set_bf16(self._handle, 1), "bf16")
             if arch.family == "wavenet":
                 self._build_wavenet(arch, weights)
             else:

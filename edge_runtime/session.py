@@ -192,9 +192,8 @@ class ProcessorFactory:
             return f"an IR variant ({o.variant}) was asked for"
         if o.precision is not None:
             return f"{o.precision} IR weights were asked for"
-        if o.inference_precision != "f32":
-            return f"{o.inference_precision} execution was asked for (the native engine runs f32)"
-        return native.unavailable_reason() or native.unsupported(self.bundle.manifest.architecture, self.mode)
+        return native.unavailable_reason() or native.unsupported(self.bundle.manifest.architecture, self.mode,
+                                                                  o.inference_precision)
 
     def _open_native(self) -> None:
         """``backend="native"``: the CPU, no IR; refused (not fallen back) when it cannot run."""
@@ -205,7 +204,7 @@ class ProcessorFactory:
         problem = self._native_problem()
         if problem:
             raise ConfigError(f"--backend native: {problem}")
-        self.choice = DeviceChoice("CPU", "native", "f32", "native engine asked for")
+        self.choice = DeviceChoice("CPU", "native", "f32", "native engine asked for")  # f32: the weights' precision
         self._verify_native()
 
     def _auto_native(self, choice: DeviceChoice) -> bool:
@@ -316,7 +315,7 @@ class ProcessorFactory:
         if self.engine == "native":
             from . import native
 
-            return f"CPU (native engine, {native.target()}, f32)"
+            return f"CPU (native engine, {native.target()}, {self.options.inference_precision})"
         return f"{self.choice.device} ({self.choice.variant} IR, {self.entry.precision})"
 
     def batched_engine(self, *, max_batch: int = 32, wait_ms: float = 1.0, lanes: int = 1, on_tick=None):
@@ -354,7 +353,7 @@ class ProcessorFactory:
             from .native import NativeEngine
 
             return NativeEngine(m.architecture, self.bundle.weights, self.hop_samples, input_gain=m.input_gain,
-                                output_gain=m.output_gain)
+                                output_gain=m.output_gain, inference_precision=self.options.inference_precision)
         return OpenVINOEngine(self.xml_path, self.choice.variant, m.architecture, self.hop_samples,
                               device=self.choice.device, window_samples=self.entry.window_samples,
                               compiled=self.compiled, initial=initial_inputs(m.architecture, self.bundle.weights))

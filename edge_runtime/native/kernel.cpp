@@ -24,6 +24,10 @@
 #include <memory>
 #include <new>
 #include <vector>
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#include <immintrin.h>
+#define EA_BF16 1
+#endif
 
 namespace {
 
@@ -198,6 +202,89 @@ void matvec(const float* h, int K, const float* M, int stride, int n, float* z) 
   }
 }
 
+// ---- bf16 recurrent products (CPUs with AVX512_BF16) --------------------------------------------
+// A recurrent step waits on its matvec; with AVX512_BF16 one VDPBF16PS multiplies two rows of bf16
+// weights by two bf16 inputs and adds both products to float32 sums, so the chain a step waits on is
+// half as long. Weights and the step's input are rounded to bf16 (8 bits of mantissa), sums stay
+// float32: an ESR against the float64 reference of about 1e-5 (edgeamp bench states it per model).
+// Layout: row pair k of a (K x n) matrix as n 32-bit words, word j = bf16(M[2k][j]) | bf16(M[2k+1][j]) << 16.
+//
+// It pays only where the float32 matrix crowds the L1 cache: on the Xeon measured, half as many
+// VDPBF16PS as FMAs made a small layer's step no shorter, and converting the step's input to bf16
+// lengthens the chain. Measured there (kernel alone, best of five): the seed's 64-unit
+// layers (66 and 64 KB of float32 weights) 0.77 -> 0.62 ms a hop; LSTM 12/24/32 and GRU 12 (4-17 KB)
+// 1.2-1.3x slower. So a layer whose step matrix is under BF16_MIN_BYTES stays float32 when bf16 is asked.
+typedef std::vector<uint32_t, CacheAligned<uint32_t>> uvec;
+constexpr size_t BF16_MIN_BYTES = 32 * 1024;
+
+inline uint32_t to_bf16(float x) {  // round to nearest even (weights are finite: checked on import)
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+uvec pack_pairs(const float* M, int K, int n) {
+  const int K2 = (K + 1) / 2;
+  uvec out((size_t)K2 * n, 0u);
+  for (int k = 0; k < K; ++k)
+    for (int j = 0; j < n; ++j) out[(size_t)(k / 2) * n + j] |= to_bf16(M[(size_t)k * n + j]) << (16 * (k & 1));
+  return out;
+}
+
+#ifdef EA_BF16
+// pairs[0:K2] from x[0:2*K2] (x padded with zeros to a multiple of 32 floats)
+inline void to_pairs(const float* x, int K2, uint32_t* pairs) {
+  for (int i = 0; i < K2; i += 16) {
+    __m512bh p = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 2 * i + 16), _mm512_loadu_ps(x + 2 * i));
+    _mm512_storeu_si512(pairs + i, (__m512i)p);
+  }
+}
+
+template <int NB>
+inline void matvec_bf16_block(const uint32_t* hp, int K2, const uint32_t* rows, int stride, float* z) {
+  __m512 acc[NB], odd[NB];
+#pragma GCC unroll 16
+  for (int b = 0; b < NB; ++b) { acc[b] = _mm512_loadu_ps(z + b * 16); odd[b] = _mm512_setzero_ps(); }
+  int k = 0;
+  if (NB <= DUAL_SUMS) {
+    for (; k + 2 <= K2; k += 2) {
+      __m512bh h0 = (__m512bh)_mm512_set1_epi32((int)hp[k]), h1 = (__m512bh)_mm512_set1_epi32((int)hp[k + 1]);
+      const uint32_t* r0 = rows + (size_t)k * stride;
+      const uint32_t* r1 = r0 + stride;
+#pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) {
+        acc[b] = _mm512_dpbf16_ps(acc[b], h0, (__m512bh)_mm512_loadu_si512(r0 + b * 16));
+        odd[b] = _mm512_dpbf16_ps(odd[b], h1, (__m512bh)_mm512_loadu_si512(r1 + b * 16));
+      }
+    }
+  }
+  for (; k < K2; ++k) {
+    __m512bh hk = (__m512bh)_mm512_set1_epi32((int)hp[k]);
+    const uint32_t* r = rows + (size_t)k * stride;
+#pragma GCC unroll 16
+    for (int b = 0; b < NB; ++b) acc[b] = _mm512_dpbf16_ps(acc[b], hk, (__m512bh)_mm512_loadu_si512(r + b * 16));
+  }
+#pragma GCC unroll 16
+  for (int b = 0; b < NB; ++b) _mm512_storeu_ps(z + b * 16, _mm512_add_ps(acc[b], odd[b]));
+}
+
+// z[0:n] += pairs (K2 words) @ M (K2 x n words), n a multiple of 16
+void matvec_bf16(const uint32_t* hp, int K2, const uint32_t* M, int n, float* z) {
+  int col = 0;
+  for (; col + 8 * 16 <= n; col += 8 * 16) matvec_bf16_block<8>(hp, K2, M + col, n, z + col);
+  switch ((n - col) / 16) {
+    case 7: matvec_bf16_block<7>(hp, K2, M + col, n, z + col); break;
+    case 6: matvec_bf16_block<6>(hp, K2, M + col, n, z + col); break;
+    case 5: matvec_bf16_block<5>(hp, K2, M + col, n, z + col); break;
+    case 4: matvec_bf16_block<4>(hp, K2, M + col, n, z + col); break;
+    case 3: matvec_bf16_block<3>(hp, K2, M + col, n, z + col); break;
+    case 2: matvec_bf16_block<2>(hp, K2, M + col, n, z + col); break;
+    case 1: matvec_bf16_block<1>(hp, K2, M + col, n, z + col); break;
+    default: break;
+  }
+}
+#endif
+
 // out[t][0:NB*W] += X[t] @ M for RT rows of X at once (each M row loaded once for RT rows)
 template <int RT, int NB>
 inline void gemm_tile(const float* X, int ldx, int K, const float* M, int stride, float* out, int ldo) {
@@ -272,10 +359,14 @@ struct Recurrent : Op {
   int U, Up, G, n;                      // units, units rounded up to a vector, gates, G * U rounded up
   fvec Wx, Wh, b, b_rec;  // Wx (n_in x n) (fused: [Wx; Wh] ((n_in + U) x n)); GRU recurrent bias
   fvec v, c, h0, c0, zx, zh;  // v: [x_t, h] (h at v + n_in, Up long)
+  // bf16: the step's product (fused: [x_t, h] @ Wx; else h @ Wh) as bf16 pairs; K2 pairs of inputs
+  bool bf16;
+  int K2 = 0;
+  uvec Wp, hp;
 
   Recurrent(bool is_lstm, int n_in_, int units, const float* kernel, const float* recurrent, const float* bias,
-            const float* h_init, const float* c_init, int T)
-      : lstm(is_lstm), U(units), Up(round_up(units, W)), G(is_lstm ? 4 : 3) {
+            const float* h_init, const float* c_init, int T, bool use_bf16)
+      : lstm(is_lstm), U(units), Up(round_up(units, W)), G(is_lstm ? 4 : 3), bf16(use_bf16) {
     n_in = n_in_;
     n_out = units;
     fused = n_in <= FUSED_INPUTS;
@@ -303,7 +394,14 @@ struct Recurrent : Op {
       b = pack_rows(bias, 1, G * U, n);
       b_rec = lstm ? fvec(n, 0.0f) : pack_rows(bias + G * U, 1, G * U, n);
     }
-    v.assign(n_in + Up, 0.0f); c.assign(Up, 0.0f); h0.assign(Up, 0.0f); c0.assign(Up, 0.0f);
+    v.assign(n_in + round_up(Up, 32), 0.0f); c.assign(Up, 0.0f); h0.assign(Up, 0.0f); c0.assign(Up, 0.0f);
+    const int K = fused ? n_in + U : U;
+    bf16 = bf16 && (size_t)K * n * sizeof(float) >= BF16_MIN_BYTES;
+    if (bf16) {  // the pairs read 32 floats at a time: v is zero past [x_t, h]
+      K2 = (K + 1) / 2;
+      Wp = pack_pairs(fused ? Wx.data() : Wh.data(), K, n);
+      hp.assign(round_up(K2, 16), 0u);
+    }
     if (h_init) std::memcpy(h0.data(), h_init, U * sizeof(float));
     if (c_init) std::memcpy(c0.data(), c_init, U * sizeof(float));
     zx.assign((size_t)(fused ? 1 : T) * n + Up, 0.0f);  // + Up: the last gate's lanes past U read on
@@ -314,6 +412,18 @@ struct Recurrent : Op {
   void reset() override {
     std::memcpy(&v[n_in], h0.data(), Up * sizeof(float));
     c = c0;
+  }
+
+  // z[0:n] += x[0:K] @ M, the product a step waits on (bf16 pairs where asked)
+  void step_product(const float* x, int K, const float* M, float* z) {
+#ifdef EA_BF16
+    if (bf16) {
+      to_pairs(x, K2, hp.data());
+      matvec_bf16(hp.data(), K2, Wp.data(), n, z);
+      return;
+    }
+#endif
+    matvec(x, K, M, n, n, z);
   }
 
   void run(const float* in, float* out, int T) override {
@@ -327,9 +437,9 @@ struct Recurrent : Op {
       if (fused) {
         std::memcpy(z, b.data(), n * sizeof(float));
         std::memcpy(v.data(), in + (size_t)t * n_in, n_in * sizeof(float));
-        matvec(v.data(), n_in + U, Wx.data(), n, n, z);
+        step_product(v.data(), n_in + U, Wx.data(), z);
       } else if (lstm) {
-        matvec(h, U, Wh.data(), n, n, z);
+        step_product(h, U, Wh.data(), z);
       }
       if (gru_fused) {
         for (int u = 0; u < U; u += W) {
@@ -349,7 +459,7 @@ struct Recurrent : Op {
         for (int u = U; u < Up; ++u) h[u] = c[u] = 0.0f;
       } else {
         std::memcpy(zh.data(), b_rec.data(), n * sizeof(float));
-        matvec(h, U, Wh.data(), n, n, zh.data());
+        step_product(h, U, Wh.data(), zh.data());
         for (int u = 0; u < U; u += W) {
           vf zg = vsigmoid(load(z + u) + load(&zh[u]));
           vf r = vsigmoid(load(z + U + u) + load(&zh[U + u]));
@@ -638,6 +748,7 @@ struct Model {
   int T, n_knobs;
   float in_gain, out_gain;
   bool skip = false;
+  bool bf16 = false;  // recurrent products in bf16 (ea_set_bf16)
   std::vector<std::unique_ptr<Op>> ops;
   WaveNet* wavenet = nullptr;  // the WaveNet being built (its arrays are added one by one)
   fvec a, b, x;
@@ -662,11 +773,29 @@ void* ea_create(int T, int n_knobs, float in_gain, float out_gain) {
 
 void ea_destroy(void* h) { delete static_cast<Model*>(h); }
 
+// 1 when this build runs recurrent products in bf16 (compiled for a CPU with AVX512_BF16)
+int ea_has_bf16() {
+#ifdef EA_BF16
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+// recurrent layers added after this call run their step products in bf16; -1 where the build cannot
+int ea_set_bf16(void* h, int on) {
+  Model* m = static_cast<Model*>(h);
+  if (on && !ea_has_bf16()) return -1;
+  if (m->ready) return -1;
+  m->bf16 = on != 0;
+  return 0;
+}
+
 int ea_add_recurrent(void* h, int is_lstm, int n_in, int units, const float* kernel, const float* recurrent,
                      const float* bias, const float* h0, const float* c0) {
   Model* m = static_cast<Model*>(h);
   if (m->ready || n_in != m->width() || units < 1) return -1;
-  m->ops.emplace_back(new Recurrent(is_lstm != 0, n_in, units, kernel, recurrent, bias, h0, c0, m->T));
+  m->ops.emplace_back(new Recurrent(is_lstm != 0, n_in, units, kernel, recurrent, bias, h0, c0, m->T, m->bf16));
   return 0;
 }
 

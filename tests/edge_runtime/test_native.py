@@ -15,6 +15,7 @@ import pytest
 from edgeamp.core import wavenet
 from edgeamp.core.bundle import Bundle, Manifest, write_bundle
 from edgeamp.core.errors import BundleError, ConfigError
+from edgeamp.core.metrics import esr
 from edgeamp.core.model import Architecture, Dense, Knob, Streaming, random_weights
 from edgeamp.edge_runtime import native
 from edgeamp.edge_runtime.engines import NumpyEngine
@@ -125,14 +126,43 @@ def test_backend_choice(bundle):
     one, two = ProcessorFactory(bundle).new(), ProcessorFactory(bundle).new()
     np.testing.assert_array_equal(one.process(x), two.process(x))
     # what the native engine does not do is refused with --backend native, and left to OpenVINO by auto
-    for options, words in (({"inference_precision": "bf16"}, "bf16"), ({"variant": "stateful"}, "variant"),
+    for options, words in (({"inference_precision": "f16"}, "f16"), ({"variant": "stateful"}, "variant"),
                            ({"device": "NPU"}, "runs on the CPU")):
         with pytest.raises(ConfigError, match=words):
             ProcessorFactory(bundle, backend="native", **options)
-    for options in ({"inference_precision": "bf16"}, {"precision": "f32"}, {"variant": "stateful"}):
+    if native.bf16_reason() is None:  # bf16 runs natively where the kernel has it, else it is refused
+        assert ProcessorFactory(bundle, backend="native", inference_precision="bf16").describe().endswith("bf16)")
+    else:
+        with pytest.raises(ConfigError, match="bf16"):
+            ProcessorFactory(bundle, backend="native", inference_precision="bf16")
+    for options in ({"inference_precision": "f16"}, {"precision": "f32"}, {"variant": "stateful"}):
         left = ProcessorFactory(bundle, **options)
         assert left.engine == "openvino" and "native engine not used" in left.native_reason
     assert ProcessorFactory(bundle, backend="openvino").engine == "openvino"
+
+
+@pytest.mark.skipif(native.bf16_reason() is not None, reason=str(native.bf16_reason()))
+def test_bf16_runs_the_large_recurrent_layers_in_bf16_and_keeps_small_ones_f32():
+    """bf16 execution: the seed's 64-unit layers (64 KB of float32 step weights) run their step products
+    in bf16 (close to the reference, not bit-equal to f32); a 12-unit layer stays float32 (bit-equal)."""
+    rng = np.random.default_rng(2)
+    audio = rng.uniform(-0.5, 0.5, (6, 480)).astype(np.float32)
+    knobs = np.zeros((480, 0), np.float32)
+    for units, bf16_used in (((64, 64, 1), True), ((12,), False)):
+        arch = Architecture(units, head=units[-1] != 1)
+        w = random_weights(arch, seed=3)
+        ref = NumpyEngine(arch, w, Streaming("stateful", 480))
+        f32, bf16 = native.NativeEngine(arch, w, 480), native.NativeEngine(arch, w, 480, inference_precision="bf16")
+        a = np.concatenate([f32.run_hop(x, knobs).copy() for x in audio])
+        b = np.concatenate([bf16.run_hop(x, knobs).copy() for x in audio])
+        want = np.concatenate([ref.run_hop(x, knobs).copy() for x in audio])
+        if bf16_used:
+            assert not np.array_equal(a, b)
+            assert esr(want, b) < 1e-3, esr(want, b)
+        else:
+            np.testing.assert_array_equal(a, b)
+        f32.close()
+        bf16.close()
 
 
 def test_a_kernel_that_computes_wrongly_is_refused(bundle, monkeypatch):
