@@ -13,6 +13,8 @@ from edgeamp.core.errors import InputError
 from edgeamp.edge_runtime.live import LiveEngine
 from edgeamp.edge_runtime.session import open_processor
 
+from ..conftest import REAL_AMP, needs_real_amp
+
 
 class Status:
     def __init__(self, overflow=False, underflow=False):
@@ -215,6 +217,40 @@ def test_low_latency_resampler_quality():
     x = np.sin(2 * np.pi * 23000 * np.arange(48000) / 48000)
     y = run(48000, 44100, x, [48000])[2000:-2000]
     assert 20 * np.log10(np.sqrt(2 * np.mean(y ** 2))) < -70
+
+def _band_error_db(err: np.ndarray, ref: np.ndarray, rate: int, top_hz: float = 16000.0) -> float:
+    """Error power against the reference's, both below ``top_hz``, in dB."""
+    keep = np.fft.rfftfreq(ref.shape[0], 1 / rate) <= top_hz
+    power = [np.sum(np.abs(np.fft.rfft(s))[keep] ** 2) for s in (err, ref)]
+    return float(10 * np.log10(power[0] / power[1]))
+
+
+@needs_real_amp
+def test_low_latency_resampler_on_a_recorded_guitar_di():
+    """LL on a real DI recording (real-amp B1_M3_T7 clip 1, 44.1 kHz): against soxr's VHQ (one call, no
+    delay) both ways, and the round trip a 44.1 kHz interface makes around a 48 kHz model, the error
+    below 16 kHz is under -80 dB of the signal there (measured: -92 dB 44.1 -> 48, -99 dB 48 -> 44.1,
+    -91 dB round trip)."""
+    import soundfile as sf
+    import soxr
+
+    from edgeamp.edge_runtime.resampling import PolyphaseStream
+
+    x, rate = sf.read(REAL_AMP / "B1_M3_T7" / "B1_M3_T7_G5_file_1_input.wav", dtype="float64", always_2d=True)
+    x = x[:, 0]
+    assert rate == 44100
+    for a, b in ((44100, 48000), (48000, 44100)):
+        xi = x if a == rate else soxr.resample(x, rate, a, "VHQ")
+        ll = PolyphaseStream(a, b).resample_chunk(xi, last=True).astype(np.float64)
+        vhq = soxr.resample(xi, a, b, "VHQ")
+        n, cut = min(ll.shape[0], vhq.shape[0]), b // 10  # ends apart: both start and stop on silence
+        assert _band_error_db(ll[cut : n - cut] - vhq[cut : n - cut], vhq[cut : n - cut], b) < -80, (a, b)
+    there = PolyphaseStream(44100, 48000).resample_chunk(x, last=True)
+    back = PolyphaseStream(48000, 44100).resample_chunk(there, last=True).astype(np.float64)
+    n, cut = min(back.shape[0], x.shape[0]), 4410
+    assert _band_error_db(back[cut : n - cut] - x[cut : n - cut], x[cut : n - cut], 44100) < -80
+
+
 def test_live_device_errors_say_what_to_run(exported_bundles, capsys):
     from edgeamp.cli import main
 

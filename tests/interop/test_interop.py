@@ -7,6 +7,7 @@ and leave nothing behind."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,43 @@ def test_fir_models_export_as_a_model_file_and_an_impulse_response(tmp_path, cap
     with pytest.raises(ModelFormatError, match="FIR stage comes before its input skip"):
         export_model(src, tmp_path / "skip.aidax", "aidax")
     assert not (tmp_path / "skip.aidax").exists() and not ir_path(tmp_path / "skip.aidax").exists()
+
+
+PEERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
+NAM_CORE = Path(os.environ.get("EDGEAMP_NAM_CORE_RUN", PEERS / "nam_core_run"))
+RTNEURAL = Path(os.environ.get("EDGEAMP_RTNEURAL_RUN", PEERS / "rtneural_run"))
+
+
+@pytest.mark.skipif(not (NAM_CORE.is_file() and RTNEURAL.is_file()),
+                    reason="the peer drivers are not built (benchmarks/peers/README.md: NAM Core, RTNeural)")
+def test_fir_models_play_in_nam_core_and_rtneural_with_their_impulse_response(tmp_path):
+    """The players themselves, not edgeamp's readers of their files: a FIR-stage model exported as
+    ``.nam`` + IR WAV is rendered by NeuralAmpModelerCore, as ``.aidax`` + IR WAV by RTNeural (AIDA-X's
+    levels applied around it as AIDA-X does), each convolved with the IR: edgeamp's render within 1e-5
+    (measured: NAM Core 3e-8 after its prewarm transient, RTNeural 9e-8 throughout)."""
+    import subprocess
+
+    import soundfile as sf
+
+    from edgeamp.interop.importer import ir_path
+
+    x = np.random.default_rng(3).uniform(-0.5, 0.5, 9600).astype(np.float32)
+    for i, (arch, fmt, driver) in enumerate(((Architecture((8,), head=True, fir_taps=64), "nam", NAM_CORE),
+                                             (Architecture((6,), head=True, fir_taps=33), "aidax", RTNEURAL))):
+        manifest = Manifest(SR, arch, Streaming("stateful", 480), input_gain=0.8, output_gain=1.3)
+        src = write_bundle(tmp_path / f"fir{i}.bundle", Bundle(manifest, random_weights(arch, seed=5 + i, scale=1.3)))
+        out = export_model(src, tmp_path / f"fir{i}.{fmt}", fmt)
+        ir, rate = sf.read(ir_path(out), dtype="float64")
+        gain_in, gain_out = (1.0, 1.0) if fmt == "nam" else (0.8, 1.3)  # .nam: folded into its weights
+        (x * np.float32(gain_in)).tofile(tmp_path / "in.f32")
+        subprocess.run([str(driver), "render", str(out), str(tmp_path / "in.f32"), str(tmp_path / "out.f32")],
+                       check=True, capture_output=True)
+        model = np.fromfile(tmp_path / "out.f32", np.float32).astype(np.float64) * gain_out
+        played = np.convolve(model, ir)[: x.shape[0]]
+        want = edgeamp.load(src, backend="numpy")(x, SR)
+        # from the second hop on: NAM Core prewarms an LSTM on half a second of silence at reset (lstm.cpp,
+        # GetPrewarmSamples), where the file's own state is edgeamp's start: 60 samples differ at first
+        np.testing.assert_allclose(played[480:], want[480:], atol=1e-5, err_msg=f"{fmt} through {driver.name}")
 
 
 @pytest.mark.parametrize("name,fmt,match", [
