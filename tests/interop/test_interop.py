@@ -195,7 +195,7 @@ def test_fir_models_play_in_nam_core_and_rtneural_with_their_impulse_response(tm
     """The players themselves, not edgeamp's readers of their files: a FIR-stage model exported as
     ``.nam`` + IR WAV is rendered by NeuralAmpModelerCore, as ``.aidax`` + IR WAV by RTNeural (AIDA-X's
     levels applied around it as AIDA-X does), each convolved with the IR: edgeamp's render within 1e-5
-    (measured: NAM Core 3e-8 after its prewarm transient, RTNeural 9e-8 throughout)."""
+    (measured: 9e-8 both, NAM Core after its prewarm transient)."""
     import subprocess
 
     import soundfile as sf
