@@ -14,14 +14,21 @@ clip 4 validates (model selection), clip 5 is the test clip, scored once. Rows, 
 
 Every model is scored on the test clip with ``edgeamp.core.metrics`` (ESR plain and
 pre-emphasised): NAM's models are run by NAM's own package (``init_from_nam``, the exported file).
-The JSON accumulates across invocations (rows of another setting or budget are kept).
+The JSON accumulates across invocations (rows of another setting, budget, fold or seed are kept).
+
+``--folds 1,2,3,4,5``: leave-one-clip-out instead of the fixed split (issue: quality on playing the
+model never heard). Fold k tests on clip k (a whole performance nothing in training or selection
+heard), validates on the clip after it (k mod 5 + 1) and trains on the other three; ``--seeds``
+repeats each fold with other seeds. The fold table gives, per setting and row, the mean and the worst
+fold (plain and pre-emphasised ESR, each over its folds and seeds) and where the worst fold's error
+lives (error_bands' shares: below 200 Hz, 200 Hz-1.6 kHz, above 1.6 kHz).
 NAM needs torch: give a Python that has ``neural-amp-modeler`` (see
 ``tests/fixtures/interop/make_fixtures.py`` for the venv). Run by hand (each row costs its budget
 of wall time plus scoring; ``--rows none --readme README.md`` only rewrites the README's table)::
 
     .venv/bin/python benchmarks/nam_peer.py --nam-python /tmp/fixenv/bin/python --minutes 8 \\
         [--setting B1_M3_T7 --setting B10_M0_T0] [--rows edgeamp,edgeamp-fir,edgeamp-cab,wavenet-lite,lstm]
-        [--out DIR] [--readme README.md]
+        [--out DIR] [--readme README.md] [--folds 1,2,3,4,5 --seeds 0,1,2]
 """
 
 from __future__ import annotations
@@ -88,10 +95,21 @@ def score(y: np.ndarray, y_hat: np.ndarray) -> dict:
     return {"esr": esr(y[:n], y_hat[:n]), "esr_pre_emphasis": esr_pre_emphasis(y[:n], y_hat[:n])}
 
 
-def nam_row(name: str, net: dict, paths: dict, minutes: float, nam_python: str, out: Path) -> dict:
+FIXED_SPLIT = ((1, 2, 3), 4, 5)  # train clips, validation clip, test clip
+
+
+def fold_split(k: int) -> tuple[tuple[int, ...], int, int]:
+    """Leave-one-clip-out fold k (1-5): test clip k, validation the clip after it, training the rest."""
+    val = k % 5 + 1
+    return tuple(n for n in range(1, 6) if n not in (k, val)), val, k
+
+
+def nam_row(name: str, net: dict, paths: dict, minutes: float, nam_python: str, out: Path,
+            split=FIXED_SPLIT) -> dict:
+    train, val, test = split
     out.mkdir(parents=True, exist_ok=True)
-    data = {"train": [{"x_path": str(paths[n][0]), "y_path": str(paths[n][1]), "ny": 8192} for n in (1, 2, 3)],
-            "validation": {"x_path": str(paths[4][0]), "y_path": str(paths[4][1]), "ny": None},
+    data = {"train": [{"x_path": str(paths[n][0]), "y_path": str(paths[n][1]), "ny": 8192} for n in train],
+            "validation": {"x_path": str(paths[val][0]), "y_path": str(paths[val][1]), "ny": None},
             "common": {"delay": 0, "require_input_pre_silence": None}}
     model = {"net": net, "optimizer": {"lr": 0.004}, "lr_scheduler": {"class": "ExponentialLR",
                                                                       "kwargs": {"gamma": 0.993}}}
@@ -110,22 +128,36 @@ def nam_row(name: str, net: dict, paths: dict, minutes: float, nam_python: str, 
     exported = sorted((out / "run").rglob("*.nam"))
     if not exported:
         raise RuntimeError(f"NAM wrote no .nam file under {out / 'run'}")
-    subprocess.run([nam_python, "-c", NAM_RUN, str(exported[-1]), str(paths[5][0]), str(out / "test_out.npy")],
+    subprocess.run([nam_python, "-c", NAM_RUN, str(exported[-1]), str(paths[test][0]), str(out / "test_out.npy")],
                    check=True)
-    y, _ = sf.read(paths[5][1], dtype="float32")
-    return {"row": name, "minutes": minutes, "model": str(exported[-1]), **score(y, np.load(out / "test_out.npy"))}
+    y, _ = sf.read(paths[test][1], dtype="float32")
+    y_hat = np.load(out / "test_out.npy")
+    return {"row": name, "minutes": minutes, "model": str(exported[-1]), **score(y, y_hat),
+            "bands": bands(y, y_hat, paths[test][2])}
 
 
-def edgeamp_row(setting: str, minutes: float, out: Path, fir_taps: int = 0, preset: str = "stateful") -> dict:
+def bands(y: np.ndarray, y_hat: np.ndarray, rate: int) -> dict:
+    """Where the test clip's error lives: shares of the error energy below 200 Hz, 200 Hz-1.6 kHz, above."""
+    from edgeamp.core.metrics import error_bands
+
+    n = min(len(y), len(y_hat))
+    got = error_bands(y[:n], y_hat[:n], rate, edges=(0, 200, 1600))
+    return {"below_200": got[0]["share"], "200_1600": got[1]["share"], "above_1600": got[2]["share"]}
+
+
+def edgeamp_row(setting: str, minutes: float, out: Path, fir_taps: int = 0, preset: str = "stateful",
+                split=FIXED_SPLIT, seed: int = 0) -> dict:
+    train, val, test = split
     name = f"edgeamp-{preset}" + (f"-fir{fir_taps}" if fir_taps else "")
-    bundle = out / f"{name}-{minutes:g}min.bundle"
-    args = ["train", "--preset", preset, "--minutes", f"{minutes:g}", str(bundle)]
+    tag = "" if split == FIXED_SPLIT and seed == 0 else f"-test{test}-seed{seed}"
+    bundle = out / f"{name}-{minutes:g}min{tag}.bundle"
+    args = ["train", "--preset", preset, "--minutes", f"{minutes:g}", "--seed", str(seed), str(bundle)]
     if fir_taps:
         args += ["--fir-taps", str(fir_taps)]
-    for n in (1, 2, 3):
+    for n in train:
         x, y = clip(setting, n)
         args += ["--input", str(x), "--target", str(y)]
-    for flag, n in (("val", 4), ("test", 5)):
+    for flag, n in (("val", val), ("test", test)):
         x, y = clip(setting, n)
         args += [f"--{flag}-input", str(x), f"--{flag}-target", str(y)]
     print(f"$ edgeamp {' '.join(args)}", flush=True)
@@ -133,53 +165,102 @@ def edgeamp_row(setting: str, minutes: float, out: Path, fir_taps: int = 0, pres
     m = json.loads((bundle / "manifest.json").read_text())
     labels = {"stateful": "edgeamp stateful", "cab": "edgeamp cab (FIR 1024, loss esr+esr_pre)"}
     label = labels.get(preset, f"edgeamp {preset}")
+    import edgeamp
+
+    x, y = clip(setting, test)  # the test clip once more, through the bundle, for the band breakdown
+    from edgeamp.train.data import load_pair
+
+    pair = load_pair(x, y)
+    y_hat = edgeamp.load(bundle)(pair.x, pair.report.sample_rate)
     return {"row": f"{label} + FIR {fir_taps}" if fir_taps else label, "minutes": minutes, "bundle": str(bundle),
-            "steps": m["provenance"]["steps"],
-            "esr": m["metrics"]["esr"], "esr_pre_emphasis": m["metrics"]["esr_pre_emphasis"]}
+            "steps": m["provenance"]["steps"], "seed": seed,
+            "esr": m["metrics"]["esr"], "esr_pre_emphasis": m["metrics"]["esr_pre_emphasis"],
+            "bands": bands(pair.y, y_hat, pair.report.sample_rate)}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nam-python", required=True, help="a Python with torch and neural-amp-modeler")
+    p.add_argument("--nam-python", help="a Python with torch and neural-amp-modeler (for the NAM rows)")
     p.add_argument("--minutes", type=float, default=8.0)
     p.add_argument("--setting", action="append", help="B1_M3_T7 and/or B10_M0_T0 (default both)")
     p.add_argument("--rows", default="edgeamp,edgeamp-fir,edgeamp-cab,wavenet-lite,lstm",
                    help="rows to train and score; 'none' trains nothing (prints the table of what is stored)")
     p.add_argument("--fir-taps", type=int, default=256, help="the FIR stage of the edgeamp-fir row")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "nam_peer"))
-    p.add_argument("--readme", type=Path, help="also write the table between <!-- nam-peer:start/end --> there")
+    p.add_argument("--readme", type=Path, help="also write the table between <!-- nam-peer:start/end --> there "
+                                                  "(with --folds: <!-- nam-folds:start/end -->)")
+    p.add_argument("--folds", help="leave-one-clip-out folds to run, e.g. 1,2,3,4,5 (the test clip of each)")
+    p.add_argument("--seeds", default="0", help="training seeds for each fold (edgeamp rows), e.g. 0,1,2")
     args = p.parse_args()
     rows = args.rows.split(",")
-    store = Path(args.out) / "nam_peer.json"
+    if {"wavenet-lite", "lstm"} & set(rows) and not args.nam_python:
+        p.error("the NAM rows (wavenet-lite, lstm) need --nam-python")
+    store = Path(args.out) / ("nam_folds.json" if args.folds else "nam_peer.json")
     results = json.loads(store.read_text()) if store.is_file() else []
+    splits = [(k, fold_split(int(k))) for k in args.folds.split(",")] if args.folds else [(None, FIXED_SPLIT)]
+    seeds = [int(s) for s in args.seeds.split(",")]
     for setting in [] if rows == ["none"] else args.setting or ["B1_M3_T7", "B10_M0_T0"]:
         out = Path(args.out) / setting
         out.mkdir(parents=True, exist_ok=True)
         paths = aligned(setting, out)
-        if "edgeamp" in rows:
-            results.append({"setting": setting, **edgeamp_row(setting, args.minutes, out)})
-        if "edgeamp-fir" in rows:
-            results.append({"setting": setting, **edgeamp_row(setting, args.minutes, out, args.fir_taps)})
-        if "edgeamp-cab" in rows:
-            results.append({"setting": setting, **edgeamp_row(setting, args.minutes, out, preset="cab")})
-        if "wavenet-lite" in rows:
-            results.append({"setting": setting, **nam_row("NAM WaveNet lite", {"name": "WaveNet", "config":
-                                                                               WAVENET_LITE}, paths, args.minutes,
-                                                          args.nam_python, out / "wavenet-lite")})
-        if "lstm" in rows:
-            results.append({"setting": setting, **nam_row("NAM LSTM 1x24", {"name": "LSTM", "config": LSTM_STANDARD},
-                                                          paths, args.minutes, args.nam_python, out / "lstm")})
-        store.write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["| setting | model | minutes | steps | test ESR | test ESR pre-emph |", "|---|---|---|---|---|---|"]
-    order = sorted(results, key=lambda r: (r["setting"] != "B1_M3_T7", r["minutes"]))  # stable: run order within
-    lines += [f"| {r['setting']} | {r['row']} | {r['minutes']:g} | {r.get('steps', '–')} | {r['esr']:.4f} "
-              f"| {r['esr_pre_emphasis']:.4f} |" for r in order]
+        for fold, split in splits:
+            for seed in seeds:
+                base = {"setting": setting, **({"fold": int(fold), "split": split} if fold else {})}
+                if "edgeamp" in rows:
+                    results.append({**base, **edgeamp_row(setting, args.minutes, out, split=split, seed=seed)})
+                if "edgeamp-fir" in rows:
+                    results.append({**base, **edgeamp_row(setting, args.minutes, out, args.fir_taps, split=split,
+                                                          seed=seed)})
+                if "edgeamp-cab" in rows:
+                    results.append({**base, **edgeamp_row(setting, args.minutes, out, preset="cab", split=split,
+                                                          seed=seed)})
+                store.write_text(json.dumps(results, indent=2) + "\n")
+            tag = f"-test{split[2]}" if fold else ""
+            if "wavenet-lite" in rows:
+                results.append({**base, **nam_row("NAM WaveNet lite", {"name": "WaveNet", "config": WAVENET_LITE},
+                                                  paths, args.minutes, args.nam_python, out / f"wavenet-lite{tag}",
+                                                  split)})
+            if "lstm" in rows:
+                results.append({**base, **nam_row("NAM LSTM 1x24", {"name": "LSTM", "config": LSTM_STANDARD}, paths,
+                                                  args.minutes, args.nam_python, out / f"lstm{tag}", split)})
+            store.write_text(json.dumps(results, indent=2) + "\n")
+    lines = fold_table(results) if args.folds else fixed_table(results)
     print("\n".join(lines))
     if args.readme:
         from report import update_readme
 
-        update_readme(args.readme, "\n".join(lines) + "\n", "<!-- nam-peer:start -->", "<!-- nam-peer:end -->")
+        marker = "nam-folds" if args.folds else "nam-peer"
+        update_readme(args.readme, "\n".join(lines) + "\n", f"<!-- {marker}:start -->", f"<!-- {marker}:end -->")
     return 0
+
+
+def fixed_table(results: list[dict]) -> list[str]:
+    lines = ["| setting | model | minutes | steps | test ESR | test ESR pre-emph |", "|---|---|---|---|---|---|"]
+    order = sorted(results, key=lambda r: (r["setting"] != "B1_M3_T7", r["minutes"]))  # stable: run order within
+    lines += [f"| {r['setting']} | {r['row']} | {r['minutes']:g} | {r.get('steps', '–')} | {r['esr']:.4f} "
+              f"| {r['esr_pre_emphasis']:.4f} |" for r in order]
+    return lines
+
+
+def fold_table(results: list[dict]) -> list[str]:
+    """Per setting, row and budget: folds and seeds run, mean and worst fold of each ESR, and where the
+    worst fold's error lives."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["setting"], r["row"], r["minutes"]), []).append(r)
+    lines = ["| setting | model | minutes | folds x seeds | ESR mean | ESR worst (fold) | pre-emph mean "
+             "| pre-emph worst (fold) | worst fold's error <200 Hz / 200-1600 / >1600 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (setting, row, minutes), rs in sorted(groups.items(), key=lambda g: (g[0][0] != "B1_M3_T7", g[0][2])):
+        esr, pre = [r["esr"] for r in rs], [r["esr_pre_emphasis"] for r in rs]
+        w, wp = max(rs, key=lambda r: r["esr"]), max(rs, key=lambda r: r["esr_pre_emphasis"])
+        b = wp.get("bands") or {}
+        shares = " / ".join(f"{100 * b[k]:.0f} %" for k in ("below_200", "200_1600", "above_1600")) if b else "–"
+        folds, seeds = len({r["fold"] for r in rs}), len({r.get("seed", 0) for r in rs})
+        lines.append(f"| {setting} | {row} | {minutes:g} | {folds} x {seeds} | {np.mean(esr):.4f} "
+                     f"| {w['esr']:.4f} ({w['fold']}) | {np.mean(pre):.4f} | {wp['esr_pre_emphasis']:.4f} "
+                     f"({wp['fold']}) | {shares} |")
+    return lines
 
 
 if __name__ == "__main__":

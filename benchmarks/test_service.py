@@ -1,27 +1,26 @@
 """How many concurrent real-time streams the service holds, batched and unbatched (seed topology
-64-64-1 and the product's `stateful` preset, 10 ms blocks).
-
-A real `edgeamp serve` process on loopback; N clients in this process each send 10 ms float32
-frames paced in real time (start phases spread across the block, as independent sound cards
-would be) for a few seconds. A level is *held* when the service reports no late hop and the
-client-side round trip per frame has p99 <= 20 ms (two blocks of buffering) and at most 0.1 % of
-hops are late (the issue's "no late hop" flipped on one VM hiccup in 1200 hops: the `stateful`
-preset unbatched held 16 streams in one run and 2 in the next; both counts are recorded).
-N goes up until a level is overloaded (more than 1 % late hops or p99 over 40 ms); the count held
-is the largest level held, and the first level not held is recorded too. Each level also records
-the server's CPU use (cores busy, all threads): steadier than the held count, which one VM hiccup
-flips, and what capacity planning needs.
+64-64-1 and the product's `stateful` preset, 10 ms blocks). A real `edgeamp serve` process on
+loopback; N clients in this process each send 10 ms float32 frames paced in real time (start phases
+spread across the block, as independent sound cards would be) for a few seconds. The clients are
+`ws_load.py`'s (plain sockets, one thread): aiohttp's client cost as much CPU per frame as the
+service and, on the same 2 cores, ran out first. A level is *held* when the service reports no late
+hop and the client-side round trip per frame has p99 <= 20 ms (two blocks of buffering) and at most
+0.1 % of hops are late (the issue's "no late hop" flipped on one VM hiccup in 1200 hops: the
+`stateful` preset unbatched held 16 streams in one run and 2 in the next; both counts are recorded).
+N goes up until a level is overloaded (more than 1 % late hops or p99 over 40 ms); the count held is
+the largest level held, and the first level not held is recorded too. Each level also records the
+server's CPU use (cores busy, all threads): steadier than the held count, which one VM hiccup flips,
+and what capacity planning needs.
 Goals (issue: throughput): batched holds at least twice the unbatched count, and
 >= 16 streams on 2 AVX-512 cores; a lone stream's p99 no worse than unbatched by more than the
 batch wait. Process workers (`processes`: --processes 2, unbatched): 1.5x the single process's
 count, with server CPU per stream-hop within 1.5x of the bare engine's hop (both recorded).
-The client runs on the same 2 cores, so every figure is a lower bound.
+The client runs on the same 2 cores (lean as it is), so every figure is a lower bound.
 Run: make bench   (or .venv/bin/python -m pytest benchmarks/test_service.py --benchmark-only)
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
@@ -31,8 +30,9 @@ import urllib.request
 
 import numpy as np
 import pytest
+from ws_load import run_streams
 
-LEVELS = (1, 2, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64)
+LEVELS = (1, 2, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128)
 SECONDS = 3.0
 BLOCK, SR = 480, 48000
 P99_LIMIT_MS = 20.0
@@ -45,37 +45,6 @@ def _metric(port: int, name: str) -> float:
             if line.startswith(name):
                 total += float(line.split()[-1])
         return total
-
-
-async def _one(url: str, phase: float, frames: int) -> np.ndarray:
-    import aiohttp
-
-    from edgeamp.edge_runtime.stream_client import open_stream
-
-    x = np.random.default_rng(int(phase * 1e6)).uniform(-0.5, 0.5, BLOCK).astype(np.float32).tobytes()
-    rtt = np.zeros(frames)
-    async with aiohttp.ClientSession() as session:
-        ws, _ = await open_stream(session, url, {"sample_rate": SR, "block_size": BLOCK})
-        period = BLOCK / SR
-        t0 = time.perf_counter() + phase
-        sent = np.zeros(frames)
-
-        async def send():
-            for i in range(frames):
-                delay = t0 + i * period - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                sent[i] = time.perf_counter()
-                await ws.send_bytes(x)
-
-        task = asyncio.create_task(send())
-        for i in range(frames):
-            msg = await ws.receive()
-            rtt[i] = time.perf_counter() - sent[i]
-            assert msg.type == aiohttp.WSMsgType.BINARY, msg
-        await task
-        await ws.close()
-    return rtt * 1000.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -101,10 +70,7 @@ def _level(url: str, port: int, n: int, pid: int | None = None) -> dict:
     hops0 = _metric(port, "edgeamp_hops_total")
     cpu0, t0 = (_cpu_seconds(pid) if pid else 0.0), time.perf_counter()
 
-    async def all_streams():
-        return await asyncio.gather(*(_one(url, i * BLOCK / SR / n, frames) for i in range(n)))
-
-    rtt = np.concatenate(asyncio.run(all_streams()))
+    rtt = run_streams(url, n, frames, BLOCK, SR)
     cpu = (_cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0) if pid else None
     late = _metric(port, "edgeamp_late_hops_total") - late0
     p50, p99 = np.percentile(rtt, [50, 99])

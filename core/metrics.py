@@ -85,6 +85,22 @@ def long_term_spectrum_db(x: np.ndarray, n_fft: int = 8192) -> np.ndarray:
     return 10 * np.log10(np.mean(np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2, axis=0) + 1e-12)
 
 
+def low_band_level_db(y: np.ndarray, y_hat: np.ndarray, sample_rate: int, low_hz: float = 20.0,
+                      high_hz: float = 60.0, n_fft: int = 8192) -> float:
+    """The prediction's long-term spectrum against the target's between ``low_hz`` and ``high_hz``, in
+    dB: the bin furthest from the target, signed (positive: the model is hot there). What a bass-heavy
+    model's comparison plot shows as a gap at the left edge (bins ``sample_rate / n_fft`` apart: 5.9 Hz
+    at 48 kHz)."""
+    y, y_hat = _pair(y, y_hat)
+    n_fft = min(n_fft, 1 << max(4, int(np.log2(max(y.shape[0], 16)))))
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    band = (freqs >= low_hz) & (freqs <= high_hz)
+    if not band.any():
+        return float("nan")
+    diff = (long_term_spectrum_db(y_hat, n_fft) - long_term_spectrum_db(y, n_fft))[band]
+    return float(diff[np.argmax(np.abs(diff))])
+
+
 BAND_EDGES_HZ = (0, 50, 100, 200, 400, 800, 1600, 3200, 6400)
 
 

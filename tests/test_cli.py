@@ -37,3 +37,11 @@ def test_old_spellings_are_hidden_from_help(capsys):
     assert "--block-size" in text and "--block " not in text and "--block," not in text
     demo = sub.choices["demo"].format_help()
     assert "--out-dir" in demo and "--demo-seconds" in demo and "--seconds" not in demo
+
+
+def test_the_demo_trains_the_default_recipe():
+    """Regression (quality by default): the demo trained `stateful` + 512 FIR taps on the pre-emphasised
+    loss only while `edgeamp train` defaulted to `cab`; both now take train's default preset as it is."""
+    p = build_parser()
+    demo, train = p.parse_args(["demo"]), p.parse_args(["train", "--demo", "out"])
+    assert demo.preset == train.preset == "cab" and demo.fir_taps is None

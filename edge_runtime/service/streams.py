@@ -16,6 +16,9 @@ from .protocol import BAD_PAYLOAD, DRAIN_POLL_SECONDS, GOING_AWAY, POLICY, UNSUP
 from .stream import Stream
 
 log = logging.getLogger(__name__)
+# an audio frame this small, sent on a transport with nothing pending, stays under the transport's
+# high-water mark (64 KiB by default), so aiohttp's write cannot wait for the client: no timeout needed
+FAST_SEND_BYTES = 16384
 
 
 class StreamRoutes:
@@ -170,7 +173,18 @@ class StreamRoutes:
             if stream.closing and isinstance(message, bytes) and ws.closed:
                 return False
             try:
-                coro = ws.send_bytes(message) if isinstance(message, bytes) else ws.send_json(json_safe(message))
+                if isinstance(message, bytes):
+                    transport = stream.transport
+                    if (transport is not None and len(message) <= FAST_SEND_BYTES
+                            and not transport.is_closing() and transport.get_write_buffer_size() == 0):
+                        # the client has taken everything sent so far, and this frame cannot fill the
+                        # transport to its high-water mark: the write cannot wait, so no timeout task
+                        # (asyncio.wait_for makes one per call: a tenth of a stream-hop's server CPU)
+                        await ws.send_bytes(message)
+                        return True
+                    coro = ws.send_bytes(message)
+                else:
+                    coro = ws.send_json(json_safe(message))
                 await asyncio.wait_for(coro, self.limits.send_seconds)
                 return True
             except asyncio.TimeoutError:

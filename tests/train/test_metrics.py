@@ -71,6 +71,19 @@ def test_error_bands_find_where_the_error_lives():
     assert bands[-1]["high_hz"] == sr / 2
 
 
+def test_low_band_level_finds_a_hot_bass():
+    """The demo's check: the model's level against the target's below 60 Hz (analytic: x2 is +6.02 dB;
+    a 40 Hz tone doubled only there shows in the band, a 1 kHz one doubled does not)."""
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal(48000 * 4)
+    assert M.low_band_level_db(y, y, 48000) == pytest.approx(0.0, abs=1e-9)
+    assert M.low_band_level_db(y, 2 * y, 48000) == pytest.approx(6.0206, abs=1e-3)
+    t = np.arange(y.shape[0]) / 48000
+    low, high = np.sin(2 * np.pi * 41.015625 * t), np.sin(2 * np.pi * 1000.0 * t)  # 41.0 Hz: a bin centre
+    assert M.low_band_level_db(y + low, y + 2 * low, 48000) > 3.0
+    assert abs(M.low_band_level_db(y + high, y + 2 * high, 48000)) < 0.5
+
+
 def test_a_silent_target_has_no_esr_figure():
     """Regression: a digitally silent held-out clip was reported as "ESR 0.0000 (great)" and stored as 0.0."""
     silent = np.zeros(4800)
