@@ -96,6 +96,9 @@ def table(doc: dict) -> str:
                   "| concurrent streams | round trip p50 ms | p99 ms | max ms | late hops | held | server CPU, cores |",
                   "|---|---|---|---|---|---|---|"]
         for lv in info["levels"]:
+            if "error" in lv:  # connections refused or answers missing: past capacity
+                lines.append(f"| {lv['streams']} | – | – | – | – | no ({lv['error'][:60]}) | – |")
+                continue
             lines.append(f"| {lv['streams']} | {lv['rtt_ms_p50']:.2f} | {lv['rtt_ms_p99']:.2f} "
                          f"| {lv['rtt_ms_max']:.2f} | {lv['late_hops']} | {'yes' if lv['held'] else 'no'} "
                          f"| {fmt(lv.get('server_cpu_cores'), '.2f')} |")

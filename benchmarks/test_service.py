@@ -70,7 +70,11 @@ def _level(url: str, port: int, n: int, pid: int | None = None) -> dict:
     hops0 = _metric(port, "edgeamp_hops_total")
     cpu0, t0 = (_cpu_seconds(pid) if pid else 0.0), time.perf_counter()
 
-    rtt = run_streams(url, n, frames, BLOCK, SR)
+    try:
+        rtt = run_streams(url, n, frames, BLOCK, SR)
+    except (OSError, TimeoutError) as exc:  # connections not taken or answers missing: past capacity
+        return {"streams": n, "error": f"{type(exc).__name__}: {exc}", "held": False, "held_strict": False,
+                "late_hops": 0, "hops": 0, "rtt_ms_p99": float("inf"), "server_cpu_ms_per_stream_hop": None}
     cpu = (_cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0) if pid else None
     late = _metric(port, "edgeamp_late_hops_total") - late0
     p50, p99 = np.percentile(rtt, [50, 99])
@@ -86,7 +90,8 @@ def _level(url: str, port: int, n: int, pid: int | None = None) -> dict:
 def _overloaded(level: dict) -> bool:
     """Past what the server can carry: the sweep stops here. A level that only misses "held" by a
     few late hops (one VM pause) does not stop it, so the levels above still show their CPU."""
-    return level["late_hops"] > 0.01 * level["hops"] or level["rtt_ms_p99"] > 2 * P99_LIMIT_MS
+    return ("error" in level or level["late_hops"] > 0.01 * level["hops"]
+            or level["rtt_ms_p99"] > 2 * P99_LIMIT_MS)
 
 
 MODES = {"unbatched": ["--processes", "1"], "batched": ["--batch"], "processes": ["--processes", "2"]}
