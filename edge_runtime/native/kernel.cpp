@@ -23,6 +23,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
 #include <immintrin.h>
@@ -186,20 +187,26 @@ inline void matvec_block(const float* h, int K, const float* rows, int stride, f
   for (int b = 0; b < NB; ++b) store(z + b * W, acc[b] + odd[b]);
 }
 
-// z[0:n] += h[0:K] @ M (K x stride), n a multiple of W, in blocks of up to 8 vectors
-void matvec(const float* h, int K, const float* M, int stride, int n, float* z) {
+// f(std::integral_constant<int, NB>, col) over columns 0..n in blocks of up to 8 vectors of `width`
+template <int width, typename F>
+inline void over_blocks(int n, F&& f) {
   int col = 0;
-  for (; col + 8 * W <= n; col += 8 * W) matvec_block<8>(h, K, M + col, stride, z + col);
-  switch ((n - col) / W) {
-    case 7: matvec_block<7>(h, K, M + col, stride, z + col); break;
-    case 6: matvec_block<6>(h, K, M + col, stride, z + col); break;
-    case 5: matvec_block<5>(h, K, M + col, stride, z + col); break;
-    case 4: matvec_block<4>(h, K, M + col, stride, z + col); break;
-    case 3: matvec_block<3>(h, K, M + col, stride, z + col); break;
-    case 2: matvec_block<2>(h, K, M + col, stride, z + col); break;
-    case 1: matvec_block<1>(h, K, M + col, stride, z + col); break;
+  for (; col + 8 * width <= n; col += 8 * width) f(std::integral_constant<int, 8>{}, col);
+  switch ((n - col) / width) {
+    case 7: f(std::integral_constant<int, 7>{}, col); break;
+    case 6: f(std::integral_constant<int, 6>{}, col); break;
+    case 5: f(std::integral_constant<int, 5>{}, col); break;
+    case 4: f(std::integral_constant<int, 4>{}, col); break;
+    case 3: f(std::integral_constant<int, 3>{}, col); break;
+    case 2: f(std::integral_constant<int, 2>{}, col); break;
+    case 1: f(std::integral_constant<int, 1>{}, col); break;
     default: break;
   }
+}
+
+// z[0:n] += h[0:K] @ M (K x stride), n a multiple of W, in blocks of up to 8 vectors
+void matvec(const float* h, int K, const float* M, int stride, int n, float* z) {
+  over_blocks<W>(n, [&](auto nb, int col) { matvec_block<decltype(nb)::value>(h, K, M + col, stride, z + col); });
 }
 
 // ---- bf16 recurrent products (CPUs with AVX512_BF16) --------------------------------------------
@@ -270,18 +277,7 @@ inline void matvec_bf16_block(const uint32_t* hp, int K2, const uint32_t* rows, 
 
 // z[0:n] += pairs (K2 words) @ M (K2 x n words), n a multiple of 16
 void matvec_bf16(const uint32_t* hp, int K2, const uint32_t* M, int n, float* z) {
-  int col = 0;
-  for (; col + 8 * 16 <= n; col += 8 * 16) matvec_bf16_block<8>(hp, K2, M + col, n, z + col);
-  switch ((n - col) / 16) {
-    case 7: matvec_bf16_block<7>(hp, K2, M + col, n, z + col); break;
-    case 6: matvec_bf16_block<6>(hp, K2, M + col, n, z + col); break;
-    case 5: matvec_bf16_block<5>(hp, K2, M + col, n, z + col); break;
-    case 4: matvec_bf16_block<4>(hp, K2, M + col, n, z + col); break;
-    case 3: matvec_bf16_block<3>(hp, K2, M + col, n, z + col); break;
-    case 2: matvec_bf16_block<2>(hp, K2, M + col, n, z + col); break;
-    case 1: matvec_bf16_block<1>(hp, K2, M + col, n, z + col); break;
-    default: break;
-  }
+  over_blocks<16>(n, [&](auto nb, int col) { matvec_bf16_block<decltype(nb)::value>(hp, K2, M + col, n, z + col); });
 }
 #endif
 
