@@ -72,14 +72,15 @@ def _level(url: str, port: int, n: int, pid: int | None = None) -> dict:
 
     try:
         rtt = run_streams(url, n, frames, BLOCK, SR)
-    except (OSError, TimeoutError) as exc:  # connections not taken or answers missing: past capacity
+        cpu = (_cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0) if pid else None
+        late = _metric(port, "edgeamp_late_hops_total") - late0
+        hops = _metric(port, "edgeamp_hops_total") - hops0
+    except OSError as exc:  # connections not taken, answers or /metrics missing: past capacity
         return {"streams": n, "error": f"{type(exc).__name__}: {exc}", "held": False, "held_strict": False,
                 "late_hops": 0, "hops": 0, "rtt_ms_p99": float("inf"), "server_cpu_ms_per_stream_hop": None}
-    cpu = (_cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0) if pid else None
-    late = _metric(port, "edgeamp_late_hops_total") - late0
     p50, p99 = np.percentile(rtt, [50, 99])
     return {"streams": n, "rtt_ms_p50": float(p50), "rtt_ms_p99": float(p99), "rtt_ms_max": float(rtt.max()),
-            "late_hops": int(late), "hops": int(_metric(port, "edgeamp_hops_total") - hops0),
+            "late_hops": int(late), "hops": int(hops),
             "server_cpu_cores": cpu,  # the server's CPU time over the level's wall time (all threads, processes)
             # what one stream's hop costs the server: to compare with the bare engine's per-hop time
             "server_cpu_ms_per_stream_hop": cpu * BLOCK / SR * 1000 / n if cpu is not None else None,
