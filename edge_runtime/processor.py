@@ -184,7 +184,8 @@ class Processor:
         block, out = self._begin(block, out)
         if block.shape[0] == self.hop_samples and self._in_fill == 0 and self._fifo_count == 0:
             # one whole hop with nothing queued (a hop-aligned stream: live callbacks, the service, bench):
-            # straight through, no generator and no FIFO (7-10 us of Python a hop -> about half that)
+            # straight through, no generator and no FIFO (Python's part of a hop 4.8 -> 2.8 us, measured
+            # on an engine that does nothing)
             self._in[:] = block
             hop = self._next_hop()
             t0 = time.perf_counter_ns()

@@ -178,8 +178,8 @@ class StreamRoutes:
                     if (transport is not None and len(message) <= FAST_SEND_BYTES
                             and not transport.is_closing() and transport.get_write_buffer_size() == 0):
                         # the client has taken everything sent so far, and this frame cannot fill the
-                        # transport to its high-water mark: the write cannot wait, so no timeout task
-                        # (asyncio.wait_for makes one per call: a tenth of a stream-hop's server CPU)
+                        # transport to its high-water mark: the write cannot wait, so no timeout
+                        # (asyncio.wait_for wraps every call in a task of its own)
                         await ws.send_bytes(message)
                         return True
                     coro = ws.send_bytes(message)
