@@ -148,7 +148,7 @@ def test_bf16_runs_the_large_recurrent_layers_in_bf16_and_keeps_small_ones_f32()
     rng = np.random.default_rng(2)
     audio = rng.uniform(-0.5, 0.5, (6, 480)).astype(np.float32)
     knobs = np.zeros((480, 0), np.float32)
-    for units, bf16_used in (((64, 64, 1), True), ((12,), False)):
+    for units, bf16_used in (((64, 64, 1), True), ((64,), True), ((12,), False)):  # 64: an odd K of 65 inputs
         arch = Architecture(units, head=units[-1] != 1)
         w = random_weights(arch, seed=3)
         ref = NumpyEngine(arch, w, Streaming("stateful", 480))
