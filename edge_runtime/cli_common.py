@@ -43,9 +43,11 @@ def add_runtime_arguments(p: argparse.ArgumentParser, *, hop_list: bool = False)
                    help="IR variant (default: what the device needs, e.g. explicit_state on a Myriad VPU)")
     g.add_argument("--precision", choices=["f32", "f16"], help="IR weights (default: f16 on VPU/NPU, else f32)")
     g.add_argument("--inference-precision", choices=["f32", "bf16", "f16"], default="f32",
-                   help="CPU execution precision (default f32). bf16 runs natively on CPUs with AVX512_BF16 or AMX; "
-                        "f16 natively only with AVX512_FP16/AMX-FP16 (elsewhere the CPU plugin runs it as bf16: same "
-                        "ESR); GPUs and NPUs run f16 natively. `edgeamp bench` reports the ESR it costs")
+                   help="CPU execution precision (default f32). bf16 runs natively on CPUs with AVX512_BF16 or AMX: "
+                        "on the native engine for recurrent models (layers with 32 KB or more of step weights; smaller "
+                        "ones stay f32, where bf16 measured slower), on OpenVINO otherwise; f16 natively only with "
+                        "AVX512_FP16/AMX-FP16 (elsewhere the CPU plugin runs it as bf16: same ESR); GPUs and NPUs run "
+                        "f16 natively. `edgeamp bench` reports the ESR it costs")
     g.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="set a knob in its own units, e.g. --knob gain=7 (repeatable)")
     add_cache_argument(g)

@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
     auto = choose_device("auto")
     if args.json:
         print(json.dumps({"openvino": ov_compat.version(), "devices": rows, "auto": auto.__dict__,
-                          "native": {"target": native.target(), "unavailable": native.unavailable_reason()}},
+                          "native": {"target": native.target(), "unavailable": native.unavailable_reason(),
+                                     "bf16": native.bf16_reason() is None}},
                          indent=2))
         return 0
     print(f"OpenVINO {ov_compat.version()}")
@@ -36,4 +37,8 @@ def run(args: argparse.Namespace) -> int:
     why = native.unavailable_reason()
     print(f"native CPU engine: {'built for ' + native.target() if why is None else why}"
           + ("; --backend auto runs a model on it when the device is the CPU" if why is None else ""))
+    if why is None:
+        bf16 = native.bf16_reason()
+        print("native bf16 (--inference-precision bf16): " + (
+            "recurrent layers with 32 KB or more of step weights (smaller ones run f32)" if bf16 is None else bf16))
     return 0
