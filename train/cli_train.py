@@ -16,7 +16,9 @@ recordings ../shared/data/real-amp, clips 1-3 train, 4 validates, 5 tests; runti
 hop on one core, the native engine; README, "Quality against a peer"):
   cab       (default) LSTM 32 + dense head + a learned 1024-tap FIR stage (a cabinet's or output
             transformer's long response), loss plain + pre-emphasised ESR: B10_M0_T0 0.0092 / 0.0114,
-            B1_M3_T7 0.0190 / 0.0860 (NAM's WaveNet lite: 0.0203 / 0.0284 and 0.0496 / 0.1837); 0.12 ms
+            B1_M3_T7 0.0190 / 0.0860 (NAM's WaveNet lite: 0.0203 / 0.0284 and 0.0496 / 0.1837); on
+            playing it never heard (B1_M3_T7, each clip left out in turn: benchmarks/nam_peer.py --folds)
+            mean 0.096 / 0.324, worst clip 0.269 / 0.818; 0.12 ms
   stateful  LSTM 32 + dense head, truncated BPTT with carried state, pre-emphasised ESR + DC loss, no
             FIR stage: B1_M3_T7 0.0858 / 0.2016; 0.09 ms
   seed      the original experiment: LSTM 64-64-1, 110 ms windows, MSE on the last 10 ms, batch 16
