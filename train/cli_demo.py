@@ -26,18 +26,19 @@ import numpy as np
 from edgeamp.edge_runtime.cli_common import non_negative_int, positive_float
 
 log = logging.getLogger(__name__)
-DEMO_PRESET = "cab"  # edgeamp train's default: the best measured recipe
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .presets import DEFAULT_PRESET
+
     p.add_argument("--out-dir", dest="out", default="demo-out", help="output folder (default: demo-out)")
     p.add_argument("--out", dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # older spelling
     p.add_argument("--minutes", type=positive_float, default=2.5, help="training budget in minutes (default 2.5)")
     p.add_argument("--demo-seconds", dest="seconds", type=positive_float, default=120.0,
                    help="length of the demo performance (default 120)")
     p.add_argument("--seconds", dest="seconds", type=positive_float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--preset", default=DEMO_PRESET,
-                   help=f"model preset (default: {DEMO_PRESET}, edgeamp train's default; see edgeamp train --help)")
+    p.add_argument("--preset", default=DEFAULT_PRESET,
+                   help=f"model preset (default: {DEFAULT_PRESET}, edgeamp train's default; see edgeamp train --help)")
     p.add_argument("--fir-taps", type=non_negative_int, default=None,
                    help="the long-memory stage, a learned FIR after the model (the teacher ends in a cabinet "
                         "response; default: the preset's, 1024 for cab); 0: none")

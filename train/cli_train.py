@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .presets import PRESETS
+    from .presets import DEFAULT_PRESET, PRESETS
 
     p.add_argument("out", metavar="OUT_BUNDLE", help="bundle directory to write")
     src = p.add_argument_group("data")
@@ -81,8 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--resample", action="store_true", help="resample targets whose rate differs from the input's")
     src.add_argument("--no-align", action="store_true", help="keep the measured latency instead of compensating it")
     t = p.add_argument_group("training")
-    t.add_argument("--preset", default="cab", choices=sorted(PRESETS),
-                   help="model preset (default: cab, the best measured; see presets above)")
+    t.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                   help=f"model preset (default: {DEFAULT_PRESET}, the best measured; see presets above)")
     t.add_argument("--steps", type=positive_int, help="stop after this many steps")
     t.add_argument("--minutes", type=positive_float, help="stop after this many minutes (default 3 if no --steps)")
     t.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data: same model)")

@@ -105,6 +105,9 @@ register(TrainConfig(
 ))
 
 
+DEFAULT_PRESET = "cab"  # what `edgeamp train` and the demo train unless told: the best measured recipe
+
+
 def get_preset(name: str, **overrides) -> TrainConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
