@@ -145,7 +145,7 @@ def bands(y: np.ndarray, y_hat: np.ndarray, rate: int) -> dict:
     return {"below_200": got[0]["share"], "200_1600": got[1]["share"], "above_1600": got[2]["share"]}
 
 
-def edgeamp_row(setting: str, minutes: float, out: Path, fir_taps: int = 0, preset: str = "stateful",
+def edgeamp_row(setting: str, minutes: float, out: Path, paths: dict, fir_taps: int = 0, preset: str = "stateful",
                 split=FIXED_SPLIT, seed: int = 0) -> dict:
     train, val, test = split
     name = f"edgeamp-{preset}" + (f"-fir{fir_taps}" if fir_taps else "")
@@ -167,15 +167,12 @@ def edgeamp_row(setting: str, minutes: float, out: Path, fir_taps: int = 0, pres
     label = labels.get(preset, f"edgeamp {preset}")
     import edgeamp
 
-    x, y = clip(setting, test)  # the test clip once more, through the bundle, for the band breakdown
-    from edgeamp.train.data import load_pair
-
-    pair = load_pair(x, y)
-    y_hat = edgeamp.load(bundle)(pair.x, pair.report.sample_rate)
+    x_path, y_path, rate = paths[test]  # the test clip as aligned for NAM, through the bundle: the bands
+    y_hat = edgeamp.load(bundle)(sf.read(x_path, dtype="float32")[0], rate)
     return {"row": f"{label} + FIR {fir_taps}" if fir_taps else label, "minutes": minutes, "bundle": str(bundle),
             "steps": m["provenance"]["steps"], "seed": seed,
             "esr": m["metrics"]["esr"], "esr_pre_emphasis": m["metrics"]["esr_pre_emphasis"],
-            "bands": bands(pair.y, y_hat, pair.report.sample_rate)}
+            "bands": bands(sf.read(y_path, dtype="float32")[0], y_hat, rate)}
 
 
 def main() -> int:
@@ -207,12 +204,12 @@ def main() -> int:
             for seed in seeds:
                 base = {"setting": setting, **({"fold": int(fold), "split": split} if fold else {})}
                 if "edgeamp" in rows:
-                    results.append({**base, **edgeamp_row(setting, args.minutes, out, split=split, seed=seed)})
+                    results.append({**base, **edgeamp_row(setting, args.minutes, out, paths, split=split, seed=seed)})
                 if "edgeamp-fir" in rows:
-                    results.append({**base, **edgeamp_row(setting, args.minutes, out, args.fir_taps, split=split,
+                    results.append({**base, **edgeamp_row(setting, args.minutes, out, paths, args.fir_taps, split=split,
                                                           seed=seed)})
                 if "edgeamp-cab" in rows:
-                    results.append({**base, **edgeamp_row(setting, args.minutes, out, preset="cab", split=split,
+                    results.append({**base, **edgeamp_row(setting, args.minutes, out, paths, preset="cab", split=split,
                                                           seed=seed)})
                 store.write_text(json.dumps(results, indent=2) + "\n")
             tag = f"-test{split[2]}" if fold else ""

@@ -218,6 +218,7 @@ def test_low_latency_resampler_quality():
     y = run(48000, 44100, x, [48000])[2000:-2000]
     assert 20 * np.log10(np.sqrt(2 * np.mean(y ** 2))) < -70
 
+
 def _band_error_db(err: np.ndarray, ref: np.ndarray, rate: int, top_hz: float = 16000.0) -> float:
     """Error power against the reference's, both below ``top_hz``, in dB."""
     keep = np.fft.rfftfreq(ref.shape[0], 1 / rate) <= top_hz
